@@ -1,0 +1,23 @@
+# Entry points: `make run` to use wsexec locally, `make test` for the suite (what .ci/run calls), `make bench`.
+.PHONY: setup dev-setup run demo-host test bench lint
+
+setup:
+	scripts/setup.sh
+
+dev-setup:
+	scripts/setup.sh dev
+
+run: setup
+	scripts/run.sh
+
+demo-host: setup
+	scripts/demo-host.sh
+
+test: dev-setup
+	.venv/bin/python -m pytest -q $(PYTEST_ARGS)
+
+bench: dev-setup
+	.venv/bin/python -m bench $(BENCH_ARGS)
+
+lint:
+	.venv/bin/ruff check .

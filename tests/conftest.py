@@ -1,0 +1,194 @@
+"""Fixtures: a real redis-server and real sshd daemons on loopback for the session; a fresh app per test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from redis import Redis
+from werkzeug.security import generate_password_hash
+
+from tests.servers import RedisServer, SshServer, ensure_login_user, free_port, generate_keypair
+from wsexec import create_app
+from wsexec.config import Settings
+from wsexec.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORDS = {"admin": "admin-pw", "operator": "operator-pw", "viewer": "viewer-pw"}
+SSH_USER = "wsexec-test"
+
+
+@pytest.fixture(scope="session")
+def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("wsexec")
+
+
+@pytest.fixture(scope="session")
+def redis_server(session_dir: Path) -> Iterator[RedisServer]:
+    with RedisServer(session_dir / "redis").start() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def ssh_user() -> str:
+    return ensure_login_user(SSH_USER)
+
+
+@pytest.fixture(scope="session")
+def client_key(session_dir: Path) -> Path:
+    """The service's private key; its public half is authorized on every test sshd."""
+    key = session_dir / "id_ed25519"
+    public = generate_keypair(key)
+    (session_dir / "authorized_keys").write_text(public + "\n")
+    return key
+
+
+@pytest.fixture(scope="session")
+def make_sshd(session_dir: Path, ssh_user: str, client_key: Path) -> Iterator[Callable[..., SshServer]]:
+    """Start more sshd daemons (own address, port and host key); all stopped at the end of the session."""
+    started: list[SshServer] = []
+
+    def make(host: str = "127.0.1.1", **options: str) -> SshServer:
+        port = free_port(host)
+        server = SshServer(session_dir / f"sshd-{host}-{port}", host, port, ssh_user,
+                           session_dir / "authorized_keys", options or None)
+        started.append(server.start())
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def sshd(make_sshd: Callable[..., SshServer]) -> SshServer:
+    return make_sshd("127.0.1.1")
+
+
+@pytest.fixture(scope="session")
+def password_hashes() -> dict[str, str]:
+    return {user: generate_password_hash(password) for user, password in PASSWORDS.items()}
+
+
+@pytest.fixture
+def known_hosts(tmp_path: Path, sshd: SshServer) -> Path:
+    path = tmp_path / "known_hosts"
+    path.write_text(sshd.known_hosts_line + "\n")
+    return path
+
+
+@pytest.fixture
+def settings(redis_server: RedisServer, client_key: Path, known_hosts: Path, password_hashes: dict[str, str]) -> Settings:
+    users = " ".join(f"{user}:{user}:{digest}" for user, digest in password_hashes.items())
+    return Settings(
+        redis_url=redis_server.url,
+        users=users,
+        ssh_key=str(client_key),
+        known_hosts=str(known_hosts),
+        connect_timeout=3.0,
+        lease_seconds=4,
+    )
+
+
+@pytest.fixture
+def redis(settings: Settings) -> Redis:
+    connection = Redis.from_url(settings.redis_url)
+    connection.flushall()
+    return connection
+
+
+@pytest.fixture
+def store(redis: Redis, settings: Settings) -> Store:
+    return Store(redis, settings.output_cap)
+
+
+@pytest.fixture
+def app(settings: Settings, redis: Redis) -> Any:
+    return create_app(settings)
+
+
+class Api:
+    """The test client, logged in as one user, speaking JSON: reads like the curl session it stands for."""
+
+    def __init__(self, client: FlaskClient, user: str = "admin") -> None:
+        self.client = client
+        self.auth = (user, PASSWORDS[user])
+
+    def as_user(self, user: str) -> Api:
+        return Api(self.client, user)
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        def call(path: str, **kwargs: Any) -> Any:
+            kwargs.setdefault("auth", self.auth)
+            return getattr(self.client, method)(f"/wsexec{path}", **kwargs)
+
+        return call
+
+
+@pytest.fixture
+def api(app: Any) -> Api:
+    return Api(app.test_client())
+
+
+@pytest.fixture
+def instance(api: Api, sshd: SshServer, ssh_user: str) -> dict[str, Any]:
+    response = api.post("/instances", json={"ip": sshd.host, "port": sshd.port, "tag": "test", "user": ssh_user})
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+class WorkerProcesses:
+    """Real `python -m workers` processes, as `make run` starts them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.env = {**os.environ, **settings.to_env(), "PYTHONPATH": str(ROOT)}
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, count: int = 1, burst: bool = False) -> list[subprocess.Popen]:
+        args = [sys.executable, "-m", "workers"] + (["--burst"] if burst else [])
+        new = [subprocess.Popen(args, cwd=ROOT, env=self.env) for _ in range(count)]
+        self.procs += new
+        return new
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture
+def workers(settings: Settings) -> Iterator[WorkerProcesses]:
+    processes = WorkerProcesses(settings)
+    yield processes
+    processes.stop()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:
+    """Poll until predicate() is truthy; fail the test with a clear message otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def wait_finished(api: Api, task_id: int, timeout: float = 20.0) -> dict[str, Any]:
+    def finished() -> dict[str, Any] | None:
+        task = api.get(f"/tasks/{task_id}").json
+        return task if task["state"] in ("DONE", "ABORT") else None
+
+    return wait_for(finished, timeout)

@@ -1,0 +1,266 @@
+"""Real redis-server and OpenSSH sshd daemons on loopback, for the tests and the benchmark (no pytest here)."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Self
+
+SSHD = "/usr/sbin/sshd"
+START_TIMEOUT = 10.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Let the kernel pick a port that is free on host right now, so parallel daemons don't collide."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def ensure_login_user(name: str = "wsexec-test") -> str:
+    """Create the local login user once; password '*' because sshd without PAM refuses '!'-locked accounts."""
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        # A parallel test process may win the race: only the final lookup decides.
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", "--password", "*", name],
+                       check=False, capture_output=True)
+        pwd.getpwnam(name)
+    return name
+
+
+def generate_keypair(path: Path) -> str:
+    """Create an ed25519 key pair once (keeps it across runs) and return its public key line."""
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
+                       check=True, capture_output=True)
+    return Path(f"{path}.pub").read_text().strip()
+
+
+def _children(pid: int) -> list[int]:
+    """PIDs whose parent is pid (from /proc), to stop what a daemon forked without guessing by name."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _log_tail(log: Path, chars: int = 2000) -> str:
+    """The end of a daemon's log, so a failed start explains itself."""
+    return log.read_text(errors="replace")[-chars:] if log.exists() else "(no log)"
+
+
+class _Daemon:
+    """One child process we started: spawn, wait until it answers, stop exactly that PID."""
+
+    name = "daemon"
+    proc: subprocess.Popen[bytes] | None = None
+    _atexit_registered = False
+
+    def __init__(self, workdir: Path, host: str, port: int) -> None:
+        self.workdir = Path(workdir).resolve()
+        self.host = host
+        self.port = port
+        self.log = self.workdir / f"{self.name}.log"
+
+    @property
+    def running(self) -> bool:
+        """True while our child process is alive."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def _spawn(self, cmd: list[str], ready: Callable[[], bool]) -> None:
+        """Start cmd with its output appended to self.log and wait until ready() or fail with the log."""
+        if not self._atexit_registered:  # never leak a daemon, whatever the caller forgets
+            atexit.register(self.stop)
+            self._atexit_registered = True
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{_log_tail(self.log)}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.name} not ready on {self.host}:{self.port} after "
+                                   f"{START_TIMEOUT}s:\n{_log_tail(self.log)}")
+            time.sleep(0.05)
+
+    def _connect(self) -> socket.socket | None:
+        """A connection to the daemon's port, or None while nothing listens yet."""
+        try:
+            return socket.create_connection((self.host, self.port), timeout=1)
+        except OSError:
+            return None
+
+    def stop(self) -> None:
+        """SIGTERM exactly our PID (both daemons shut down cleanly on it), SIGKILL if it hangs; idempotent."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def start(self) -> Self:
+        """Start the daemon and return once it serves."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()  # a no-op if already started: `with Server(...).start() as s` works too
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+class RedisServer(_Daemon):
+    """A private redis-server with AOF on, so tests can restart it mid-run and check the data survived."""
+
+    name = "redis"
+
+    def __init__(self, workdir: Path, host: str = "127.0.0.1", port: int | None = None) -> None:
+        super().__init__(workdir, host, port or free_port(host))
+
+    @property
+    def url(self) -> str:
+        """The redis:// URL that wsexec and RQ take."""
+        return f"redis://{self.host}:{self.port}/0"
+
+    def _pong(self) -> bool:
+        """True once PING answers +PONG (not -LOADING while the AOF is replayed)."""
+        sock = self._connect()
+        if sock is None:
+            return False
+        with sock:
+            try:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+            except OSError:
+                return False
+
+    def start(self) -> Self:
+        """Run redis-server in the foreground as our child and wait until it answers PING; no-op if running."""
+        if self.running:
+            return self
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._spawn(["redis-server", "--port", str(self.port), "--bind", self.host, "--dir", str(self.workdir),
+                     "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+                     "--daemonize", "no", "--protected-mode", "no"], self._pong)
+        return self
+
+    def restart(self, down_seconds: float = 0) -> Self:
+        """Stop (SIGTERM flushes the AOF), stay down a while, start again on the same port and dir."""
+        self.stop()
+        time.sleep(down_seconds)
+        return self.start()
+
+
+class SshServer(_Daemon):
+    """A real sshd on its own loopback address/port with its own host key: one 'remote machine' for tests."""
+
+    name = "sshd"
+
+    def __init__(self, workdir: Path, host: str, port: int, user: str, authorized_keys: Path,
+                 options: dict[str, str] | None = None) -> None:
+        super().__init__(workdir, host, port)
+        self.user = user
+        self.authorized_keys = Path(authorized_keys).resolve()
+        self.options = dict(options or {})
+        self.host_key = self.workdir / "ssh_host_ed25519_key"
+        self.config = self.workdir / "sshd_config"
+
+    @property
+    def host_key_line(self) -> str:
+        """The public host key as `ssh-ed25519 AAAA...` (no comment), as an instance's pinned host_key."""
+        return " ".join(Path(f"{self.host_key}.pub").read_text().split()[:2])
+
+    @property
+    def known_hosts_line(self) -> str:
+        """The known_hosts line for this server; non-22 ports need OpenSSH's `[host]:port` form."""
+        name = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+        return f"{name} {self.host_key_line}"
+
+    def _banner(self) -> bool:
+        """True once the port greets with the SSH-2.0 banner."""
+        sock = self._connect()
+        if sock is None:
+            return False
+        with sock:
+            try:
+                return sock.recv(256).startswith(b"SSH-2.0")
+            except OSError:
+                return False
+
+    def _write_config(self) -> None:
+        """Our own sshd_config: key auth only, no PAM; MaxSessions/MaxStartups stay sshd's unless options say."""
+        settings = {
+            "HostKey": str(self.host_key),
+            "PidFile": str(self.workdir / "sshd.pid"),
+            "ListenAddress": f"{self.host}:{self.port}",
+            # sshd opens AuthorizedKeysFile as the login user, who cannot enter root's 0700 temp dirs (pytest's
+            # tmp_path): let root cat it instead, so any path works and edits to it apply at once.
+            "AuthorizedKeysFile": "none",
+            "AuthorizedKeysCommand": f"/usr/bin/cat {self.authorized_keys}",
+            "AuthorizedKeysCommandUser": "root",
+            "PubkeyAuthentication": "yes",
+            "PasswordAuthentication": "no",
+            "KbdInteractiveAuthentication": "no",
+            "UsePAM": "no",
+            "StrictModes": "no",
+            "UseDNS": "no",
+            "AllowUsers": self.user,
+            "LogLevel": "ERROR",
+            **self.options,
+        }
+        self.config.write_text("".join(f"{key} {value}\n" for key, value in settings.items()))
+
+    def start(self) -> Self:
+        """Check the config with `sshd -t`, run `sshd -D -e` as our child, wait for its banner; no-op if running."""
+        if self.running:
+            return self
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
+        Path("/run/sshd").chmod(0o755)
+        generate_keypair(self.host_key)
+        self._write_config()
+        check = subprocess.run([SSHD, "-t", "-f", str(self.config)], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise RuntimeError(f"sshd -t -f {self.config}: {check.stderr.strip()}")
+        self._spawn([SSHD, "-D", "-e", "-f", str(self.config)], self._banner)
+        return self
+
+    def stop(self) -> None:
+        """Stop the listener and the connection processes it forked, so open sessions drop like a host going down."""
+        if self.proc is not None and self.proc.poll() is None:
+            for pid in _children(self.proc.pid):
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        super().stop()
+
+    def regenerate_host_key(self) -> Self:
+        """Replace the host key with a new one (and restart if running): the 'changed host key' case."""
+        was_running = self.running
+        self.stop()
+        for path in (self.host_key, Path(f"{self.host_key}.pub")):
+            path.unlink(missing_ok=True)
+        generate_keypair(self.host_key)
+        return self.start() if was_running else self

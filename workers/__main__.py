@@ -1,0 +1,29 @@
+"""`python -m workers [--burst]`: one wsexec worker on the configured queue (run several for more throughput)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from rq import Queue
+
+from wsexec.config import Settings
+from wsexec.store import connect
+from workers.worker import TaskWorker
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    parser.add_argument("--name", help="worker name (default: host and pid)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = Settings.from_env()
+    redis = connect(settings.redis_url)
+    queue = Queue(settings.queue, connection=redis)
+    worker = TaskWorker([queue], connection=redis, name=args.name, settings=settings)
+    worker.work(burst=args.burst, with_scheduler=True, logging_level="WARNING")
+
+
+if __name__ == "__main__":
+    main()

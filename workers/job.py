@@ -1,0 +1,182 @@
+"""The RQ job: run one task over SSH and write its state, output and rc back to Redis."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis import Redis
+
+from wsexec.config import Settings
+from wsexec.exceptions import NotFound
+from wsexec.store import Store, TaskState
+from workers.ssh import ConnectionPool, Endpoint, SshError, SshOptions, Stopped
+
+log = logging.getLogger(__name__)
+
+FLUSH_BYTES = 64 * 1024
+
+
+@dataclass
+class Runtime:
+    """What a worker process keeps between jobs: settings, the store and the SSH pool."""
+
+    settings: Settings
+    store: Store
+    pool: ConnectionPool
+    name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    running: set[int] = field(default_factory=set)
+
+    @classmethod
+    def create(cls, settings: Settings, redis: Redis) -> Runtime:
+        options = SshOptions(
+            connect_timeout=settings.connect_timeout,
+            keepalive=settings.ssh_keepalive,
+            idle_seconds=settings.ssh_idle,
+            channels_per_connection=settings.channels_per_connection,
+            connects_per_host=settings.connects_per_host,
+        )
+        pool = ConnectionPool(settings.ssh_key, settings.known_hosts, options)
+        return cls(settings, Store(redis, settings.output_cap), pool)
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def install_runtime(runtime: Runtime) -> None:
+    global _runtime
+    _runtime = runtime
+
+
+def current_runtime() -> Runtime:
+    """The worker's runtime; created on first use when the job runs under a plain `rq worker`."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            from rq import get_current_job
+
+            job = get_current_job()
+            settings = Settings.from_env()
+            redis = job.connection if job else Redis.from_url(settings.redis_url)
+            _runtime = Runtime.create(settings, redis)
+        return _runtime
+
+
+class OutputBuffer:
+    """Batches one stream into Redis appends and keeps nothing past the cap, so memory stays bounded."""
+
+    def __init__(self, store: Store, task_id: int, stream: str, cap: int) -> None:
+        self.store, self.task_id, self.stream, self.cap = store, task_id, stream, cap
+        self.pending = bytearray()
+        self.kept = 0
+        self.dropped = 0
+
+    def feed(self, data: bytes) -> None:
+        room = max(self.cap - self.kept, 0)
+        taken = data[:room]
+        self.pending += taken
+        self.kept += len(taken)
+        self.dropped += len(data) - len(taken)
+        if len(self.pending) >= FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.store.append_output(self.task_id, self.stream, bytes(self.pending))
+            self.pending.clear()
+
+
+def run_task(task_id: int) -> str:
+    """Claim the task (INIT -> CURRENT, so it never runs twice), run it, record the outcome."""
+    runtime = current_runtime()
+    store = runtime.store
+    task = store.claim(task_id, runtime.name, runtime.settings.lease_seconds)
+    if task is None:
+        return "not claimed"
+    runtime.running.add(task_id)
+    try:
+        state, fields = _execute(runtime, task)
+    except Exception as exc:  # a task must never stay CURRENT because of a bug or a lost Redis
+        log.exception("task %s failed inside the worker", task_id)
+        state, fields = TaskState.ABORT, {"error": f"worker error: {exc}", "rc": None}
+    finally:
+        runtime.running.discard(task_id)
+    store.finish(task_id, state, **fields)
+    return state.value
+
+
+def _execute(runtime: Runtime, task: dict[str, Any]) -> tuple[TaskState, dict[str, Any]]:
+    store, task_id = runtime.store, task["id"]
+    blocker = _failed_dependency(store, task.get("run_after") or [])
+    if blocker:
+        return TaskState.ABORT, {"error": blocker}
+    try:
+        instance = store.get_instance(task["instance"])
+    except NotFound:
+        return TaskState.ABORT, {"error": f"instance {task['instance']} no longer exists"}
+    if instance["state"] != "ACTIVE":
+        return TaskState.ABORT, {"error": f"instance {instance['id']} is {instance['state']}"}
+    endpoint = Endpoint(instance["ip"], instance["port"], task["user"], instance.get("host_key"))
+    cap = runtime.settings.output_cap
+    out, err = (OutputBuffer(store, task_id, stream, cap) for stream in ("stdout", "stderr"))
+
+    def tick() -> str | None:
+        out.flush()
+        err.flush()
+        by = store.cancel_requested_by(task_id)
+        return f"cancelled by {by}" if by else None
+
+    try:
+        rc = runtime.pool.run(endpoint, task["script"], out.feed, err.feed, task["timeout"], tick)
+        state, fields = TaskState.DONE, {"rc": rc}
+    except (Stopped, SshError) as exc:
+        state, fields = TaskState.ABORT, {"error": str(exc), "rc": None}
+    out.flush()
+    err.flush()
+    return state, {**fields, "stdout_dropped": out.dropped, "stderr_dropped": err.dropped}
+
+
+def _failed_dependency(store: Store, run_after: list[int]) -> str | None:
+    for dependency in run_after:
+        try:
+            state = store.get_task(dependency)["state"]
+        except NotFound:
+            return f"dependency {dependency} no longer exists"
+        if state != TaskState.DONE.value:
+            return f"dependency {dependency} ended {state}"
+    return None
+
+
+def on_job_failure(job: Any, connection: Redis, exc_type: Any = None, exc: Any = None, tb: Any = None) -> None:
+    """RQ's failure callback, also called for abandoned jobs: the task ends ABORT, never re-run."""
+    store = Store(connection)
+    task_id = int(job.args[0])
+    if not store.abort_queued(task_id, "worker lost"):
+        store.finish(task_id, TaskState.ABORT, error="worker lost", rc=None)
+
+
+class LeaseKeeper(threading.Thread):
+    """Renews the leases of this worker's running tasks and aborts tasks whose worker died (kill -9)."""
+
+    def __init__(self, runtime: Runtime, interval: float | None = None) -> None:
+        super().__init__(name="wsexec-leases", daemon=True)
+        self.runtime = runtime
+        self.interval = interval or max(runtime.settings.lease_seconds / 4, 0.5)
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.interval):
+            try:
+                store, lease = self.runtime.store, self.runtime.settings.lease_seconds
+                store.renew_leases(list(self.runtime.running), self.runtime.name, lease)
+                for task_id in store.reap_lost():
+                    log.warning("task %s: its worker is gone, marked ABORT", task_id)
+            except Exception:  # Redis down or restarting: try again next round
+                log.exception("lease keeping failed")
+                time.sleep(self.interval)

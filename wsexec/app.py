@@ -1,0 +1,41 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+from flask import Flask
+from rq import Queue
+
+from wsexec import auth, errors
+from wsexec.config import Settings
+from wsexec.store import Store, connect
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app from settings (default: the environment) with every blueprint under /wsexec."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__, static_folder=None)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_body,
+        API_TITLE="wsexec",
+        API_VERSION="1.0",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/wsexec",
+        OPENAPI_JSON_PATH="openapi.json",
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["wsexec"] = settings
+    redis = connect(settings.redis_url)
+    app.extensions["wsexec_store"] = Store(redis, settings.output_cap)
+    app.extensions["wsexec_queue"] = Queue(settings.queue, connection=redis)
+
+    api = errors.init_app(app)
+    auth.init_app(app, settings)  # first: nothing is answered, not even 415, before credentials are checked
+    app.before_request(errors.require_json_body)
+
+    from wsexec.health import blp as health_blp
+    from wsexec.instances.routes import blp as instances_blp
+    from wsexec.tasks.routes import blp as tasks_blp
+
+    for blueprint in (health_blp, instances_blp, tasks_blp):
+        api.register_blueprint(blueprint, url_prefix=f"/wsexec/{blueprint.name}")
+    return app

@@ -1,0 +1,153 @@
+"""Who may call what: basic-auth users and bearer tokens from the environment, each with a role.
+
+Passwords are stored as werkzeug hashes; tokens as SHA-256 digests (they are long random strings, so a fast
+hash is enough) compared in constant time. `python -m wsexec.auth hash PASSWORD` and
+`python -m wsexec.auth token NAME ROLE` print the values to put in WSEXEC_USERS / WSEXEC_TOKENS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import sys
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, current_app, g, request
+from flask_httpauth import HTTPBasicAuth, HTTPTokenAuth, MultiAuth
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from wsexec.config import Settings
+from wsexec.errors import error_response
+
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+class Role(IntEnum):
+    VIEWER = 1
+    OPERATOR = 2
+    ADMIN = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: Role
+
+
+@dataclass
+class Credentials:
+    passwords: dict[str, tuple[str, Role]]  # user -> (password hash, role)
+    tokens: dict[str, Principal]  # sha256 hex -> who
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Credentials:
+        """Parse "name:role:secret" entries (whitespace separated) from the variables and the optional file."""
+        entries = [("user", e) for e in settings.users.split()] + [("token", e) for e in settings.tokens.split()]
+        if settings.users_file:
+            for line in Path(settings.users_file).read_text().splitlines():
+                kind, _, entry = line.strip().partition(" ")
+                if kind in ("user", "token"):
+                    entries.append((kind, entry.strip()))
+        credentials = cls({}, {})
+        for kind, entry in entries:
+            name, role_name, secret = entry.split(":", 2)
+            role = Role[role_name.upper()]
+            if kind == "user":
+                credentials.passwords[name] = (secret, role)
+            else:
+                credentials.tokens[secret.lower()] = Principal(name, role)
+        return credentials
+
+
+basic = HTTPBasicAuth()
+bearer = HTTPTokenAuth(scheme="Bearer")
+multi = MultiAuth(basic, bearer)
+
+
+def _credentials() -> Credentials:
+    return current_app.extensions["wsexec_credentials"]
+
+
+@basic.verify_password
+def verify_password(username: str, password: str) -> Principal | None:
+    stored = _credentials().passwords.get(username)
+    if stored and check_password_hash(stored[0], password):
+        return Principal(username, stored[1])
+    return None
+
+
+@bearer.verify_token
+def verify_token(token: str) -> Principal | None:
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    found = None
+    for stored, principal in _credentials().tokens.items():
+        if hmac.compare_digest(stored, digest):
+            found = principal
+    return found
+
+
+@basic.get_user_roles
+@bearer.get_user_roles
+def roles_of(principal: Principal) -> list[str]:
+    """A role includes every lower one."""
+    return [role.label for role in Role if role <= principal.role]
+
+
+@basic.error_handler
+@bearer.error_handler
+def auth_error(status: int) -> Any:
+    if status == 403:
+        return error_response(403, "your role may not do this", {"required": g.get("required_role")})
+    return error_response(401, "authentication required: basic auth or a bearer token")
+
+
+def current_user() -> Principal:
+    return multi.current_user()
+
+
+def required_role() -> Role:
+    """Reads need a viewer; writes need the role the blueprint declares (admin unless it says otherwise)."""
+    blueprint = current_app.blueprints.get(request.blueprint or "")
+    if request.method in SAFE_METHODS:
+        return getattr(blueprint, "read_role", Role.VIEWER)
+    return getattr(blueprint, "write_role", Role.ADMIN)
+
+
+def authorize() -> Any:
+    """Runs before every request: only blueprints marked public skip it (health)."""
+    blueprint = current_app.blueprints.get(request.blueprint or "")
+    if getattr(blueprint, "public", False):
+        return None
+    role = required_role()
+    g.required_role = role.label
+    return multi.login_required(role=role.label)(lambda: None)()
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    app.extensions["wsexec_credentials"] = Credentials.from_settings(settings)
+    app.before_request(authorize)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[0] == "hash":
+        print(generate_password_hash(argv[1]))
+        return 0
+    if len(argv) == 3 and argv[0] == "token" and argv[2].upper() in Role.__members__:
+        token = secrets.token_urlsafe(32)
+        print(f"token (give it to the client):   {token}")
+        print(f"entry (add it to WSEXEC_TOKENS): {argv[1]}:{argv[2].lower()}:{hashlib.sha256(token.encode()).hexdigest()}")
+        return 0
+    print("usage: python -m wsexec.auth hash PASSWORD | token NAME viewer|operator|admin", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

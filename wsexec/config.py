@@ -1,0 +1,68 @@
+"""Settings: the only place that reads os.environ (EXPORTME.txt lists every variable)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+DEFAULT_COMMANDS = {
+    "uptime": "uptime",
+    "top": "top -b -n 1",
+    "free": "free -m",
+    "df": "df -P",
+    "ps": "ps aux",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed settings; each field maps to WSEXEC_<NAME upper-cased>."""
+
+    redis_url: str = "redis://127.0.0.1:6390/0"
+    queue: str = "wsexec"
+    users: str = ""  # "name:role:hash name:role:hash" (hash from `python -m wsexec.auth hash PASSWORD`)
+    tokens: str = ""  # "name:role:sha256 ..." (from `python -m wsexec.auth token NAME ROLE`)
+    users_file: str = ""  # a file with more lines in the users/tokens format, "user ..." / "token ..."
+    ssh_key: str = "var/ssh/id_ed25519"
+    known_hosts: str = "var/ssh/known_hosts"
+    connect_timeout: float = 10.0
+    task_timeout: int = 3600
+    task_timeout_max: int = 86400
+    output_cap: int = 1024 * 1024
+    max_body: int = 1024 * 1024
+    script_max: int = 64 * 1024
+    ssh_keepalive: int = 15
+    ssh_idle: int = 300
+    channels_per_connection: int = 9
+    connects_per_host: int = 8
+    threads_per_worker: int = 4
+    lease_seconds: int = 10
+    commands: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_COMMANDS))
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read WSEXEC_* variables, converting each to its field's type."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(f"WSEXEC_{f.name.upper()}")
+            if raw is None:
+                continue
+            if f.name == "commands":
+                values[f.name] = json.loads(raw)
+            elif f.type in ("int", "float"):
+                values[f.name] = {"int": int, "float": float}[f.type](raw)
+            else:
+                values[f.name] = raw
+        values.update(overrides)
+        return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """The WSEXEC_* variables that reproduce these settings in another process (workers, gunicorn)."""
+        return {
+            f"WSEXEC_{f.name.upper()}": json.dumps(value) if isinstance(value, dict) else str(value)
+            for f in fields(self)
+            for value in [getattr(self, f.name)]
+        }

@@ -1,0 +1,72 @@
+"""One JSON error shape for the whole API: {"error": "...", "detail": ...}, with the right status."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, jsonify, request
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException, UnsupportedMediaType
+
+from wsexec.exceptions import WsexecError
+
+log = logging.getLogger(__name__)
+
+BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+def error_response(status: int, error: str, detail: Any = None, headers: dict[str, str] | None = None) -> Any:
+    response = jsonify({"error": error, "detail": detail})
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+class WsexecApi(Api):
+    """flask-smorest's Api with our error body instead of its {code, status, message, errors}."""
+
+    def handle_http_exception(self, error: HTTPException) -> Any:
+        data = getattr(error, "data", None) or {}
+        detail = data.get("errors") or data.get("messages")
+        if isinstance(detail, dict) and set(detail) <= {"json", "query", "view_args"}:
+            detail = {k: v for location in detail.values() for k, v in _as_dict(location).items()}
+        message = data.get("message") or error.description or error.name
+        if error.code == 422 and detail:
+            message = "validation failed"
+        elif error.code == 400 and detail:  # webargs reports a body that is not valid JSON this way
+            message, detail = "request body is not valid JSON", None
+        if error.code and error.code >= 500:
+            log.error("%s %s failed: %s", request.method, request.path, error)
+        headers = dict(data.get("headers") or {})
+        if error.code == 405 and hasattr(error, "valid_methods") and error.valid_methods:
+            headers["Allow"] = ", ".join(error.valid_methods)
+        return error_response(error.code or 500, message, detail, headers)
+
+
+def _as_dict(messages: Any) -> dict[str, Any]:
+    return messages if isinstance(messages, dict) else {"_body": messages}
+
+
+def require_json_body() -> None:
+    """415 for a body that does not say it is JSON (curl -d sends form encoding by default)."""
+    if request.method in BODY_METHODS and (request.content_length or request.headers.get("Transfer-Encoding")):
+        if not request.is_json:
+            raise UnsupportedMediaType("send the body as JSON with Content-Type: application/json")
+
+
+def init_app(app: Flask) -> Api:
+    api = WsexecApi(app)
+
+    @app.errorhandler(WsexecError)
+    def handle_domain_error(error: WsexecError) -> Any:
+        return error_response(error.status, error.message, error.detail)
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(error: Exception) -> Any:
+        if isinstance(error, HTTPException):
+            return api.handle_http_exception(error)
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal error")
+
+    return api

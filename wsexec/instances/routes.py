@@ -1,0 +1,54 @@
+"""/wsexec/instances: the servers tasks run on (admin to change them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from wsexec import context
+from wsexec.auth import Role
+from wsexec.instances.schemas import InstanceFilterSchema, InstanceSchema, InstanceUpdateSchema
+from wsexec.pagination import PageArgs, envelope, page_schema
+
+blp = Blueprint("instances", __name__, description="Servers that tasks run on")
+blp.write_role = Role.ADMIN  # type: ignore[attr-defined]
+
+
+@blp.route("")
+class Instances(MethodView):
+    @blp.arguments(PageArgs, location="query", as_kwargs=True)
+    @blp.arguments(InstanceFilterSchema, location="query", as_kwargs=True)
+    @blp.response(200, page_schema(InstanceSchema))
+    def get(self, page: int, page_size: int, **filters: Any) -> dict[str, Any]:
+        """List instances, newest first."""
+        count, items = context.store().list_instances(filters, page, page_size)
+        return envelope(count, items, page, page_size)
+
+    @blp.arguments(InstanceSchema)
+    @blp.response(201, InstanceSchema)
+    def post(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Declare an instance."""
+        return context.store().create_instance(fields)
+
+
+@blp.route("/<int:instance_id>")
+class Instance(MethodView):
+    @blp.response(200, InstanceSchema)
+    def get(self, instance_id: int) -> dict[str, Any]:
+        """One instance."""
+        return context.store().get_instance(instance_id)
+
+    @blp.arguments(InstanceUpdateSchema)
+    @blp.response(200, InstanceSchema)
+    def patch(self, changes: dict[str, Any], instance_id: int) -> dict[str, Any]:
+        """Change the given fields of an instance (PUT does the same)."""
+        return context.store().update_instance(instance_id, changes)
+
+    put = patch
+
+    @blp.response(204)
+    def delete(self, instance_id: int) -> None:
+        """Remove an instance (409 while it has INIT or CURRENT tasks)."""
+        context.store().delete_instance(instance_id)

@@ -1,0 +1,50 @@
+"""Instance fields as the API reads and writes them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, fields, pre_load, validate
+
+from wsexec import validators
+from wsexec.store import InstanceState
+
+STATES = [s.value for s in InstanceState]
+
+
+class InstanceSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    ip = fields.String(required=True, validate=validators.host, metadata={"description": "IPv4, IPv6 or DNS name"})
+    port = fields.Integer(load_default=22, validate=validate.Range(min=1, max=65535))
+    tag = fields.String(required=True, validate=validators.tag)
+    state = fields.String(load_default=InstanceState.ACTIVE.value, validate=validate.OneOf(STATES))
+    user = fields.String(allow_none=True, validate=validators.posix_user, metadata={"description": "default login"})
+    host_key = fields.String(
+        allow_none=True,
+        validate=validators.host_key,
+        metadata={"description": "pinned server key: 'ssh-ed25519 AAAA...' or 'SHA256:...'"},
+    )
+    facts = fields.Dict(dump_only=True)
+    facts_at = fields.Float(dump_only=True)
+
+    @pre_load
+    def old_state_spelling(self, data: Any, **kwargs: Any) -> Any:
+        """Accept the original wsexec's DEACTIVE."""
+        if isinstance(data, dict) and data.get("state") == "DEACTIVE":
+            return {**data, "state": InstanceState.DEACTIVATE.value}
+        return data
+
+
+class InstanceUpdateSchema(InstanceSchema):
+    """PUT and PATCH: the same fields, none required, no defaults filled in."""
+
+    class Meta:
+        partial = True
+
+    port = fields.Integer(validate=validate.Range(min=1, max=65535))
+    state = fields.String(validate=validate.OneOf(STATES))
+
+
+class InstanceFilterSchema(Schema):
+    tag = fields.String()
+    state = fields.String(validate=validate.OneOf(STATES))

@@ -1,0 +1,464 @@
+"""All Redis access: key names, (de)serialization, sorted-set indexes and the Lua scripts that keep them atomic.
+
+Shared by the web app and the workers, so it imports nothing from Flask.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from redis import Redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError, TimeoutError
+from redis.retry import Retry
+
+from wsexec.exceptions import Conflict, NotFound, Unprocessable
+
+PREFIX = "wsexec:"
+
+
+class TaskState(str, Enum):
+    INIT = "INIT"
+    CURRENT = "CURRENT"
+    DONE = "DONE"
+    ABORT = "ABORT"
+
+
+class InstanceState(str, Enum):
+    ACTIVE = "ACTIVE"
+    DEACTIVATE = "DEACTIVATE"
+
+
+RUNNING_STATES = (TaskState.INIT, TaskState.CURRENT)
+FINISHED_STATES = (TaskState.DONE, TaskState.ABORT)
+STREAMS = ("stdout", "stderr")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of record: a hash per id, a counter, and sorted-set indexes scored by id (newest = highest)."""
+
+    name: str
+    indexed: tuple[str, ...]
+    ints: frozenset[str]
+    floats: frozenset[str] = frozenset()
+    lists: frozenset[str] = frozenset()
+    dicts: frozenset[str] = frozenset()
+
+    def key(self, record_id: int | str) -> str:
+        return f"{PREFIX}{self.name}:{record_id}"
+
+    @property
+    def counter_key(self) -> str:
+        return f"{PREFIX}{self.name}:next_id"
+
+    @property
+    def index_prefix(self) -> str:
+        return f"{PREFIX}{self.name}s:"
+
+    @property
+    def all_key(self) -> str:
+        return f"{self.index_prefix}all"
+
+    def index_key(self, field: str, value: Any) -> str:
+        return f"{self.index_prefix}{field}:{encode_value(value)}"
+
+    def encode(self, record: dict[str, Any]) -> dict[str, str | None]:
+        """Flatten to the strings a Redis hash holds; None means "remove the field"."""
+        return {name: None if value is None else encode_value(value) for name, value in record.items()}
+
+    def decode(self, raw: dict[bytes, bytes]) -> dict[str, Any]:
+        record: dict[str, Any] = {}
+        for name_bytes, value_bytes in raw.items():
+            name, value = name_bytes.decode(), value_bytes.decode()
+            if name in self.ints:
+                record[name] = int(value)
+            elif name in self.floats:
+                record[name] = float(value)
+            elif name in self.lists or name in self.dicts:
+                record[name] = json.loads(value)
+            else:
+                record[name] = value
+        return record
+
+
+def encode_value(value: Any) -> str:
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+TASK = Kind(
+    "task",
+    indexed=("state", "instance", "tag", "name", "batch"),
+    ints=frozenset({"id", "instance", "rc", "timeout", "stdout_dropped", "stderr_dropped"}),
+    floats=frozenset({"created_at", "start", "end", "scheduled_at"}),
+    lists=frozenset({"run_after"}),
+)
+INSTANCE = Kind(
+    "instance",
+    indexed=("state", "tag"),
+    ints=frozenset({"id", "port"}),
+    floats=frozenset({"facts_at"}),
+    dicts=frozenset({"facts"}),
+)
+
+# Atomic update of one record: optional state precondition, index moves for indexed fields, task lease ops.
+UPDATE_LUA = """
+local hash, lease_key = KEYS[1], KEYS[2]
+local id, prefix = ARGV[1], ARGV[2]
+local indexed, allowed, changes, lease_op = cjson.decode(ARGV[3]), cjson.decode(ARGV[4]), cjson.decode(ARGV[5]), ARGV[6]
+if redis.call('EXISTS', hash) == 0 then return {'missing', ''} end
+local state = redis.call('HGET', hash, 'state') or ''
+if #allowed > 0 then
+  local ok = false
+  for _, s in ipairs(allowed) do if s == state then ok = true end end
+  if not ok then return {'state', state} end
+end
+if lease_op == 'absent' and redis.call('EXISTS', lease_key) == 1 then return {'leased', state} end
+local is_indexed = {}
+for _, f in ipairs(indexed) do is_indexed[f] = true end
+for f, v in pairs(changes) do
+  if is_indexed[f] then
+    local old = redis.call('HGET', hash, f)
+    if old then redis.call('ZREM', prefix .. f .. ':' .. old, id) end
+    if v ~= cjson.null then redis.call('ZADD', prefix .. f .. ':' .. v, id, id) end
+  end
+  if v == cjson.null then redis.call('HDEL', hash, f) else redis.call('HSET', hash, f, v) end
+end
+if string.sub(lease_op, 1, 4) == 'set:' then
+  local ttl, owner = string.match(lease_op, 'set:(%d+):(.*)')
+  redis.call('SET', lease_key, owner, 'EX', ttl)
+elseif lease_op == 'del' then
+  redis.call('DEL', lease_key)
+end
+return {'ok', state}
+"""
+
+# Create several records at once, all or nothing; tasks first check that their instance is ACTIVE.
+CREATE_LUA = """
+local counter, record_prefix, index_prefix = KEYS[1], ARGV[1], ARGV[2]
+local indexed, records, instance_prefix = cjson.decode(ARGV[3]), cjson.decode(ARGV[4]), ARGV[5]
+if instance_prefix ~= '' then
+  for i, r in ipairs(records) do
+    local state = redis.call('HGET', instance_prefix .. r['instance'], 'state')
+    if not state then return {'instance', i - 1, 'missing'} end
+    if state ~= 'ACTIVE' then return {'instance', i - 1, state} end
+  end
+end
+local ids = {}
+for _, r in ipairs(records) do
+  local id = redis.call('INCR', counter)
+  r['id'] = tostring(id)
+  for f, v in pairs(r) do redis.call('HSET', record_prefix .. id, f, v) end
+  redis.call('ZADD', index_prefix .. 'all', id, id)
+  for _, f in ipairs(indexed) do
+    if r[f] then redis.call('ZADD', index_prefix .. f .. ':' .. r[f], id, id) end
+  end
+  table.insert(ids, id)
+end
+return {'ok', ids}
+"""
+
+# Delete one record and its index entries, if its state allows and no busy index intersects (KEYS[3..]).
+DELETE_LUA = """
+local hash = KEYS[1]
+local id, prefix, indexed, allowed = ARGV[1], ARGV[2], cjson.decode(ARGV[3]), cjson.decode(ARGV[4])
+if redis.call('EXISTS', hash) == 0 then return {'missing', ''} end
+local state = redis.call('HGET', hash, 'state') or ''
+if #allowed > 0 then
+  local ok = false
+  for _, s in ipairs(allowed) do if s == state then ok = true end end
+  if not ok then return {'state', state} end
+end
+for i = 4, #KEYS do
+  if redis.call('ZINTERCARD', 2, KEYS[3], KEYS[i], 'LIMIT', 1) > 0 then return {'busy', state} end
+end
+for _, f in ipairs(indexed) do
+  local v = redis.call('HGET', hash, f)
+  if v then redis.call('ZREM', prefix .. f .. ':' .. v, id) end
+end
+redis.call('ZREM', prefix .. 'all', id)
+redis.call('DEL', hash, KEYS[2])
+for _, k in ipairs(cjson.decode(ARGV[5])) do redis.call('DEL', k) end
+return {'ok', state}
+"""
+
+# Append output, never past the cap (the worker counts what it dropped; this is the store's own bound).
+APPEND_LUA = """
+local room = tonumber(ARGV[1]) - redis.call('STRLEN', KEYS[1])
+if room > 0 then redis.call('APPEND', KEYS[1], string.sub(ARGV[2], 1, room)) end
+return room
+"""
+
+
+def connect(url: str) -> Redis:
+    """A client that rides out a Redis restart (about 30 s of retries) instead of failing a task or a worker."""
+    return Redis.from_url(
+        url,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=40),
+        retry_on_error=[ConnectionError, TimeoutError],
+        health_check_interval=10,
+    )
+
+
+class Store:
+    """The wsexec data model on top of one Redis connection."""
+
+    def __init__(self, redis: Redis, output_cap: int = 1024 * 1024) -> None:
+        self.redis = redis
+        self.output_cap = output_cap
+        self._update = redis.register_script(UPDATE_LUA)
+        self._create = redis.register_script(CREATE_LUA)
+        self._delete = redis.register_script(DELETE_LUA)
+        self._append = redis.register_script(APPEND_LUA)
+
+    # -- generic record operations -------------------------------------------------------------------
+
+    def _get(self, kind: Kind, record_id: int) -> dict[str, Any]:
+        raw = self.redis.hgetall(kind.key(record_id))
+        if not raw:
+            raise NotFound(f"{kind.name} {record_id} not found")
+        return kind.decode(raw)
+
+    def _get_many(self, kind: Kind, ids: Iterable[int | bytes]) -> list[dict[str, Any]]:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for record_id in ids:
+                pipe.hgetall(kind.key(int(record_id)))
+            return [kind.decode(raw) for raw in pipe.execute() if raw]
+
+    def _create_records(self, kind: Kind, records: list[dict[str, Any]], check_instance: bool) -> list[int]:
+        encoded = [{k: v for k, v in kind.encode(r).items() if v is not None} for r in records]
+        outcome = self._create(
+            keys=[kind.counter_key],
+            args=[
+                kind.key(""),
+                kind.index_prefix,
+                json.dumps(kind.indexed),
+                json.dumps(encoded),
+                INSTANCE.key("") if check_instance else "",
+            ],
+        )
+        if outcome[0] == b"instance":
+            index, reason = outcome[1], outcome[2].decode()
+            where = f"item {index}: " if len(records) > 1 else ""
+            instance = records[index]["instance"]
+            if reason == "missing":
+                raise Unprocessable(f"{where}instance {instance} does not exist", {"instance": [f"unknown {instance}"]})
+            raise Conflict(f"{where}instance {instance} is {reason}, not ACTIVE")
+        return [int(i) for i in outcome[1]]
+
+    def _update_record(
+        self,
+        kind: Kind,
+        record_id: int,
+        changes: dict[str, Any],
+        allowed: Iterable[TaskState | InstanceState] = (),
+        lease_op: str = "",
+    ) -> tuple[str, str]:
+        status, state = self._update(
+            keys=[kind.key(record_id), self.lease_key(record_id)],
+            args=[
+                record_id,
+                kind.index_prefix,
+                json.dumps(kind.indexed),
+                json.dumps([s.value for s in allowed]),
+                json.dumps(kind.encode(changes)),
+                lease_op,
+            ],
+        )
+        if status == b"missing":
+            raise NotFound(f"{kind.name} {record_id} not found")
+        return status.decode(), state.decode()
+
+    def _delete_record(
+        self, kind: Kind, record_id: int, allowed: Iterable[TaskState] = (), busy: list[str] | None = None,
+        extra_keys: list[str] | None = None,
+    ) -> tuple[str, str]:
+        status, state = self._delete(
+            keys=[kind.key(record_id), self.lease_key(record_id) if kind is TASK else kind.key(record_id)]
+            + (busy or []),
+            args=[
+                record_id,
+                kind.index_prefix,
+                json.dumps(kind.indexed),
+                json.dumps([s.value for s in allowed]),
+                json.dumps(extra_keys or []),
+            ],
+        )
+        if status == b"missing":
+            raise NotFound(f"{kind.name} {record_id} not found")
+        return status.decode(), state.decode()
+
+    def _list(
+        self, kind: Kind, filters: dict[str, Any], page: int, page_size: int
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """One page, newest first, of the records matching every filter (an intersection of indexes)."""
+        keys = [kind.index_key(f, v) for f, v in filters.items() if v is not None] or [kind.all_key]
+        start, stop = (page - 1) * page_size, page * page_size - 1
+        if len(keys) == 1:
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zcard(keys[0])
+                pipe.zrevrange(keys[0], start, stop)
+                count, ids = pipe.execute()
+        else:
+            tmp = f"{PREFIX}tmp:{uuid.uuid4().hex}"
+            with self.redis.pipeline() as pipe:
+                pipe.zinterstore(tmp, keys, aggregate="MAX")
+                pipe.zrevrange(tmp, start, stop)
+                pipe.delete(tmp)
+                count, ids, _ = pipe.execute()
+        return count, self._get_many(kind, ids)
+
+    # -- instances ---------------------------------------------------------------------------------
+
+    def create_instance(self, fields: dict[str, Any]) -> dict[str, Any]:
+        (instance_id,) = self._create_records(INSTANCE, [fields], check_instance=False)
+        return self.get_instance(instance_id)
+
+    def get_instance(self, instance_id: int) -> dict[str, Any]:
+        return self._get(INSTANCE, instance_id)
+
+    def list_instances(self, filters: dict[str, Any], page: int, page_size: int) -> tuple[int, list[dict[str, Any]]]:
+        return self._list(INSTANCE, filters, page, page_size)
+
+    def active_instances_with_tag(self, tag: str) -> list[dict[str, Any]]:
+        ids = self.redis.zinter([INSTANCE.index_key("tag", tag), INSTANCE.index_key("state", InstanceState.ACTIVE)])
+        return self._get_many(INSTANCE, sorted(int(i) for i in ids))
+
+    def update_instance(self, instance_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+        self._update_record(INSTANCE, instance_id, changes)
+        return self.get_instance(instance_id)
+
+    def delete_instance(self, instance_id: int) -> None:
+        busy = [TASK.index_key("instance", instance_id)] + [TASK.index_key("state", s) for s in RUNNING_STATES]
+        status, _ = self._delete_record(INSTANCE, instance_id, busy=busy)
+        if status == "busy":
+            raise Conflict(f"instance {instance_id} has INIT or CURRENT tasks")
+
+    # -- tasks -------------------------------------------------------------------------------------
+
+    def create_tasks(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Store tasks (state INIT) atomically, refusing all of them if one instance is not ACTIVE."""
+        now = time.time()
+        records = [{**t, "state": TaskState.INIT, "created_at": now} for t in tasks]
+        ids = self._create_records(TASK, records, check_instance=True)
+        return self._get_many(TASK, ids)
+
+    def get_task(self, task_id: int) -> dict[str, Any]:
+        return self._get(TASK, task_id)
+
+    def task_exists(self, task_id: int) -> bool:
+        return bool(self.redis.exists(TASK.key(task_id)))
+
+    def get_tasks(self, task_ids: Iterable[int]) -> list[dict[str, Any]]:
+        return self._get_many(TASK, task_ids)
+
+    def list_tasks(self, filters: dict[str, Any], page: int, page_size: int) -> tuple[int, list[dict[str, Any]]]:
+        return self._list(TASK, filters, page, page_size)
+
+    def update_task(self, task_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+        self._update_record(TASK, task_id, changes)
+        return self.get_task(task_id)
+
+    def delete_task(self, task_id: int) -> None:
+        status, state = self._delete_record(
+            TASK, task_id, allowed=FINISHED_STATES, extra_keys=[self.output_key(task_id, s) for s in STREAMS]
+        )
+        if status == "state":
+            raise Conflict(f"task {task_id} is {state}; only DONE or ABORT tasks can be deleted")
+
+    def abort_queued(self, task_id: int, error: str) -> bool:
+        """INIT -> ABORT; False when the task has already left INIT."""
+        status, _ = self._update_record(
+            TASK, task_id, {"state": TaskState.ABORT, "error": error, "end": time.time()}, allowed=[TaskState.INIT]
+        )
+        return status == "ok"
+
+    def request_cancel(self, task_id: int, by: str) -> str:
+        """Abort a queued task at once, or flag a running one for its worker; returns the state found."""
+        if self.abort_queued(task_id, f"cancelled by {by}"):
+            return TaskState.INIT.value
+        status, state = self._update_record(TASK, task_id, {"cancel_requested": by}, allowed=[TaskState.CURRENT])
+        if status != "ok":
+            raise Conflict(f"task {task_id} is already {state}")
+        return state
+
+    # -- the worker side ---------------------------------------------------------------------------
+
+    @staticmethod
+    def lease_key(task_id: int | str) -> str:
+        return f"{TASK.key(task_id)}:lease"
+
+    @staticmethod
+    def output_key(task_id: int | str, stream: str) -> str:
+        return f"{TASK.key(task_id)}:{stream}"
+
+    def claim(self, task_id: int, worker: str, lease_seconds: int) -> dict[str, Any] | None:
+        """INIT -> CURRENT with a lease; None if someone else took it or it was cancelled (never run twice)."""
+        try:
+            status, _ = self._update_record(
+                TASK,
+                task_id,
+                {"state": TaskState.CURRENT, "start": time.time(), "worker": worker},
+                allowed=[TaskState.INIT],
+                lease_op=f"set:{lease_seconds}:{worker}",
+            )
+        except NotFound:
+            return None
+        return self.get_task(task_id) if status == "ok" else None
+
+    def renew_leases(self, task_ids: Iterable[int], worker: str, lease_seconds: int) -> None:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for task_id in task_ids:
+                pipe.set(self.lease_key(task_id), worker, ex=lease_seconds)
+            pipe.execute()
+
+    def finish(self, task_id: int, state: TaskState, **fields: Any) -> bool:
+        """CURRENT -> DONE/ABORT with the results; False if the task was already finished (e.g. reaped)."""
+        status, _ = self._update_record(
+            TASK,
+            task_id,
+            {"state": state, "end": time.time(), **fields},
+            allowed=[TaskState.CURRENT],
+            lease_op="del",
+        )
+        return status == "ok"
+
+    def cancel_requested_by(self, task_id: int) -> str | None:
+        value = self.redis.hget(TASK.key(task_id), "cancel_requested")
+        return value.decode() if value else None
+
+    def reap_lost(self) -> list[int]:
+        """ABORT every CURRENT task whose worker stopped renewing its lease (killed, host lost)."""
+        reaped = []
+        for raw_id in self.redis.zrange(TASK.index_key("state", TaskState.CURRENT), 0, -1):
+            task_id = int(raw_id)
+            status, _ = self._update_record(
+                TASK,
+                task_id,
+                {"state": TaskState.ABORT, "error": "worker lost", "end": time.time()},
+                allowed=[TaskState.CURRENT],
+                lease_op="absent",
+            )
+            if status == "ok":
+                reaped.append(task_id)
+        return reaped
+
+    def append_output(self, task_id: int, stream: str, data: bytes) -> None:
+        if data:
+            self._append(keys=[self.output_key(task_id, stream)], args=[self.output_cap, data])
+
+    def read_output(self, task_id: int, stream: str, offset: int = 0) -> bytes:
+        """The stored bytes of one stream from a byte offset (bounded by the cap)."""
+        return self.redis.getrange(self.output_key(task_id, stream), offset, -1)

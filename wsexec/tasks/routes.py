@@ -1,0 +1,94 @@
+"""/wsexec/tasks: create, follow, rename, cancel and delete tasks (operator to change them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import ValidationError
+
+from wsexec import context
+from wsexec.auth import Role, current_user
+from wsexec.exceptions import Unprocessable
+from wsexec.pagination import PageArgs, envelope, page_schema
+from wsexec.tasks import service
+from wsexec.tasks.schemas import OutputArgs, OutputSchema, TaskFilterSchema, TaskSchema, TaskUpdateSchema
+
+blp = Blueprint("tasks", __name__, description="Scripts to run on instances")
+blp.write_role = Role.OPERATOR  # type: ignore[attr-defined]
+
+MAX_TASKS_PER_REQUEST = 1000
+
+
+def load_new_tasks(body: Any) -> list[dict[str, Any]]:
+    """One task object or an array of them; an invalid item refuses the whole request, naming its index."""
+    many = isinstance(body, list)
+    if not isinstance(body, (dict, list)) or (many and not body):
+        raise Unprocessable("expected a task object or a non-empty array of them")
+    if many and len(body) > MAX_TASKS_PER_REQUEST:
+        raise Unprocessable(f"at most {MAX_TASKS_PER_REQUEST} tasks per request")
+    try:
+        loaded = TaskSchema(many=many).load(body)
+    except ValidationError as error:
+        if many:
+            first = min(error.messages)  # type: ignore[type-var]
+            raise Unprocessable(f"item {first} is invalid; nothing was created", error.messages) from None
+        raise Unprocessable("validation failed", error.messages) from None
+    return loaded if many else [loaded]
+
+
+@blp.route("")
+class Tasks(MethodView):
+    @blp.arguments(PageArgs, location="query", as_kwargs=True)
+    @blp.arguments(TaskFilterSchema, location="query", as_kwargs=True)
+    @blp.response(200, page_schema(TaskSchema))
+    def get(self, page: int, page_size: int, **filters: Any) -> dict[str, Any]:
+        """List tasks, newest first (without their output: GET one task or its /output for that)."""
+        count, tasks = context.store().list_tasks(filters, page, page_size)
+        return envelope(count, tasks, page, page_size)
+
+    @blp.doc(requestBody={"content": {"application/json": {"schema": TaskSchema}}, "required": True})
+    @blp.alt_response(201, schema=TaskSchema, description="the task; an array for an array or a target tag")
+    def post(self) -> Any:
+        """Create and enqueue a task, an array of tasks (all or nothing), or one task per instance of a tag."""
+        body = request.get_json()
+        tasks = service.create(load_new_tasks(body), current_user().name)
+        many = isinstance(body, list) or "target" in body
+        return TaskSchema(many=many).dump(tasks if many else tasks[0]), 201
+
+
+@blp.route("/<int:task_id>")
+class Task(MethodView):
+    @blp.response(200, TaskSchema)
+    def get(self, task_id: int) -> dict[str, Any]:
+        """One task with its output."""
+        return service.with_output(context.store().get_task(task_id))
+
+    @blp.arguments(TaskUpdateSchema)
+    @blp.response(200, TaskSchema)
+    def patch(self, changes: dict[str, Any], task_id: int) -> dict[str, Any]:
+        """Rename or retag a task, or cancel it with {"state": "ABORT"} (PUT does the same)."""
+        store = context.store()
+        if changes.pop("state", None):
+            service.cancel(task_id, current_user().name)
+        if changes:
+            store.update_task(task_id, changes)
+        return service.with_output(store.get_task(task_id))
+
+    put = patch
+
+    @blp.response(204)
+    def delete(self, task_id: int) -> None:
+        """Remove a finished task and its output (409 while INIT or CURRENT)."""
+        context.store().delete_task(task_id)
+
+
+@blp.route("/<int:task_id>/output")
+class Output(MethodView):
+    @blp.arguments(OutputArgs, location="query", as_kwargs=True)
+    @blp.response(200, OutputSchema)
+    def get(self, task_id: int, stdout_offset: int, stderr_offset: int) -> dict[str, Any]:
+        """The output added since the given byte offsets, to follow a running task."""
+        return service.output_since(task_id, stdout_offset, stderr_offset)

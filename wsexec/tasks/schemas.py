@@ -1,0 +1,124 @@
+"""Task fields as the API reads and writes them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
+
+from wsexec import validators
+from wsexec.store import TaskState
+
+RESULT_FIELDS = ("stdout", "stderr", "rc", "start", "end", "error", "worker", "stdout_dropped", "stderr_dropped")
+FIXED_FIELDS = ("id", "instance", "script", "user", "timeout", "scheduled_at", "run_after", "created_by", "target")
+
+
+class Timestamp(fields.Field):
+    """A unix timestamp, or an ISO 8601 date-time with its UTC offset."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> float:
+        if isinstance(value, bool):
+            raise ValidationError("expected a unix timestamp or an ISO 8601 date-time")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError as exc:
+                raise ValidationError("expected a unix timestamp or an ISO 8601 date-time") from exc
+            if parsed.tzinfo is None:
+                raise ValidationError("give the UTC offset, e.g. 2026-01-01T03:00:00+00:00")
+            return parsed.timestamp()
+        raise ValidationError("expected a unix timestamp or an ISO 8601 date-time")
+
+    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> float | None:
+        return value
+
+
+class TargetSchema(Schema):
+    tag = fields.String(required=True, validate=validators.tag)
+
+
+class TaskSchema(Schema):
+    """A task as stored and shown; the load side is what POST accepts."""
+
+    id = fields.Integer(dump_only=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    tag = fields.String(required=True, validate=validators.tag)
+    instance = fields.Integer(validate=validate.Range(min=1))
+    target = fields.Nested(TargetSchema, load_only=True, metadata={"description": "fan out to ACTIVE instances"})
+    script = fields.String(required=True, validate=validate.Length(min=1))
+    user = fields.String(validate=validators.posix_user, metadata={"description": "default: the instance's user"})
+    timeout = fields.Integer(validate=validate.Range(min=1), metadata={"description": "seconds"})
+    scheduled_at = Timestamp(allow_none=True, metadata={"description": "unix time or ISO 8601"})
+    run_after = fields.List(fields.Integer(validate=validate.Range(min=1)), validate=validate.Length(max=100))
+    state = fields.String(dump_only=True, metadata={"enum": [s.value for s in TaskState]})
+    created_by = fields.String(dump_only=True)
+    created_at = fields.Float(dump_only=True)
+    start = fields.Float(dump_only=True)
+    end = fields.Float(dump_only=True)
+    rc = fields.Integer(dump_only=True, allow_none=True)
+    error = fields.String(dump_only=True)
+    stdout = fields.String(dump_only=True)
+    stderr = fields.String(dump_only=True)
+    stdout_dropped = fields.Integer(dump_only=True, metadata={"description": "bytes beyond the cap, not kept"})
+    stderr_dropped = fields.Integer(dump_only=True)
+    batch = fields.String(dump_only=True)
+
+    @pre_load
+    def refuse_result_fields(self, data: Any, **kwargs: Any) -> Any:
+        if isinstance(data, dict):
+            written = {f: ["read-only: written by the worker that runs the task"] for f in RESULT_FIELDS if f in data}
+            if "state" in data:
+                written["state"] = ["a new task is always INIT; cancel with PATCH {\"state\": \"ABORT\"}"]
+            if written:
+                raise ValidationError(written)
+        return data
+
+    @validates_schema
+    def one_destination(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if ("instance" in data) == ("target" in data):
+            raise ValidationError("give either instance (an id) or target ({\"tag\": ...})", "instance")
+
+
+class TaskUpdateSchema(Schema):
+    """PUT/PATCH: rename, retag, or {"state": "ABORT"} to cancel."""
+
+    name = fields.String(validate=validate.Length(min=1, max=200))
+    tag = fields.String(validate=validators.tag)
+    state = fields.String(validate=validate.OneOf([TaskState.ABORT.value], error="only ABORT can be set (cancel)"))
+
+    @pre_load
+    def refuse_other_fields(self, data: Any, **kwargs: Any) -> Any:
+        if isinstance(data, dict):
+            errors = {f: ["read-only: written by the worker that runs the task"] for f in RESULT_FIELDS if f in data}
+            errors.update({f: ["cannot change after creation"] for f in FIXED_FIELDS if f in data})
+            if errors:
+                raise ValidationError(errors)
+        return data
+
+
+class OutputArgs(Schema):
+    stdout_offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    stderr_offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+class OutputSchema(Schema):
+    id = fields.Integer()
+    state = fields.String()
+    finished = fields.Boolean()
+    stdout = fields.String(metadata={"description": "new output since stdout_offset"})
+    stderr = fields.String()
+    stdout_offset = fields.Integer(metadata={"description": "pass back as stdout_offset for what follows"})
+    stderr_offset = fields.Integer()
+    rc = fields.Integer(allow_none=True)
+    error = fields.String(allow_none=True)
+
+
+class TaskFilterSchema(Schema):
+    state = fields.String(validate=validate.OneOf([s.value for s in TaskState]))
+    instance = fields.Integer()
+    tag = fields.String()
+    name = fields.String()
+    batch = fields.String()

@@ -1,0 +1,146 @@
+"""Task operations behind the thin views: defaults, fan-out, enqueueing with RQ, cancel, output."""
+
+from __future__ import annotations
+
+import codecs
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from rq import Callback, Queue
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Dependency, Job
+
+from wsexec import context
+from wsexec.exceptions import NotFound, Unprocessable
+from wsexec.store import FINISHED_STATES, RUNNING_STATES, TaskState
+
+JOB_FUNCTION = "workers.job.run_task"
+FAILURE_CALLBACK = "workers.job.on_job_failure"
+JOB_MARGIN_SECONDS = 60  # RQ's own timeout only backs up the task's, which the worker enforces itself
+CANCEL_WAIT_SECONDS = 2.0
+
+
+def job_id(task_id: int) -> str:
+    return f"wsexec-task-{task_id}"
+
+
+def create(items: list[dict[str, Any]], created_by: str) -> list[dict[str, Any]]:
+    """Validate against live data, expand fan-out targets, store all tasks atomically, then enqueue them."""
+    records = [record for index, item in enumerate(items) for record in _records(index, item, len(items) > 1)]
+    for record in records:
+        record["created_by"] = created_by
+    tasks = context.store().create_tasks(records)
+    _enqueue(tasks)
+    return tasks
+
+
+def _records(index: int, item: dict[str, Any], many: bool) -> list[dict[str, Any]]:
+    """One stored record per destination instance, with defaults filled in; 422 naming the item otherwise."""
+    settings, store = context.settings(), context.store()
+    where = f"item {index}: " if many else ""
+
+    def refuse(field: str, message: str) -> Unprocessable:
+        detail = {str(index): {field: [message]}} if many else {field: [message]}
+        return Unprocessable(f"{where}{field}: {message}", detail)
+
+    if len(item["script"].encode()) > settings.script_max:
+        raise refuse("script", f"longer than {settings.script_max} bytes")
+    timeout = item.get("timeout", settings.task_timeout)
+    if timeout > settings.task_timeout_max:
+        raise refuse("timeout", f"at most {settings.task_timeout_max} s")
+    for dependency in item.get("run_after", []):
+        if not store.task_exists(dependency):
+            raise refuse("run_after", f"task {dependency} does not exist")
+    if "target" in item:
+        instances = store.active_instances_with_tag(item["target"]["tag"])
+        if not instances:
+            raise refuse("target", f"no ACTIVE instance has tag {item['target']['tag']!r}")
+        batch = uuid.uuid4().hex[:12]
+    else:
+        try:
+            instances = [store.get_instance(item["instance"])]
+        except NotFound:
+            raise refuse("instance", f"instance {item['instance']} does not exist") from None
+        batch = None
+    records = []
+    for instance in instances:
+        user = item.get("user") or instance.get("user")
+        if not user:
+            raise refuse("user", f"required: instance {instance['id']} has no default user")
+        fields = {k: v for k, v in item.items() if k != "target"}
+        records.append({**fields, "instance": instance["id"], "user": user, "timeout": timeout, "batch": batch})
+    return records
+
+
+def _enqueue(tasks: list[dict[str, Any]]) -> None:
+    queue: Queue = context.queue()
+    store = context.store()
+    now = time.time()
+    ready = []
+    for task in tasks:
+        pending = [d for d in task.get("run_after", []) if store.get_task(d)["state"] in RUNNING_STATES]
+        options: dict[str, Any] = {
+            "args": (task["id"],),
+            "job_id": job_id(task["id"]),
+            "timeout": task["timeout"] + JOB_MARGIN_SECONDS,
+            "result_ttl": 24 * 3600,
+            "on_failure": Callback(FAILURE_CALLBACK),
+        }
+        if pending:  # allow_failure: a dependent must run (and end ABORT) even if its dependency's job failed
+            options["depends_on"] = Dependency(jobs=[job_id(d) for d in pending], allow_failure=True)
+        scheduled_at = task.get("scheduled_at")
+        if scheduled_at and scheduled_at > now:
+            queue.enqueue_at(datetime.fromtimestamp(scheduled_at, tz=UTC), JOB_FUNCTION, **_at_options(options))
+        else:
+            ready.append(Queue.prepare_data(JOB_FUNCTION, **options))
+    if ready:
+        queue.enqueue_many(ready)
+
+
+def _at_options(options: dict[str, Any]) -> dict[str, Any]:
+    """enqueue_at takes the job function's arguments as *args and the rest as keyword options."""
+    renamed = {"job_timeout" if k == "timeout" else k: v for k, v in options.items() if k != "args"}
+    return {"args": options["args"], **renamed}
+
+
+def cancel(task_id: int, by: str) -> dict[str, Any]:
+    """Queued: off the queue at once. Running: the worker kills the remote process; wait briefly to show it."""
+    store = context.store()
+    found = store.request_cancel(task_id, by)
+    if found == TaskState.INIT.value:
+        try:
+            Job.fetch(job_id(task_id), connection=store.redis).cancel(enqueue_dependents=True)
+        except (NoSuchJobError, InvalidJobOperation):
+            pass  # already dequeued: its worker will find the task ABORT and not run it
+        return store.get_task(task_id)
+    deadline = time.monotonic() + CANCEL_WAIT_SECONDS
+    task = store.get_task(task_id)
+    while task["state"] not in FINISHED_STATES and time.monotonic() < deadline:
+        time.sleep(0.05)
+        task = store.get_task(task_id)
+    return task
+
+
+def with_output(task: dict[str, Any]) -> dict[str, Any]:
+    """The task and its stored output (at most the cap per stream), decoded for JSON."""
+    store = context.store()
+    streams = {s: store.read_output(task["id"], s).decode("utf-8", "replace") for s in ("stdout", "stderr")}
+    return {**task, **streams}
+
+
+def output_since(task_id: int, stdout_offset: int, stderr_offset: int) -> dict[str, Any]:
+    """What each stream gained since the given byte offsets, cut before an incomplete UTF-8 character."""
+    store = context.store()
+    task = store.get_task(task_id)
+    finished = task["state"] in FINISHED_STATES
+    answer: dict[str, Any] = {"id": task_id, "state": task["state"], "finished": finished}
+    for stream, offset in (("stdout", stdout_offset), ("stderr", stderr_offset)):
+        data = store.read_output(task_id, stream, offset)
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        answer[stream] = decoder.decode(data, final=finished)
+        answer[f"{stream}_offset"] = offset + len(data) - len(decoder.getstate()[0])
+    answer["rc"] = task.get("rc")
+    answer["error"] = task.get("error")
+    return answer
