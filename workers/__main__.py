@@ -7,9 +7,9 @@ import logging
 
 from rq import Queue
 
+from workers.worker import TaskWorker
 from wsexec.config import Settings
 from wsexec.store import connect
-from workers.worker import TaskWorker
 
 
 def main() -> None:
@@ -18,6 +18,8 @@ def main() -> None:
     parser.add_argument("--name", help="worker name (default: host and pid)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # paramiko logs every MaxSessions refusal as an ERROR, but the pool retries them; task errors are ours to log.
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL)
     settings = Settings.from_env()
     redis = connect(settings.redis_url)
     queue = Queue(settings.queue, connection=redis)

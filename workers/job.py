@@ -7,15 +7,16 @@ import os
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis import Redis
 
+from workers.ssh import ConnectionPool, Endpoint, SshError, SshOptions, Stopped
 from wsexec.config import Settings
 from wsexec.exceptions import NotFound
 from wsexec.store import Store, TaskState
-from workers.ssh import ConnectionPool, Endpoint, SshError, SshOptions, Stopped
 
 log = logging.getLogger(__name__)
 
@@ -92,21 +93,33 @@ class OutputBuffer:
             self.pending.clear()
 
 
-def run_task(task_id: int) -> str:
-    """Claim the task (INIT -> CURRENT, so it never runs twice), run it, record the outcome."""
+def run_tasks(task_ids: list[int]) -> dict[str, int]:
+    """The RQ job: hold the group's tasks, run them at once (sshd's limits are the pool's business), tally states."""
     runtime = current_runtime()
+    held = runtime.store.hold(task_ids, runtime.name, runtime.settings.lease_seconds)
+    runtime.running.update(held)
+    try:
+        if len(held) == 1:
+            states = [run_task(runtime, held[0])]
+        else:
+            with ThreadPoolExecutor(max_workers=min(len(held), runtime.settings.worker_threads) or 1) as threads:
+                states = list(threads.map(lambda task_id: run_task(runtime, task_id), held))
+    finally:
+        runtime.running.difference_update(held)
+    return {state: states.count(state) for state in set(states)}
+
+
+def run_task(runtime: Runtime, task_id: int) -> str:
+    """Claim the task (INIT -> CURRENT, so it never runs twice), run it, record the outcome."""
     store = runtime.store
     task = store.claim(task_id, runtime.name, runtime.settings.lease_seconds)
     if task is None:
-        return "not claimed"
-    runtime.running.add(task_id)
+        return "skipped"
     try:
         state, fields = _execute(runtime, task)
     except Exception as exc:  # a task must never stay CURRENT because of a bug or a lost Redis
         log.exception("task %s failed inside the worker", task_id)
         state, fields = TaskState.ABORT, {"error": f"worker error: {exc}", "rc": None}
-    finally:
-        runtime.running.discard(task_id)
     store.finish(task_id, state, **fields)
     return state.value
 
@@ -154,11 +167,8 @@ def _failed_dependency(store: Store, run_after: list[int]) -> str | None:
 
 
 def on_job_failure(job: Any, connection: Redis, exc_type: Any = None, exc: Any = None, tb: Any = None) -> None:
-    """RQ's failure callback, also called for abandoned jobs: the task ends ABORT, never re-run."""
-    store = Store(connection)
-    task_id = int(job.args[0])
-    if not store.abort_queued(task_id, "worker lost"):
-        store.finish(task_id, TaskState.ABORT, error="worker lost", rc=None)
+    """RQ's failure callback, also run for abandoned jobs: tasks whose lease expired end ABORT, never re-run."""
+    Store(connection).reap_lost(job.args[0])
 
 
 class LeaseKeeper(threading.Thread):

@@ -24,7 +24,7 @@ StopCheck = Callable[[], "str | None"]
 READ_SIZE = 64 * 1024
 STOP_POLL_SECONDS = 0.2
 CONNECT_ATTEMPTS = 6
-CHANNEL_ATTEMPTS = 20
+CHANNEL_ATTEMPTS = 50
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,7 @@ class Connection:
     def __init__(self, client: paramiko.SSHClient, channels: int) -> None:
         self.client = client
         self.transport: paramiko.Transport = client.get_transport()  # type: ignore[assignment]
+        self.capacity = channels
         self.slots = threading.BoundedSemaphore(channels)
         self.last_used = time.monotonic()
 
@@ -126,6 +127,7 @@ class ConnectionPool:
         self.options = options or SshOptions()
         self._connections: dict[tuple[str, int, str], Connection] = {}
         self._lock = threading.Lock()
+        self._open_locks: dict[tuple[str, int, str], threading.Lock] = {}
         self._connect_slots: dict[str, threading.BoundedSemaphore] = {}
 
     # -- connections ---------------------------------------------------------------------------------
@@ -206,31 +208,33 @@ class ConnectionPool:
             return SshError("dropped", f"connection to {endpoint.host}:{endpoint.port} dropped by the server: {exc}")
         return SshError("ssh", f"ssh to {endpoint} failed: {exc}")
 
-    def _acquire(self, endpoint: Endpoint, fresh: bool = False) -> Connection:
+    def _connection(self, endpoint: Endpoint) -> Connection:
+        """The pooled connection for the endpoint; one thread opens it while the others wait to share it."""
         key = (endpoint.host, endpoint.port, endpoint.user)
         self._evict_idle()
         with self._lock:
+            opening = self._open_locks.setdefault(key, threading.Lock())
+        with opening:
             connection = self._connections.get(key)
-            if connection and (fresh or not connection.alive):
-                connection.close()
-                connection = None
-                del self._connections[key]
-        if connection is None:
-            connection = self._open(endpoint)
-            with self._lock:
-                current = self._connections.get(key)
-                if current is not None and current.alive:  # another thread won the race: keep one connection
+            if connection is None or not connection.alive:
+                if connection is not None:
                     connection.close()
-                    connection = current
-                else:
-                    self._connections[key] = connection
+                connection = self._connections[key] = self._open(endpoint)
         connection.last_used = time.monotonic()
         return connection
+
+    def _discard(self, endpoint: Endpoint, connection: Connection) -> None:
+        """Drop a connection that failed, unless another thread already replaced it."""
+        with self._lock:
+            key = (endpoint.host, endpoint.port, endpoint.user)
+            if self._connections.get(key) is connection:
+                del self._connections[key]
+        connection.close()
 
     def _evict_idle(self) -> None:
         limit = time.monotonic() - self.options.idle_seconds
         with self._lock:
-            stale = [k for k, c in self._connections.items() if c.last_used < limit or not c.alive]
+            stale = [k for k, c in self._connections.items() if c.last_used < limit and c.slots._value == c.capacity]
             for key in stale:
                 self._connections.pop(key).close()
 
@@ -242,22 +246,29 @@ class ConnectionPool:
 
     # -- execution ---------------------------------------------------------------------------------
 
-    def _open_channel(self, endpoint: Endpoint) -> tuple[Connection, paramiko.Channel]:
-        """A session channel, retrying MaxSessions refusals and replacing a connection that died in the pool."""
-        fresh = False
+    def _start(self, endpoint: Endpoint, command: str) -> tuple[Connection, paramiko.Channel]:
+        """Open a channel and exec; retry sshd's MaxSessions refusals and replace a connection that died.
+
+        Retrying is safe: a command whose exec request failed never started.
+        """
+        reconnects = 0
         for attempt in range(CHANNEL_ATTEMPTS):
-            connection = self._acquire(endpoint, fresh=fresh)
+            connection = self._connection(endpoint)
             connection.slots.acquire()
             try:
-                return connection, connection.transport.open_session(timeout=self.options.connect_timeout)
+                channel = connection.transport.open_session(timeout=self.options.connect_timeout)
+                channel.exec_command(command)
+                return connection, channel
             except paramiko.ChannelException:
                 connection.slots.release()
-                time.sleep(0.01 * (attempt + 1))  # sshd frees session slots a little after exit-status
-            except (paramiko.SSHException, EOFError, OSError):
+            except (paramiko.SSHException, EOFError, OSError) as exc:
                 connection.slots.release()
-                if fresh:
-                    raise
-                fresh = True  # a pooled connection the server closed: reconnect once
+                if not connection.alive:
+                    self._discard(endpoint, connection)
+                    reconnects += 1
+                    if reconnects > 2:
+                        raise SshError("ssh", f"connection to {endpoint} keeps failing: {exc}") from exc
+            time.sleep(0.005 * (attempt + 1))  # sshd frees a session slot a little after the exit status
         raise SshError("channels", f"{endpoint} refused {CHANNEL_ATTEMPTS} channel opens (MaxSessions)")
 
     def run(
@@ -270,14 +281,18 @@ class ConnectionPool:
         should_stop: StopCheck,
     ) -> int:
         """Run `script` with /bin/sh on the host and return its exit status; raise Stopped or SshError."""
-        connection, channel = self._open_channel(endpoint)
+        # The login shell prints its PID (its process group) first, so a stop can kill the whole group. Stdin is
+        # /dev/null: a script that reads it gets EOF (sending our own EOF races with a fast command's close, and
+        # sshd drops the whole connection for an EOF on a channel it has already freed).
+        command = f"echo $$; exec /bin/sh -c {shlex.quote(script)} </dev/null"
+        connection, channel = self._start(endpoint, command)
         try:
-            # The login shell prints its PID (its process group) first, so a stop can kill the whole group.
-            channel.exec_command(f"echo $$; exec /bin/sh -c {shlex.quote(script)}")
-            channel.shutdown_write()
             return _Execution(channel, on_stdout, on_stderr).wait(connection, timeout, should_stop)
         finally:
-            channel.close()
+            try:
+                channel.close()
+            except (paramiko.SSHException, EOFError, OSError):
+                pass  # the connection died under us; the pool replaces it on next use
             connection.slots.release()
             connection.last_used = time.monotonic()
 

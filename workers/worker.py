@@ -12,8 +12,8 @@ from typing import Any
 
 from rq import SimpleWorker
 
-from wsexec.config import Settings
 from workers.job import LeaseKeeper, Runtime, install_runtime
+from wsexec.config import Settings
 
 
 class TaskWorker(SimpleWorker):

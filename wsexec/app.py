@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 from rq import Queue
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from wsexec import auth, errors
 from wsexec.config import Settings
@@ -23,6 +24,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_JSON_PATH="openapi.json",
         JSON_SORT_KEYS=False,
     )
+    if settings.trusted_proxies:  # behind nginx: the client's IP and scheme, not the proxy's
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     app.extensions["wsexec"] = settings
     redis = connect(settings.redis_url)
     app.extensions["wsexec_store"] = Store(redis, settings.output_cap)

@@ -32,12 +32,14 @@ class Settings:
     task_timeout_max: int = 86400
     output_cap: int = 1024 * 1024
     max_body: int = 1024 * 1024
+    trusted_proxies: int = 0  # proxy hops (nginx: 1) whose X-Forwarded-For/-Proto are believed
     script_max: int = 64 * 1024
     ssh_keepalive: int = 15
     ssh_idle: int = 300
     channels_per_connection: int = 9
     connects_per_host: int = 8
-    threads_per_worker: int = 4
+    tasks_per_job: int = 50  # tasks ready at once are run in groups: one RQ job runs up to this many
+    worker_threads: int = 16  # tasks one job runs at the same time (at most channels_per_connection per host)
     lease_seconds: int = 10
     commands: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_COMMANDS))
 

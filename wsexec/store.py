@@ -21,6 +21,7 @@ from redis.retry import Retry
 from wsexec.exceptions import Conflict, NotFound, Unprocessable
 
 PREFIX = "wsexec:"
+HELD_KEY = f"{PREFIX}tasks:held"  # tasks a worker has taken and not finished: what the reaper watches
 
 
 class TaskState(str, Enum):
@@ -113,9 +114,10 @@ INSTANCE = Kind(
     dicts=frozenset({"facts"}),
 )
 
-# Atomic update of one record: optional state precondition, index moves for indexed fields, task lease ops.
+# Atomic update of one record: optional state precondition, index moves for indexed fields, and the task's
+# lease: "hold:<ttl>:<owner>" (a worker has it), "release" (it is finished), "reap" (only if the lease expired).
 UPDATE_LUA = """
-local hash, lease_key = KEYS[1], KEYS[2]
+local hash, lease_key, held_key = KEYS[1], KEYS[2], KEYS[3]
 local id, prefix = ARGV[1], ARGV[2]
 local indexed, allowed, changes, lease_op = cjson.decode(ARGV[3]), cjson.decode(ARGV[4]), cjson.decode(ARGV[5]), ARGV[6]
 if redis.call('EXISTS', hash) == 0 then return {'missing', ''} end
@@ -125,7 +127,7 @@ if #allowed > 0 then
   for _, s in ipairs(allowed) do if s == state then ok = true end end
   if not ok then return {'state', state} end
 end
-if lease_op == 'absent' and redis.call('EXISTS', lease_key) == 1 then return {'leased', state} end
+if lease_op == 'reap' and redis.call('EXISTS', lease_key) == 1 then return {'leased', state} end
 local is_indexed = {}
 for _, f in ipairs(indexed) do is_indexed[f] = true end
 for f, v in pairs(changes) do
@@ -136,11 +138,13 @@ for f, v in pairs(changes) do
   end
   if v == cjson.null then redis.call('HDEL', hash, f) else redis.call('HSET', hash, f, v) end
 end
-if string.sub(lease_op, 1, 4) == 'set:' then
-  local ttl, owner = string.match(lease_op, 'set:(%d+):(.*)')
+if string.sub(lease_op, 1, 5) == 'hold:' then
+  local ttl, owner = string.match(lease_op, 'hold:(%d+):(.*)')
   redis.call('SET', lease_key, owner, 'EX', ttl)
-elseif lease_op == 'del' then
+  redis.call('ZADD', held_key, id, id)
+elseif lease_op == 'release' or lease_op == 'reap' then
   redis.call('DEL', lease_key)
+  redis.call('ZREM', held_key, id)
 end
 return {'ok', state}
 """
@@ -267,7 +271,7 @@ class Store:
         lease_op: str = "",
     ) -> tuple[str, str]:
         status, state = self._update(
-            keys=[kind.key(record_id), self.lease_key(record_id)],
+            keys=[kind.key(record_id), self.lease_key(record_id), HELD_KEY],
             args=[
                 record_id,
                 kind.index_prefix,
@@ -371,6 +375,13 @@ class Store:
         self._update_record(TASK, task_id, changes)
         return self.get_task(task_id)
 
+    def set_jobs(self, jobs: dict[int, str]) -> None:
+        """Record which RQ job runs each task (dependencies and cancel look it up)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for task_id, job in jobs.items():
+                pipe.hset(TASK.key(task_id), "job", job)
+            pipe.execute()
+
     def delete_task(self, task_id: int) -> None:
         status, state = self._delete_record(
             TASK, task_id, allowed=FINISHED_STATES, extra_keys=[self.output_key(task_id, s) for s in STREAMS]
@@ -381,7 +392,11 @@ class Store:
     def abort_queued(self, task_id: int, error: str) -> bool:
         """INIT -> ABORT; False when the task has already left INIT."""
         status, _ = self._update_record(
-            TASK, task_id, {"state": TaskState.ABORT, "error": error, "end": time.time()}, allowed=[TaskState.INIT]
+            TASK,
+            task_id,
+            {"state": TaskState.ABORT, "error": error, "end": time.time()},
+            allowed=[TaskState.INIT],
+            lease_op="release",
         )
         return status == "ok"
 
@@ -404,15 +419,29 @@ class Store:
     def output_key(task_id: int | str, stream: str) -> str:
         return f"{TASK.key(task_id)}:{stream}"
 
+    def hold(self, task_ids: Iterable[int], worker: str, lease_seconds: int) -> list[int]:
+        """Lease the still-INIT tasks of a job to this worker, so they end ABORT if it dies before finishing them."""
+        held = []
+        for task_id in task_ids:
+            try:
+                status, _ = self._update_record(
+                    TASK, task_id, {"worker": worker}, allowed=[TaskState.INIT], lease_op=f"hold:{lease_seconds}:{worker}"
+                )
+            except NotFound:
+                continue
+            if status == "ok":
+                held.append(task_id)
+        return held
+
     def claim(self, task_id: int, worker: str, lease_seconds: int) -> dict[str, Any] | None:
-        """INIT -> CURRENT with a lease; None if someone else took it or it was cancelled (never run twice)."""
+        """INIT -> CURRENT; None if it was cancelled or another worker took it (a task never runs twice)."""
         try:
             status, _ = self._update_record(
                 TASK,
                 task_id,
                 {"state": TaskState.CURRENT, "start": time.time(), "worker": worker},
                 allowed=[TaskState.INIT],
-                lease_op=f"set:{lease_seconds}:{worker}",
+                lease_op=f"hold:{lease_seconds}:{worker}",
             )
         except NotFound:
             return None
@@ -425,13 +454,9 @@ class Store:
             pipe.execute()
 
     def finish(self, task_id: int, state: TaskState, **fields: Any) -> bool:
-        """CURRENT -> DONE/ABORT with the results; False if the task was already finished (e.g. reaped)."""
+        """INIT/CURRENT -> DONE/ABORT with the results; False if it had already finished (e.g. reaped)."""
         status, _ = self._update_record(
-            TASK,
-            task_id,
-            {"state": state, "end": time.time(), **fields},
-            allowed=[TaskState.CURRENT],
-            lease_op="del",
+            TASK, task_id, {"state": state, "end": time.time(), **fields}, allowed=RUNNING_STATES, lease_op="release"
         )
         return status == "ok"
 
@@ -439,20 +464,23 @@ class Store:
         value = self.redis.hget(TASK.key(task_id), "cancel_requested")
         return value.decode() if value else None
 
-    def reap_lost(self) -> list[int]:
-        """ABORT every CURRENT task whose worker stopped renewing its lease (killed, host lost)."""
+    def reap_lost(self, task_ids: Iterable[int] | None = None) -> list[int]:
+        """ABORT held tasks whose worker stopped renewing their lease (killed, machine lost); all held by default."""
+        if task_ids is None:
+            task_ids = [int(i) for i in self.redis.zrange(HELD_KEY, 0, -1)]
         reaped = []
-        for raw_id in self.redis.zrange(TASK.index_key("state", TaskState.CURRENT), 0, -1):
-            task_id = int(raw_id)
+        for task_id in task_ids:
             status, _ = self._update_record(
                 TASK,
                 task_id,
                 {"state": TaskState.ABORT, "error": "worker lost", "end": time.time()},
-                allowed=[TaskState.CURRENT],
-                lease_op="absent",
+                allowed=RUNNING_STATES,
+                lease_op="reap",
             )
             if status == "ok":
                 reaped.append(task_id)
+            elif status == "state":
+                self.redis.zrem(HELD_KEY, task_id)  # finished meanwhile: nothing to watch
         return reaped
 
     def append_output(self, task_id: int, stream: str, data: bytes) -> None:

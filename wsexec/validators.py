@@ -8,7 +8,7 @@ import ipaddress
 import re
 import struct
 
-from marshmallow import ValidationError
+from marshmallow import ValidationError, fields
 
 HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
 POSIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,30}\$?$")
@@ -21,6 +21,15 @@ KEY_TYPES = {
     "ecdsa-sha2-nistp384",
     "ecdsa-sha2-nistp521",
 }
+
+
+class Integer(fields.Integer):
+    """An integer field that refuses 22.5 (marshmallow's own would silently truncate it to 22)."""
+
+    def _validated(self, value: object) -> int:
+        if isinstance(value, float) and not value.is_integer():
+            raise self.make_error("invalid", input=value)
+        return super()._validated(value)
 
 
 def host(value: str) -> None:

@@ -15,7 +15,7 @@ STATES = [s.value for s in InstanceState]
 class InstanceSchema(Schema):
     id = fields.Integer(dump_only=True)
     ip = fields.String(required=True, validate=validators.host, metadata={"description": "IPv4, IPv6 or DNS name"})
-    port = fields.Integer(load_default=22, validate=validate.Range(min=1, max=65535))
+    port = validators.Integer(load_default=22, validate=validate.Range(min=1, max=65535))
     tag = fields.String(required=True, validate=validators.tag)
     state = fields.String(load_default=InstanceState.ACTIVE.value, validate=validate.OneOf(STATES))
     user = fields.String(allow_none=True, validate=validators.posix_user, metadata={"description": "default login"})
@@ -38,10 +38,10 @@ class InstanceSchema(Schema):
 class InstanceUpdateSchema(InstanceSchema):
     """PUT and PATCH: the same fields, none required, no defaults filled in."""
 
-    class Meta:
-        partial = True
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**{"partial": True, **kwargs})  # marshmallow has no Meta.partial
 
-    port = fields.Integer(validate=validate.Range(min=1, max=65535))
+    port = validators.Integer(validate=validate.Range(min=1, max=65535))
     state = fields.String(validate=validate.OneOf(STATES))
 
 

@@ -46,13 +46,13 @@ class TaskSchema(Schema):
     id = fields.Integer(dump_only=True)
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     tag = fields.String(required=True, validate=validators.tag)
-    instance = fields.Integer(validate=validate.Range(min=1))
+    instance = validators.Integer(validate=validate.Range(min=1))
     target = fields.Nested(TargetSchema, load_only=True, metadata={"description": "fan out to ACTIVE instances"})
     script = fields.String(required=True, validate=validate.Length(min=1))
     user = fields.String(validate=validators.posix_user, metadata={"description": "default: the instance's user"})
-    timeout = fields.Integer(validate=validate.Range(min=1), metadata={"description": "seconds"})
+    timeout = validators.Integer(validate=validate.Range(min=1), metadata={"description": "seconds"})
     scheduled_at = Timestamp(allow_none=True, metadata={"description": "unix time or ISO 8601"})
-    run_after = fields.List(fields.Integer(validate=validate.Range(min=1)), validate=validate.Length(max=100))
+    run_after = fields.List(validators.Integer(validate=validate.Range(min=1)), validate=validate.Length(max=100))
     state = fields.String(dump_only=True, metadata={"enum": [s.value for s in TaskState]})
     created_by = fields.String(dump_only=True)
     created_at = fields.Float(dump_only=True)
@@ -65,6 +65,8 @@ class TaskSchema(Schema):
     stdout_dropped = fields.Integer(dump_only=True, metadata={"description": "bytes beyond the cap, not kept"})
     stderr_dropped = fields.Integer(dump_only=True)
     batch = fields.String(dump_only=True)
+    job = fields.String(dump_only=True, metadata={"description": "the RQ job that runs it"})
+    worker = fields.String(dump_only=True)
 
     @pre_load
     def refuse_result_fields(self, data: Any, **kwargs: Any) -> Any:
@@ -118,7 +120,7 @@ class OutputSchema(Schema):
 
 class TaskFilterSchema(Schema):
     state = fields.String(validate=validate.OneOf([s.value for s in TaskState]))
-    instance = fields.Integer()
+    instance = validators.Integer()
     tag = fields.String()
     name = fields.String()
     batch = fields.String()

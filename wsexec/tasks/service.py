@@ -16,14 +16,10 @@ from wsexec import context
 from wsexec.exceptions import NotFound, Unprocessable
 from wsexec.store import FINISHED_STATES, RUNNING_STATES, TaskState
 
-JOB_FUNCTION = "workers.job.run_task"
+JOB_FUNCTION = "workers.job.run_tasks"
 FAILURE_CALLBACK = "workers.job.on_job_failure"
 JOB_MARGIN_SECONDS = 60  # RQ's own timeout only backs up the task's, which the worker enforces itself
 CANCEL_WAIT_SECONDS = 2.0
-
-
-def job_id(task_id: int) -> str:
-    return f"wsexec-task-{task_id}"
 
 
 def create(items: list[dict[str, Any]], created_by: str) -> list[dict[str, Any]]:
@@ -75,34 +71,48 @@ def _records(index: int, item: dict[str, Any], many: bool) -> list[dict[str, Any
 
 
 def _enqueue(tasks: list[dict[str, Any]]) -> None:
+    """One RQ job per group of tasks ready now (run concurrently by a worker); one job each for the others."""
     queue: Queue = context.queue()
-    store = context.store()
+    store, settings = context.store(), context.settings()
     now = time.time()
-    ready = []
+    ready, waiting = [], []
     for task in tasks:
         pending = [d for d in task.get("run_after", []) if store.get_task(d)["state"] in RUNNING_STATES]
-        options: dict[str, Any] = {
-            "args": (task["id"],),
-            "job_id": job_id(task["id"]),
-            "timeout": task["timeout"] + JOB_MARGIN_SECONDS,
-            "result_ttl": 24 * 3600,
-            "on_failure": Callback(FAILURE_CALLBACK),
-        }
+        scheduled = (task.get("scheduled_at") or 0) > now
+        (waiting if pending or scheduled else ready).append((task, pending))
+    groups = [ready[i : i + settings.tasks_per_job] for i in range(0, len(ready), settings.tasks_per_job)]
+    groups += [[item] for item in waiting]
+    store.set_jobs({task["id"]: job_id(group[0][0]["id"]) for group in groups for task, _ in group})
+    prepared = []
+    for group in groups:
+        group_tasks = [task for task, _ in group]
+        options = _job_options(group_tasks, settings.worker_threads)
+        pending = group[0][1]
         if pending:  # allow_failure: a dependent must run (and end ABORT) even if its dependency's job failed
-            options["depends_on"] = Dependency(jobs=[job_id(d) for d in pending], allow_failure=True)
-        scheduled_at = task.get("scheduled_at")
-        if scheduled_at and scheduled_at > now:
-            queue.enqueue_at(datetime.fromtimestamp(scheduled_at, tz=UTC), JOB_FUNCTION, **_at_options(options))
+            options["depends_on"] = Dependency(jobs=[store.get_task(d)["job"] for d in pending], allow_failure=True)
+        scheduled_at = group_tasks[0].get("scheduled_at") or 0
+        if scheduled_at > now:
+            when = datetime.fromtimestamp(scheduled_at, tz=UTC)
+            queue.enqueue_at(when, JOB_FUNCTION, *options.pop("args"), job_timeout=options.pop("timeout"), **options)
         else:
-            ready.append(Queue.prepare_data(JOB_FUNCTION, **options))
-    if ready:
-        queue.enqueue_many(ready)
+            prepared.append(Queue.prepare_data(JOB_FUNCTION, **options))
+    if prepared:
+        queue.enqueue_many(prepared)
 
 
-def _at_options(options: dict[str, Any]) -> dict[str, Any]:
-    """enqueue_at takes the job function's arguments as *args and the rest as keyword options."""
-    renamed = {"job_timeout" if k == "timeout" else k: v for k, v in options.items() if k != "args"}
-    return {"args": options["args"], **renamed}
+def job_id(first_task_id: int) -> str:
+    return f"wsexec-job-{first_task_id}"
+
+
+def _job_options(tasks: list[dict[str, Any]], threads: int) -> dict[str, Any]:
+    rounds = -(-len(tasks) // threads)  # RQ's timeout only backs up the tasks' own, which the worker enforces
+    return {
+        "args": ([task["id"] for task in tasks],),
+        "job_id": job_id(tasks[0]["id"]),
+        "timeout": rounds * max(task["timeout"] for task in tasks) + JOB_MARGIN_SECONDS,
+        "result_ttl": 24 * 3600,
+        "on_failure": Callback(FAILURE_CALLBACK),
+    }
 
 
 def cancel(task_id: int, by: str) -> dict[str, Any]:
@@ -110,11 +120,14 @@ def cancel(task_id: int, by: str) -> dict[str, Any]:
     store = context.store()
     found = store.request_cancel(task_id, by)
     if found == TaskState.INIT.value:
+        task = store.get_task(task_id)
         try:
-            Job.fetch(job_id(task_id), connection=store.redis).cancel(enqueue_dependents=True)
-        except (NoSuchJobError, InvalidJobOperation):
+            job = Job.fetch(task["job"], connection=store.redis)
+            if job.args[0] == [task_id]:  # a job of its own (else its group's worker will skip it)
+                job.cancel(enqueue_dependents=True)
+        except (KeyError, NoSuchJobError, InvalidJobOperation):
             pass  # already dequeued: its worker will find the task ABORT and not run it
-        return store.get_task(task_id)
+        return task
     deadline = time.monotonic() + CANCEL_WAIT_SECONDS
     task = store.get_task(task_id)
     while task["state"] not in FINISHED_STATES and time.monotonic() < deadline:
