@@ -13,3 +13,6 @@ accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("WSEXEC_LOG_LEVEL", "info")
 forwarded_allow_ips = os.environ.get("WSEXEC_FORWARDED_ALLOW_IPS", "127.0.0.1")
+# No ~/.gunicorn/gunicorn.ctl: systemd and scripts/run.sh manage gunicorn with signals, and that one shared path
+# would be taken over (and deleted on exit) by every other gunicorn of the same user, e.g. parallel tests.
+control_socket_disable = True
