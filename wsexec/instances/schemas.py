@@ -7,12 +7,13 @@ from typing import Any
 from marshmallow import Schema, fields, pre_load, validate
 
 from wsexec import validators
+from wsexec.schemas import ApiSchema
 from wsexec.store import InstanceState
 
 STATES = [s.value for s in InstanceState]
 
 
-class InstanceSchema(Schema):
+class InstanceSchema(ApiSchema):
     id = fields.Integer(dump_only=True)
     ip = fields.String(required=True, validate=validators.host, metadata={"description": "IPv4, IPv6 or DNS name"})
     port = validators.Integer(load_default=22, validate=validate.Range(min=1, max=65535))

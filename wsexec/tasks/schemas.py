@@ -8,6 +8,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from wsexec import validators
+from wsexec.schemas import ApiSchema
 from wsexec.store import TaskState
 
 RESULT_FIELDS = ("stdout", "stderr", "rc", "start", "end", "error", "worker", "stdout_dropped", "stderr_dropped")
@@ -40,7 +41,7 @@ class TargetSchema(Schema):
     tag = fields.String(required=True, validate=validators.tag)
 
 
-class TaskSchema(Schema):
+class TaskSchema(ApiSchema):
     """A task as stored and shown; the load side is what POST accepts."""
 
     id = fields.Integer(dump_only=True)
