@@ -85,7 +85,9 @@ def known_hosts(tmp_path: Path, sshd: SshServer) -> Path:
 
 
 @pytest.fixture
-def settings(redis_server: RedisServer, client_key: Path, known_hosts: Path, password_hashes: dict[str, str]) -> Settings:
+def settings(
+    redis_server: RedisServer, client_key: Path, known_hosts: Path, password_hashes: dict[str, str]
+) -> Settings:
     users = " ".join(f"{user}:{user}:{digest}" for user, digest in password_hashes.items())
     return Settings(
         redis_url=redis_server.url,

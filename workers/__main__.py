@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import socket
 
 from rq import Queue
 
@@ -15,7 +17,7 @@ from wsexec.store import connect
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
-    parser.add_argument("--name", help="worker name (default: host and pid)")
+    parser.add_argument("--name", default=f"{socket.gethostname()}.{os.getpid()}", help="default: host.pid")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # paramiko logs every MaxSessions refusal as an ERROR, but the pool retries them; task errors are ours to log.

@@ -89,7 +89,8 @@ class _FingerprintPolicy(paramiko.MissingHostKeyPolicy):
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
         if fingerprint(key) != self.expected:
-            raise SshError("host_key", f"host key changed for {hostname}: got {fingerprint(key)}, pinned {self.expected}")
+            got = fingerprint(key)
+            raise SshError("host_key", f"host key changed for {hostname}: got {got}, pinned {self.expected}; refusing")
 
 
 class _Refuse(paramiko.MissingHostKeyPolicy):
@@ -153,7 +154,10 @@ class ConnectionPool:
     def _open(self, endpoint: Endpoint) -> Connection:
         """Connect with TCP_NODELAY (paramiko leaves Nagle on: ~40 ms per command), retrying sshd's drops."""
         timeout = self.options.connect_timeout
-        slots = self._connect_slots.setdefault(endpoint.host, threading.BoundedSemaphore(self.options.connects_per_host))
+        with self._lock:
+            slots = self._connect_slots.setdefault(
+                endpoint.host, threading.BoundedSemaphore(self.options.connects_per_host)
+            )
         for attempt in range(CONNECT_ATTEMPTS):
             client = self._client(endpoint)
             try:

@@ -143,7 +143,8 @@ def main(argv: list[str]) -> int:
     if len(argv) == 3 and argv[0] == "token" and argv[2].upper() in Role.__members__:
         token = secrets.token_urlsafe(32)
         print(f"token (give it to the client):   {token}")
-        print(f"entry (add it to WSEXEC_TOKENS): {argv[1]}:{argv[2].lower()}:{hashlib.sha256(token.encode()).hexdigest()}")
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        print(f"entry (add it to WSEXEC_TOKENS): {argv[1]}:{argv[2].lower()}:{digest}")
         return 0
     print("usage: python -m wsexec.auth hash PASSWORD | token NAME viewer|operator|admin", file=sys.stderr)
     return 2

@@ -425,7 +425,11 @@ class Store:
         for task_id in task_ids:
             try:
                 status, _ = self._update_record(
-                    TASK, task_id, {"worker": worker}, allowed=[TaskState.INIT], lease_op=f"hold:{lease_seconds}:{worker}"
+                    TASK,
+                    task_id,
+                    {"worker": worker},
+                    allowed=[TaskState.INIT],
+                    lease_op=f"hold:{lease_seconds}:{worker}",
                 )
             except NotFound:
                 continue

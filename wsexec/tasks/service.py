@@ -82,7 +82,10 @@ def _enqueue(tasks: list[dict[str, Any]]) -> None:
         (waiting if pending or scheduled else ready).append((task, pending))
     groups = [ready[i : i + settings.tasks_per_job] for i in range(0, len(ready), settings.tasks_per_job)]
     groups += [[item] for item in waiting]
-    store.set_jobs({task["id"]: job_id(group[0][0]["id"]) for group in groups for task, _ in group})
+    for group in groups:
+        for task, _ in group:
+            task["job"] = job_id(group[0][0]["id"])
+    store.set_jobs({task["id"]: task["job"] for task in tasks})
     prepared = []
     for group in groups:
         group_tasks = [task for task, _ in group]
