@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rq.registry import FailedJobRegistry
 
 from tests.conftest import Api, wait_finished, wait_for
 
@@ -163,9 +164,10 @@ def test_a_gigabyte_of_output_keeps_worker_memory_bounded(api: Api, instance: di
     assert peak_kib < 150 * 1024, f"worker peak RSS {peak_kib} KiB"
 
 
-def test_killed_worker_leaves_its_task_abort_worker_lost(api: Api, instance: dict, workers: Any) -> None:
+def test_killed_worker_leaves_its_task_abort_worker_lost(api: Api, instance: dict, workers: Any, redis: Any) -> None:
     marker = pid_file()
     task = post_task(api, instance, f"echo $$ > {marker}; exec sleep 300")
+    dependent = post_task(api, instance, "echo never", run_after=[task["id"]])
     (doomed,) = workers.start(1)
     running = wait_state(api, task["id"], "CURRENT")
     remote_pid(marker)
@@ -176,6 +178,9 @@ def test_killed_worker_leaves_its_task_abort_worker_lost(api: Api, instance: dic
     assert done["state"] == "ABORT"
     assert done["error"] == "worker lost"
     assert done["start"] == running["start"]
+    assert FailedJobRegistry("wsexec", connection=redis).get_job_ids() == [done["job"]]  # RQ's registries show it
+    # its dependent does not wait for RQ's timeout (an hour here): it ends ABORT at once
+    assert wait_finished(api, dependent["id"], timeout=15)["error"] == f"dependency {task['id']} ended ABORT"
     time.sleep(2)
     assert api.get(f"/tasks/{task['id']}").json["start"] == running["start"]  # never re-run
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis import Redis
+from rq.registry import StartedJobRegistry
 
 from workers.ssh import ConnectionPool, Endpoint, SshError, SshOptions, Stopped
 from wsexec.config import Settings
@@ -171,6 +172,20 @@ def on_job_failure(job: Any, connection: Redis, exc_type: Any = None, exc: Any =
     Store(connection).reap_lost(job.args[0])
 
 
+def fail_abandoned_jobs(store: Store, queue_name: str, task_ids: list[int]) -> None:
+    """Let RQ fail the jobs of a dead worker now rather than when their timeout runs out (up to hours later).
+
+    RQ's own cleanup then does the rest: FailedJobRegistry, the failure callback and, above all, the dependents
+    (run_after) of those tasks, which run at once and end ABORT instead of waiting.
+    """
+    jobs = {task.get("job") for task in store.get_tasks(task_ids)}
+    registry = StartedJobRegistry(queue_name, connection=store.redis)
+    entries = [e for e in store.redis.zrange(registry.key, 0, -1) if e.decode().split(":")[0] in jobs]
+    if entries:
+        store.redis.zadd(registry.key, {entry: 0 for entry in entries})  # expired now: only these are cleaned
+        registry.cleanup(timestamp=1)
+
+
 class LeaseKeeper(threading.Thread):
     """Renews the leases of this worker's running tasks and aborts tasks whose worker died (kill -9)."""
 
@@ -185,8 +200,10 @@ class LeaseKeeper(threading.Thread):
             try:
                 store, lease = self.runtime.store, self.runtime.settings.lease_seconds
                 store.renew_leases(list(self.runtime.running), self.runtime.name, lease)
-                for task_id in store.reap_lost():
-                    log.warning("task %s: its worker is gone, marked ABORT", task_id)
+                reaped = store.reap_lost()
+                if reaped:
+                    log.warning("tasks %s: their worker is gone, marked ABORT", reaped)
+                    fail_abandoned_jobs(store, self.runtime.settings.queue, reaped)
             except Exception:  # Redis down or restarting: try again next round
                 log.exception("lease keeping failed")
                 time.sleep(self.interval)
