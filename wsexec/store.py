@@ -114,12 +114,8 @@ INSTANCE = Kind(
     dicts=frozenset({"facts"}),
 )
 
-# Atomic update of one record: optional state precondition, index moves for indexed fields, and the task's
-# lease: "hold:<ttl>:<owner>" (a worker has it), "release" (it is finished), "reap" (only if the lease expired).
-UPDATE_LUA = """
-local hash, lease_key, held_key = KEYS[1], KEYS[2], KEYS[3]
-local id, prefix = ARGV[1], ARGV[2]
-local indexed, allowed, changes, lease_op = cjson.decode(ARGV[3]), cjson.decode(ARGV[4]), cjson.decode(ARGV[5]), ARGV[6]
+# Both scripts below start here: the record must exist and be in one of the allowed states (none given: any).
+RECORD_STATE_CHECK = """
 if redis.call('EXISTS', hash) == 0 then return {'missing', ''} end
 local state = redis.call('HGET', hash, 'state') or ''
 if #allowed > 0 then
@@ -127,6 +123,15 @@ if #allowed > 0 then
   for _, s in ipairs(allowed) do if s == state then ok = true end end
   if not ok then return {'state', state} end
 end
+"""
+
+# Atomic update of one record: optional state precondition, index moves for indexed fields, and the task's
+# lease: "hold:<ttl>:<owner>" (a worker has it), "release" (it is finished), "reap" (only if the lease expired).
+UPDATE_LUA = """
+local hash, lease_key, held_key = KEYS[1], KEYS[2], KEYS[3]
+local id, prefix = ARGV[1], ARGV[2]
+local indexed, allowed, changes, lease_op = cjson.decode(ARGV[3]), cjson.decode(ARGV[4]), cjson.decode(ARGV[5]), ARGV[6]
+""" + RECORD_STATE_CHECK + """
 if lease_op == 'reap' and redis.call('EXISTS', lease_key) == 1 then return {'leased', state} end
 local is_indexed = {}
 for _, f in ipairs(indexed) do is_indexed[f] = true end
@@ -178,13 +183,7 @@ return {'ok', ids}
 DELETE_LUA = """
 local hash = KEYS[1]
 local id, prefix, indexed, allowed = ARGV[1], ARGV[2], cjson.decode(ARGV[3]), cjson.decode(ARGV[4])
-if redis.call('EXISTS', hash) == 0 then return {'missing', ''} end
-local state = redis.call('HGET', hash, 'state') or ''
-if #allowed > 0 then
-  local ok = false
-  for _, s in ipairs(allowed) do if s == state then ok = true end end
-  if not ok then return {'state', state} end
-end
+""" + RECORD_STATE_CHECK + """
 for i = 4, #KEYS do
   if redis.call('ZINTERCARD', 2, KEYS[3], KEYS[i], 'LIMIT', 1) > 0 then return {'busy', state} end
 end
