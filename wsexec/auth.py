@@ -114,9 +114,12 @@ def current_user() -> Principal:
 
 
 def required_role() -> Role:
+    return role_for(current_app.blueprints.get(request.blueprint or ""), request.method)
+
+
+def role_for(blueprint: Any, method: str) -> Role:
     """Reads need a viewer; writes need the role the blueprint declares (admin unless it says otherwise)."""
-    blueprint = current_app.blueprints.get(request.blueprint or "")
-    if request.method in SAFE_METHODS:
+    if method in SAFE_METHODS:
         return getattr(blueprint, "read_role", Role.VIEWER)
     return getattr(blueprint, "write_role", Role.ADMIN)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask, jsonify, request
 from flask_smorest import Api
+from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException, UnsupportedMediaType
 
 from wsexec.exceptions import WsexecError
@@ -23,8 +24,34 @@ def error_response(status: int, error: str, detail: Any = None, headers: dict[st
     return response
 
 
+class ErrorSchema(Schema):
+    """The body of every 4xx and 5xx answer, as error_response writes it (documents it in the OpenAPI)."""
+
+    error = fields.String(required=True, metadata={"description": "what went wrong, for a human"})
+    detail = fields.Raw(
+        required=True,
+        allow_none=True,
+        metadata={"description": "specifics: field-by-field messages for 422, the role needed for 403..."},
+    )
+
+
 class WsexecApi(Api):
     """flask-smorest's Api with our error body instead of its {code, status, message, errors}."""
+
+    ERROR_SCHEMA = ErrorSchema
+    DEFAULT_ERROR_RESPONSE_NAME = None  # each operation lists the errors it can give (wsexec.openapi)
+
+    def __init__(self, app: Flask) -> None:
+        from wsexec import openapi  # here: openapi -> auth -> errors
+
+        self.access_plugin = openapi.AccessPlugin()
+        plugins = {"marshmallow_plugin": openapi.WsexecMarshmallowPlugin(), "extra_plugins": [self.access_plugin]}
+        super().__init__(app, spec_kwargs=plugins)
+        openapi.declare_security(self.spec)
+
+    def register_blueprint(self, blp: Any, **options: Any) -> None:
+        with self.access_plugin.documenting(blp):
+            super().register_blueprint(blp, **options)
 
     def handle_http_exception(self, error: HTTPException) -> Any:
         data = getattr(error, "data", None) or {}

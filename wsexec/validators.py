@@ -40,23 +40,23 @@ def host(value: str) -> None:
         return
     except ValueError:
         pass
-    if not HOSTNAME.match(value) or value.replace(".", "").isdigit():
+    if not HOSTNAME.fullmatch(value) or value.replace(".", "").isdigit():
         raise ValidationError("not an IPv4/IPv6 address or a DNS name")
 
 
 def posix_user(value: str) -> None:
-    if not POSIX_USER.match(value):
+    if not POSIX_USER.fullmatch(value):
         raise ValidationError("not a valid POSIX user name (lower case letters, digits, _ and -, at most 32)")
 
 
 def tag(value: str) -> None:
-    if not TAG.match(value):
+    if not TAG.fullmatch(value):
         raise ValidationError("1 to 64 characters among letters, digits and _ . @ -")
 
 
 def host_key(value: str) -> None:
     """An OpenSSH public-key line ('ssh-ed25519 AAAA...') or a 'SHA256:...' fingerprint."""
-    if FINGERPRINT.match(value):
+    if FINGERPRINT.fullmatch(value):
         return
     parts = value.split()
     if len(parts) < 2 or parts[0] not in KEY_TYPES:

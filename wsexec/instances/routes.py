@@ -49,6 +49,7 @@ class Instance(MethodView):
     put = patch
 
     @blp.response(204)
+    @blp.alt_response(409, response="CONFLICT")
     def delete(self, instance_id: int) -> None:
         """Remove an instance (409 while it has INIT or CURRENT tasks)."""
         context.store().delete_instance(instance_id)

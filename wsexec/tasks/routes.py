@@ -20,6 +20,9 @@ blp = Blueprint("tasks", __name__, description="Scripts to run on instances")
 blp.write_role = Role.OPERATOR  # type: ignore[attr-defined]
 
 MAX_TASKS_PER_REQUEST = 1000
+ONE_OR_MANY = {  # POST's body and answer, for the OpenAPI document
+    "oneOf": [TaskSchema, {"type": "array", "items": TaskSchema, "minItems": 1, "maxItems": MAX_TASKS_PER_REQUEST}]
+}
 
 
 def load_new_tasks(body: Any) -> list[dict[str, Any]]:
@@ -49,8 +52,9 @@ class Tasks(MethodView):
         count, tasks = context.store().list_tasks(filters, page, page_size)
         return envelope(count, tasks, page, page_size)
 
-    @blp.doc(requestBody={"content": {"application/json": {"schema": TaskSchema}}, "required": True})
-    @blp.alt_response(201, schema=TaskSchema, description="the task; an array for an array or a target tag")
+    @blp.doc(requestBody={"content": {"application/json": {"schema": ONE_OR_MANY}}, "required": True})
+    @blp.alt_response(201, schema=ONE_OR_MANY, description="the task; an array for an array or a target tag")
+    @blp.alt_response(409, response="CONFLICT")
     def post(self) -> Any:
         """Create and enqueue a task, an array of tasks (all or nothing), or one task per instance of a tag."""
         body = request.get_json()
@@ -68,6 +72,7 @@ class Task(MethodView):
 
     @blp.arguments(TaskUpdateSchema)
     @blp.response(200, TaskSchema)
+    @blp.alt_response(409, response="CONFLICT")
     def patch(self, changes: dict[str, Any], task_id: int) -> dict[str, Any]:
         """Rename or retag a task, or cancel it with {"state": "ABORT"} (PUT does the same)."""
         store = context.store()
@@ -80,6 +85,7 @@ class Task(MethodView):
     put = patch
 
     @blp.response(204)
+    @blp.alt_response(409, response="CONFLICT")
     def delete(self, task_id: int) -> None:
         """Remove a finished task and its output (409 while INIT or CURRENT)."""
         context.store().delete_task(task_id)

@@ -15,6 +15,9 @@ RESULT_FIELDS = ("stdout", "stderr", "rc", "start", "end", "error", "worker", "s
 FIXED_FIELDS = ("id", "instance", "script", "user", "timeout", "scheduled_at", "run_after", "created_by", "target")
 
 
+WHEN = [{"type": "number"}, {"type": "string", "format": "date-time"}]  # what Timestamp accepts, documented
+
+
 class Timestamp(fields.Field):
     """A unix timestamp, or an ISO 8601 date-time with its UTC offset."""
 
@@ -37,12 +40,25 @@ class Timestamp(fields.Field):
         return value
 
 
+def _written(data: Any) -> dict[str, list[str]]:
+    """Fields a new task may not set, with why."""
+    if not isinstance(data, dict):
+        return {}
+    written = {f: ["read-only: written by the worker that runs the task"] for f in RESULT_FIELDS if f in data}
+    if "state" in data:
+        written["state"] = ["a new task is always INIT; cancel with PATCH {\"state\": \"ABORT\"}"]
+    return written
+
+
 class TargetSchema(Schema):
     tag = fields.String(required=True, validate=validators.tag)
 
 
 class TaskSchema(ApiSchema):
     """A task as stored and shown; the load side is what POST accepts."""
+
+    class Meta:
+        openapi = {"oneOf": [{"required": ["instance"]}, {"required": ["target"]}]}  # one_destination, documented
 
     id = fields.Integer(dump_only=True)
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
@@ -52,7 +68,7 @@ class TaskSchema(ApiSchema):
     script = fields.String(required=True, validate=validate.Length(min=1))
     user = fields.String(validate=validators.posix_user, metadata={"description": "default: the instance's user"})
     timeout = validators.Integer(validate=validate.Range(min=1), metadata={"description": "seconds"})
-    scheduled_at = Timestamp(allow_none=True, metadata={"description": "unix time or ISO 8601"})
+    scheduled_at = Timestamp(allow_none=True, metadata={"description": "unix time or ISO 8601", "anyOf": WHEN})
     run_after = fields.List(validators.Integer(validate=validate.Range(min=1)), validate=validate.Length(max=100))
     state = fields.String(dump_only=True, metadata={"enum": [s.value for s in TaskState]})
     created_by = fields.String(dump_only=True)
@@ -69,14 +85,15 @@ class TaskSchema(ApiSchema):
     job = fields.String(dump_only=True, metadata={"description": "the RQ job that runs it"})
     worker = fields.String(dump_only=True)
 
-    @pre_load
-    def refuse_result_fields(self, data: Any, **kwargs: Any) -> Any:
-        if isinstance(data, dict):
-            written = {f: ["read-only: written by the worker that runs the task"] for f in RESULT_FIELDS if f in data}
-            if "state" in data:
-                written["state"] = ["a new task is always INIT; cancel with PATCH {\"state\": \"ABORT\"}"]
-            if written:
-                raise ValidationError(written)
+    @pre_load(pass_collection=True)
+    def refuse_result_fields(self, data: Any, many: bool, **kwargs: Any) -> Any:
+        """Per item, keyed by index for an array (marshmallow loses the index when a per-item pre_load raises)."""
+        if many and isinstance(data, list):
+            errors: dict[Any, Any] = {index: written for index, item in enumerate(data) if (written := _written(item))}
+        else:
+            errors = _written(data)
+        if errors:
+            raise ValidationError(errors)
         return data
 
     @validates_schema
