@@ -155,4 +155,6 @@ schema = schemathesis.pytest.from_fixture("live_schema")
 @schema.parametrize()
 def test_app_keeps_to_its_document(case: Any) -> None:
     """Generated valid and invalid calls, as an admin: never a 5xx, every answer's code and body as documented."""
+    if isinstance(case.body, dict) and isinstance(case.body.get("ip"), str):
+        case.body["ip"] = "127.0.0.1"  # whatever address was generated: the run must reach no other host
     case.call_and_validate(headers=ADMIN_HEADERS, checks=CHECKS)
