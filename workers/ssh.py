@@ -37,6 +37,11 @@ class Endpoint:
     host_key: str | None = None
 
     @property
+    def pool_key(self) -> tuple[str, int, str, str | None]:
+        """The pin is part of the key: a connection verified under one pin must not serve another."""
+        return (self.host, self.port, self.user, self.host_key)
+
+    @property
     def known_hosts_name(self) -> str:
         return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
 
@@ -126,9 +131,9 @@ class ConnectionPool:
         self.pkey = paramiko.PKey.from_path(key_path)
         self.known_hosts = known_hosts
         self.options = options or SshOptions()
-        self._connections: dict[tuple[str, int, str], Connection] = {}
+        self._connections: dict[tuple[str, int, str, str | None], Connection] = {}
         self._lock = threading.Lock()
-        self._open_locks: dict[tuple[str, int, str], threading.Lock] = {}
+        self._open_locks: dict[tuple[str, int, str, str | None], threading.Lock] = {}
         self._connect_slots: dict[str, threading.BoundedSemaphore] = {}
 
     # -- connections ---------------------------------------------------------------------------------
@@ -199,7 +204,12 @@ class ConnectionPool:
             )
         if isinstance(exc, paramiko.AuthenticationException):
             return SshError("auth", f"authentication failed for {endpoint}")
-        if isinstance(exc, (socket.timeout, TimeoutError)):
+        # paramiko reports a silent server as a banner error caused by a timeout, or as "No existing session"
+        # when connect()'s own wait ran out first: a timeout either way, not a MaxStartups drop to retry.
+        silent = isinstance(exc, paramiko.SSHException) and (
+            isinstance(exc.__context__, (socket.timeout, TimeoutError)) or str(exc) == "No existing session"
+        )
+        if silent or isinstance(exc, (socket.timeout, TimeoutError)):
             return SshError("timeout", f"connect timeout after {timeout:g} s to {endpoint.host}:{endpoint.port}")
         if isinstance(exc, ConnectionRefusedError):
             return SshError("refused", f"connection refused by {endpoint.host}:{endpoint.port}")
@@ -214,7 +224,7 @@ class ConnectionPool:
 
     def _connection(self, endpoint: Endpoint) -> Connection:
         """The pooled connection for the endpoint; one thread opens it while the others wait to share it."""
-        key = (endpoint.host, endpoint.port, endpoint.user)
+        key = endpoint.pool_key
         self._evict_idle()
         with self._lock:
             opening = self._open_locks.setdefault(key, threading.Lock())
@@ -230,7 +240,7 @@ class ConnectionPool:
     def _discard(self, endpoint: Endpoint, connection: Connection) -> None:
         """Drop a connection that failed, unless another thread already replaced it."""
         with self._lock:
-            key = (endpoint.host, endpoint.port, endpoint.user)
+            key = endpoint.pool_key
             if self._connections.get(key) is connection:
                 del self._connections[key]
         connection.close()
