@@ -1,0 +1,78 @@
+"""`make bench` (`python -m bench [--runs N] [--quick]`): one run of every workload against every runner.
+
+Starts a private redis-server and 20 sshd daemons (127.0.2.1..20, default limits, a plain login user), then
+measures raw paramiko, wsexec through its HTTP API (real gunicorn and worker processes), `ssh` and ansible on
+the same hosts; prints medians with min-max and the ratios against the issue's targets, writes JSON to
+bench/results/. Everything started here is stopped on exit, Ctrl-C or error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from contextlib import ExitStack
+from functools import partial
+from typing import Any, NoReturn
+
+from bench import report
+from bench.cli import Ansible, SshCli
+from bench.cpu import CpuGroups
+from bench.lab import Lab
+from bench.paramiko_raw import RawParamiko
+from bench.workloads import ratios, run_all, timestamp
+from bench.wsexec_api import Wsexec, WsexecService
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, help="runs of each workload (default 5, or 2 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="a fast smoke test: 2 runs, 200 tasks in the bulk run")
+    parser.add_argument("--hosts", type=int, default=20, help="sshd daemons on 127.0.2.1..N (default 20)")
+    parser.add_argument("--workers", type=int, default=2, help="wsexec worker processes (default 2)")
+    parser.add_argument("--sequential", type=int, default=50, help="commands in the sequential run (default 50)")
+    parser.add_argument("--bulk", type=int, help="tasks in the bulk run (default 1000, or 200 with --quick)")
+    options = parser.parse_args(argv)
+    options.runs = options.runs or (2 if options.quick else 5)
+    options.bulk = options.bulk or (200 if options.quick else 1000)
+    if not 1 <= options.hosts <= 254:
+        parser.error("--hosts must be within 1..254")
+    return options
+
+
+def _terminated(signum: int, frame: Any) -> NoReturn:
+    raise SystemExit(128 + signum)  # unwinds through the `with` blocks, which stop what we started
+
+
+def main(argv: list[str]) -> int:
+    options = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGHUP, _terminated)
+    stamp = timestamp()
+    with ExitStack() as stack:
+        cpu = CpuGroups()
+        stack.callback(cpu.close)  # last out: after every process it counts has stopped
+        if not cpu.available:
+            print("bench: no writable cgroup v2, CPU times are not measured", file=sys.stderr)
+        print(f"bench: starting redis and {options.hosts} sshd daemons", file=sys.stderr)
+        lab = stack.enter_context(Lab(options.hosts))
+        cpu.add("redis", lab.redis.proc.pid)  # type: ignore[union-attr]
+        cpu.add("sshd", [server.proc.pid for server in lab.servers])  # type: ignore[union-attr]
+        print(f"bench: starting gunicorn and {options.workers} workers", file=sys.stderr)
+        service = stack.enter_context(WsexecService(lab, options.workers, partial(cpu.join, "wsexec")))
+        runners = {}
+        for runner in (RawParamiko(lab), Wsexec(service, lab), SshCli(lab), Ansible(lab)):
+            stack.callback(runner.close)
+            runners[runner.name] = runner
+        print(f"bench: {options.runs} runs of each workload", file=sys.stderr)
+        results = run_all(runners, lab.servers, cpu, options)
+    ratio_rows = ratios(results)
+    print(report.table(results, ratio_rows))
+    path = report.write(stamp, vars(options), results, ratio_rows)
+    print(f"\nbench: results in {path.relative_to(path.parents[2])} (and bench/results/latest.json)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

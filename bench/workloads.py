@@ -1,0 +1,145 @@
+"""The one table of workloads, the comparisons drawn from them, and the loop that runs them."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from bench.cpu import CpuGroups
+from tests.servers import SshServer
+
+
+class Runner(Protocol):
+    """One way of running `true` remotely; each implements the shapes its workloads use."""
+
+    name: str
+
+    def prepare(self, servers: list[SshServer], warm: bool) -> None: ...
+    def fanout(self, servers: list[SshServer], warm: bool) -> float: ...
+    def sequential(self, server: SshServer, count: int, warm: bool) -> float: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One shape of work (fanout, sequential or bulk), done by several runners so their times compare directly."""
+
+    key: str
+    title: str
+    shape: str
+    warm: bool
+    notes: dict[str, str]  # runner name -> how it does this workload
+
+    def commands(self, servers: list[SshServer], options: Any) -> int:
+        """How many `true` one run executes."""
+        return {"fanout": len(servers), "sequential": options.sequential, "bulk": options.bulk}[self.shape]
+
+    def measure(self, runner: Any, servers: list[SshServer], options: Any) -> float:
+        """Seconds for one run (preparation excluded)."""
+        if self.shape == "fanout":
+            return runner.fanout(servers, self.warm)
+        if self.shape == "sequential":
+            return runner.sequential(servers[0], options.sequential, self.warm)
+        return runner.bulk(servers[0], options.bulk)
+
+
+WORKLOADS = (
+    Workload("fanout-cold", "fan-out to {n} hosts, new connections", "fanout", False,
+             {"paramiko": "20 threads, connect + run", "wsexec": "POST target tag, fresh workers",
+              "ssh": "sequential loop, 1 ssh per host", "ansible": "-m command -f 20, default ssh args"}),
+    Workload("fanout-warm", "fan-out to {n} hosts, warm connections", "fanout", True,
+             {"paramiko": "20 threads, open connections", "wsexec": "POST target tag, pools warm"}),
+    Workload("seq", "{n} sequential on 1 host", "sequential", True,
+             {"paramiko": "one open connection", "wsexec": "POST, poll until DONE, repeat",
+              "ssh": "new connection each"}),
+    Workload("bulk", "{n} tasks to 1 host", "bulk", True, {"wsexec": "POST arrays of 100"}),
+)
+
+# (name, numerator (workload, runner), denominator (workload, runner), target (op, value) or None)
+RATIOS = (
+    ("wsexec / paramiko, fan-out warm", ("fanout-warm", "wsexec"), ("fanout-warm", "paramiko"), ("<=", 1.5)),
+    ("wsexec / paramiko, fan-out cold", ("fanout-cold", "wsexec"), ("fanout-cold", "paramiko"), None),
+    ("wsexec / paramiko, 50 sequential", ("seq", "wsexec"), ("seq", "paramiko"), None),
+    ("ansible / wsexec, fan-out warm", ("fanout-cold", "ansible"), ("fanout-warm", "wsexec"), (">=", 30.0)),
+    ("ansible / wsexec, fan-out cold", ("fanout-cold", "ansible"), ("fanout-cold", "wsexec"), None),
+    ("ssh loop / wsexec, fan-out cold", ("fanout-cold", "ssh"), ("fanout-cold", "wsexec"), None),
+)
+BULK_TARGET = 200.0  # tasks/s
+CPU_SETTLE_SECONDS = 0.05  # lets sshd finish closing what a run closed, so its CPU time is counted
+
+
+@dataclass
+class Result:
+    workload: str
+    title: str
+    runner: str
+    note: str
+    commands: int
+    seconds: list[float] = field(default_factory=list)
+    cpu: list[dict[str, float]] = field(default_factory=list)  # CPU seconds per component, one dict per run
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    def cpu_ms_per_command(self) -> dict[str, float]:
+        """Median over the runs of each component's CPU time, per command (empty without cgroups)."""
+        if not self.cpu or not self.cpu[0]:
+            return {}
+        return {name: round(1000 * statistics.median(run[name] for run in self.cpu) / self.commands, 2)
+                for name in self.cpu[0]}
+
+    def summary(self) -> dict[str, Any]:
+        return {**asdict(self), "median_s": self.median, "min_s": min(self.seconds), "max_s": max(self.seconds),
+                "per_command_ms": 1000 * self.median / self.commands, "commands_per_s": self.commands / self.median,
+                "cpu_ms_per_command": self.cpu_ms_per_command()}
+
+
+def run_all(runners: dict[str, Runner], servers: list[SshServer], cpu: CpuGroups, options: Any) -> list[Result]:
+    """Every workload, runner by runner, options.runs times; preparation (warm-up, restarts) is never timed."""
+    results = []
+    for workload in WORKLOADS:
+        for name, note in workload.notes.items():
+            runner = runners[name]
+            commands = workload.commands(servers, options)
+            result = Result(workload.key, workload.title.format(n=commands), name, note, commands)
+            for _ in range(options.runs):
+                runner.prepare(servers, workload.warm)
+                before = cpu.usage()
+                result.seconds.append(workload.measure(runner, servers, options))
+                time.sleep(CPU_SETTLE_SECONDS)
+                result.cpu.append(cpu.spent(before, cpu.usage()))
+            print(f"  {result.title:<40} {name:<9} median {1000 * result.median:7.0f} ms", file=sys.stderr)
+            results.append(result)
+    return results
+
+
+def ratios(results: list[Result]) -> list[dict[str, Any]]:
+    """The comparisons the issue asks for, with their targets checked (median against median)."""
+    medians = {(r.workload, r.runner): r.median for r in results}
+    rows = []
+    for name, top, bottom, target in RATIOS:
+        if top not in medians or bottom not in medians:
+            continue
+        value = medians[top] / medians[bottom]
+        rows.append({"name": name, "value": value, "target": target, "met": _meets(value, target)})
+    for r in results:
+        if r.workload == "bulk":
+            rate = r.commands / r.median
+            rows.append({"name": f"{r.commands} tasks, tasks/s", "value": rate, "target": (">=", BULK_TARGET),
+                         "met": _meets(rate, (">=", BULK_TARGET))})
+    return rows
+
+
+def _meets(value: float, target: tuple[str, float] | None) -> bool | None:
+    if target is None:
+        return None
+    op, limit = target
+    return value <= limit if op == "<=" else value >= limit
+
+
+def timestamp() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

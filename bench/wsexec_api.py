@@ -1,0 +1,257 @@
+"""wsexec end to end: real gunicorn and `python -m workers` processes, driven only through the HTTP API."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+from redis import Redis
+from rq import Worker
+
+from bench.lab import Lab
+from tests.servers import SshServer, free_port
+from wsexec.config import Settings
+from wsexec.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTANCE_TAG = "bench"
+POST_CHUNK = 100  # tasks per POST in the bulk run
+WAIT_SECONDS = 120.0
+Preexec = Callable[[], None] | None
+
+
+def _spawn(cmd: list[str], env: dict[str, str], log: Path, preexec: Preexec) -> subprocess.Popen[bytes]:
+    """Its own session: Ctrl-C reaches only us, and we stop it in order (before Redis goes away)."""
+    with log.open("ab") as out:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec)
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM exactly these PIDs (graceful for gunicorn and RQ), SIGKILL whatever still runs after 15 s."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _until(predicate: Any, what: str, timeout: float = 30.0, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while (value := predicate()) is None or value is False:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(interval)
+    return value
+
+
+class ApiClient:
+    """The API as a client sees it: JSON over HTTP with a bearer token (cheap to check, unlike a password hash)."""
+
+    def __init__(self, base: str, token: str) -> None:
+        self.base = base
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {token}"
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.http.request(method, f"{self.base}/wsexec{path}", timeout=60, **kwargs)
+        if response.status_code >= 300:
+            raise RuntimeError(f"{method} {path}: {response.status_code} {response.text[:500]}")
+        return response.json()
+
+    def count(self, **filters: Any) -> int:
+        return int(self.call("GET", "/tasks", params={**filters, "page_size": 1})["count"])
+
+    def tasks(self, **filters: Any) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for page in itertools.count(1):
+            body = self.call("GET", "/tasks", params={**filters, "page": page, "page_size": 100})
+            found += body["results"]
+            if not body["next"]:
+                return found
+        raise AssertionError("unreachable")
+
+
+class WsexecService:
+    """gunicorn (gunicorn.conf.py, as `make run`) and N worker processes, configured by Settings.to_env()."""
+
+    def __init__(self, lab: Lab, workers: int, preexec: Preexec = None) -> None:
+        """preexec runs in each child before it execs (the benchmark puts them in the "wsexec" cgroup)."""
+        self.preexec = preexec
+        token = secrets.token_urlsafe(32)
+        self.settings = Settings(
+            redis_url=lab.redis.url,
+            tokens=f"bench:admin:{hashlib.sha256(token.encode()).hexdigest()}",
+            ssh_key=str(lab.key),
+            known_hosts=str(lab.known_hosts),
+        )
+        bind = f"127.0.0.1:{free_port()}"
+        self.env = {**os.environ, **self.settings.to_env(), "WSEXEC_BIND": bind, "WSEXEC_LOG_LEVEL": "warning",
+                    "PYTHONPATH": str(ROOT)}
+        self.logs = lab.workdir
+        self.worker_count = workers
+        self.api = ApiClient(f"http://{bind}", token)
+        self.gunicorn: list[subprocess.Popen[bytes]] = []
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.generation = 0
+
+    def start(self) -> WsexecService:
+        self.gunicorn = [_spawn([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+                                self.env, self.logs / "gunicorn.log", self.preexec)]
+        _until(self._health, "gunicorn to answer")
+        self.start_workers()
+        return self
+
+    def _health(self) -> dict[str, Any] | None:
+        if self.gunicorn[0].poll() is not None:
+            raise RuntimeError(f"gunicorn exited, see {self.logs / 'gunicorn.log'}")
+        try:
+            return requests.get(f"{self.api.base}/wsexec/health", timeout=5).json()
+        except requests.RequestException:
+            return None
+
+    def start_workers(self) -> None:
+        """New worker processes (so, empty SSH pools), returning once all are registered with RQ."""
+        self.generation += 1
+        self.workers = [_spawn([sys.executable, "-m", "workers"], self.env,
+                               self.logs / f"worker-{self.generation}-{n}.log", self.preexec)
+                        for n in range(self.worker_count)]
+        _until(lambda: self._health()["workers"] == self.worker_count, "the workers to register")  # type: ignore[index]
+        time.sleep(0.3)  # registered comes just before the first dequeue: let every worker reach it
+
+    def restart_workers(self) -> None:
+        _stop(self.workers)
+        self.start_workers()
+
+    def stop(self) -> None:
+        _stop(self.workers)
+        _stop(self.gunicorn)
+
+    def __enter__(self) -> WsexecService:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+class Wsexec:
+    """The workloads as tasks, timed from the first POST to the last task's `end` (which the worker writes)."""
+
+    name = "wsexec"
+
+    def __init__(self, service: WsexecService, lab: Lab) -> None:
+        self.service = service
+        self.api = service.api
+        self.store = Store(Redis.from_url(lab.redis.url))  # only to see which worker ran a task (not in the API)
+        self.instances = {
+            server: self.api.call("POST", "/instances", json={"ip": server.host, "port": server.port,
+                                                              "tag": INSTANCE_TAG, "user": lab.user})["id"]
+            for server in lab.servers
+        }
+        self.runs = itertools.count(1)
+
+    # -- preparation -------------------------------------------------------------------------------
+
+    def prepare(self, servers: list[SshServer], warm: bool) -> None:
+        """Cold: fresh worker processes. Warm: fan out until every worker holds a connection to every host."""
+        if not warm:
+            self.service.restart_workers()
+            return
+        wanted = {(worker, self.instances[s]) for worker in self._worker_names() for s in servers}
+        for _ in range(30):
+            tag, tasks = self._submit([{"target": {"tag": INSTANCE_TAG}}])
+            ran = self.store.get_tasks(t["id"] for t in self._wait(tag, len(tasks)))
+            wanted -= {(t["worker"], t["instance"]) for t in ran}
+            if not wanted:
+                return
+        raise RuntimeError(f"could not warm every worker's pool: still missing {sorted(wanted)}")
+
+    def _worker_names(self) -> set[str]:
+        return {w.name for w in Worker.all(connection=self.store.redis)}
+
+    # -- workloads ---------------------------------------------------------------------------------
+
+    def fanout(self, servers: list[SshServer], warm: bool) -> float:
+        """One POST with "target": {"tag": ...}: one task per ACTIVE instance of the tag."""
+        if len(servers) != len(self.instances):
+            raise ValueError("the fan-out targets every benchmark instance")
+        start = time.time()
+        tag, tasks = self._submit([{"target": {"tag": INSTANCE_TAG}}])
+        return self._finished_at(self._wait(tag, len(tasks))) - start
+
+    def sequential(self, server: SshServer, count: int, warm: bool) -> float:
+        """POST one task, poll it until DONE, then the next: what a script calling the API in a loop sees."""
+        start = time.time()
+        finished = []
+        for _ in range(count):
+            _, (task,) = self._submit([{"instance": self.instances[server]}])
+            finished.append(_until(lambda t=task: self._if_finished(self.api.call("GET", f"/tasks/{t['id']}")),
+                                   f"task {task['id']}", WAIT_SECONDS, interval=0.002))
+        return self._finished_at(finished) - start
+
+    def bulk(self, server: SshServer, count: int) -> float:
+        """count tasks to one host, POSTed as arrays of POST_CHUNK while the workers already run them."""
+        start = time.time()
+        tag = self._tag()
+        for first in range(0, count, POST_CHUNK):
+            self._submit([{"instance": self.instances[server]}] * min(POST_CHUNK, count - first), tag)
+        return self._finished_at(self._wait(tag, count, interval=0.05)) - start
+
+    def close(self) -> None:
+        self.store.redis.close()
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _tag(self) -> str:
+        return f"run-{next(self.runs)}"
+
+    def _submit(self, items: list[dict[str, Any]], tag: str | None = None) -> tuple[str, list[dict[str, Any]]]:
+        """POST `true` tasks as one JSON array, all with the same fresh tag so the run can be followed."""
+        tag = tag or self._tag()
+        body = [{"name": "bench", "tag": tag, "script": "true", **item} for item in items]
+        return tag, self.api.call("POST", "/tasks", json=body)
+
+    @staticmethod
+    def _if_finished(task: dict[str, Any]) -> dict[str, Any] | None:
+        if task["state"] == "ABORT":
+            raise RuntimeError(f"task {task['id']} ended ABORT: {task.get('error')}")
+        return task if task["state"] == "DONE" else None
+
+    def _wait(self, tag: str, count: int, interval: float = 0.01) -> list[dict[str, Any]]:
+        """Poll the DONE count of the run's tag; fail at the first ABORT instead of waiting for nothing."""
+        deadline = time.monotonic() + WAIT_SECONDS
+        polls = 0
+        while self.api.count(tag=tag, state="DONE") < count:
+            polls += 1
+            if polls % 50 == 0 and self.api.count(tag=tag, state="ABORT"):
+                aborted = self.api.tasks(tag=tag, state="ABORT")
+                raise RuntimeError(f"{len(aborted)} task(s) ended ABORT, e.g.: {aborted[0].get('error')}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"run {tag}: not all {count} tasks DONE after {WAIT_SECONDS} s")
+            time.sleep(interval)
+        return self.api.tasks(tag=tag)
+
+    @staticmethod
+    def _finished_at(tasks: list[dict[str, Any]]) -> float:
+        """When the last task ended; every one must have run `true` successfully."""
+        failed = [t for t in tasks if t.get("rc") != 0]
+        if failed:
+            raise RuntimeError(f"{len(failed)} task(s) did not exit 0, e.g. {failed[0]}")
+        return max(t["end"] for t in tasks)
