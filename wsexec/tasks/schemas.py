@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
@@ -21,20 +21,25 @@ WHEN = [{"type": "number"}, {"type": "string", "format": "date-time"}]  # what T
 class Timestamp(fields.Field):
     """A unix timestamp, or an ISO 8601 date-time with its UTC offset."""
 
+    INVALID = "expected a unix timestamp or an ISO 8601 date-time, between 1970 and 9999"
+    LAST = datetime(9999, 12, 31, tzinfo=UTC).timestamp()  # RQ's scheduler turns it back into a datetime
+
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> float:
-        if isinstance(value, bool):
-            raise ValidationError("expected a unix timestamp or an ISO 8601 date-time")
-        if isinstance(value, (int, float)):
-            return float(value)
         if isinstance(value, str):
             try:
                 parsed = datetime.fromisoformat(value)
             except ValueError as exc:
-                raise ValidationError("expected a unix timestamp or an ISO 8601 date-time") from exc
+                raise ValidationError(self.INVALID) from exc
             if parsed.tzinfo is None:
                 raise ValidationError("give the UTC offset, e.g. 2026-01-01T03:00:00+00:00")
-            return parsed.timestamp()
-        raise ValidationError("expected a unix timestamp or an ISO 8601 date-time")
+            value = parsed
+        try:
+            when = value.timestamp() if isinstance(value, datetime) else float(value)
+        except (TypeError, ValueError, OverflowError):
+            when = None
+        if isinstance(value, bool) or when is None or not 0 <= when <= self.LAST:  # also refuses NaN
+            raise ValidationError(self.INVALID)
+        return when
 
     def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> float | None:
         return value
