@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -194,3 +195,38 @@ def wait_finished(api: Api, task_id: int, timeout: float = 20.0) -> dict[str, An
         return task if task["state"] in ("DONE", "ABORT") else None
 
     return wait_for(finished, timeout)
+
+
+@pytest.fixture
+def gunicorn_url(settings: Settings, redis: Redis, tmp_path: Path) -> Iterator[str]:
+    """Real gunicorn (gunicorn.conf.py, wsgi:app) on a free loopback port with the test settings; its base URL."""
+    import requests
+
+    port = free_port("127.0.0.1")
+    env = {**os.environ, **settings.to_env(), "WSEXEC_BIND": f"127.0.0.1:{port}", "PYTHONPATH": str(ROOT)}
+    log = tmp_path / "gunicorn.log"
+    with log.open("ab") as out:
+        # its own session, so a hung shutdown can be cleaned up by killing exactly this process group
+        proc = subprocess.Popen([str(ROOT / ".venv/bin/gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT,
+                                env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def serving() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"gunicorn exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
+        try:
+            return requests.get(f"{url}/wsexec/health", timeout=2).status_code in (200, 503)
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_for(serving, timeout=30)
+        yield url
+    finally:
+        proc.terminate()  # SIGTERM: the master stops its workers gracefully
+        try:
+            proc.wait(35)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
