@@ -75,7 +75,8 @@ def sshd(make_sshd: Callable[..., SshServer]) -> SshServer:
 
 @pytest.fixture(scope="session")
 def password_hashes() -> dict[str, str]:
-    return {user: generate_password_hash(password) for user, password in PASSWORDS.items()}
+    """Cheap hashes: the default scrypt costs 0.1-0.5 s per request, and the tests make thousands."""
+    return {user: generate_password_hash(password, "pbkdf2:sha256:1") for user, password in PASSWORDS.items()}
 
 
 @pytest.fixture
