@@ -350,7 +350,9 @@ class _Execution:
         while True:
             select.select([channel], [], [], STOP_POLL_SECONDS)
             self._drain()
-            if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+            # The end is EOF, not the exit status: sshd may send the status before the last output under load.
+            finished = channel.eof_received or channel.closed
+            if finished and not channel.recv_ready() and not channel.recv_stderr_ready():
                 if self._head:  # output without a newline before exit
                     self.on_stdout(self._head)
                 return channel.recv_exit_status()
