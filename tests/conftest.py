@@ -218,7 +218,7 @@ def gunicorn_url(settings: Settings, redis: Redis, tmp_path: Path) -> Iterator[s
             raise AssertionError(f"gunicorn exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
         try:
             return requests.get(f"{url}/wsexec/health", timeout=2).status_code in (200, 503)
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or still importing the app (busy CPU)
             return False
 
     try:
