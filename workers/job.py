@@ -22,6 +22,7 @@ from wsexec.store import Store, TaskState
 log = logging.getLogger(__name__)
 
 FLUSH_BYTES = 64 * 1024
+PURGE_SECONDS = 60.0
 
 
 @dataclass
@@ -44,7 +45,7 @@ class Runtime:
             connects_per_host=settings.connects_per_host,
         )
         pool = ConnectionPool(settings.ssh_key, settings.known_hosts, options)
-        return cls(settings, Store(redis, settings.output_cap), pool)
+        return cls(settings, Store(redis, settings.output_cap, settings.retention_seconds), pool)
 
 
 _runtime: Runtime | None = None
@@ -121,7 +122,8 @@ def run_task(runtime: Runtime, task_id: int) -> str:
     except Exception as exc:  # a task must never stay CURRENT because of a bug or a lost Redis
         log.exception("task %s failed inside the worker", task_id)
         state, fields = TaskState.ABORT, {"error": f"worker error: {exc}", "rc": None}
-    store.finish(task_id, state, **fields)
+    if store.finish(task_id, state, **fields):
+        store.observe_run_time(state, time.time() - task["start"])
     return state.value
 
 
@@ -151,6 +153,8 @@ def _execute(runtime: Runtime, task: dict[str, Any]) -> tuple[TaskState, dict[st
         state, fields = TaskState.DONE, {"rc": rc}
     except (Stopped, SshError) as exc:
         state, fields = TaskState.ABORT, {"error": str(exc), "rc": None}
+        if isinstance(exc, SshError):
+            store.count_ssh_failure(exc.reason)
     out.flush()
     err.flush()
     return state, {**fields, "stdout_dropped": out.dropped, "stderr_dropped": err.dropped}
@@ -169,7 +173,8 @@ def _failed_dependency(store: Store, run_after: list[int]) -> str | None:
 
 def on_job_failure(job: Any, connection: Redis, exc_type: Any = None, exc: Any = None, tb: Any = None) -> None:
     """RQ's failure callback, also run for abandoned jobs: tasks whose lease expired end ABORT, never re-run."""
-    Store(connection).reap_lost(job.args[0])
+    settings = Settings.from_env()
+    Store(connection, settings.output_cap, settings.retention_seconds).reap_lost(job.args[0])
 
 
 def fail_abandoned_jobs(store: Store, queue_name: str, task_ids: list[int]) -> None:
@@ -187,13 +192,16 @@ def fail_abandoned_jobs(store: Store, queue_name: str, task_ids: list[int]) -> N
 
 
 class LeaseKeeper(threading.Thread):
-    """Renews the leases of this worker's running tasks and aborts tasks whose worker died (kill -9)."""
+    """Renews the leases of this worker's running tasks, aborts tasks whose worker died (kill -9), sweeps old ones."""
 
     def __init__(self, runtime: Runtime, interval: float | None = None) -> None:
         super().__init__(name="wsexec-leases", daemon=True)
         self.runtime = runtime
         self.interval = interval or max(runtime.settings.lease_seconds / 4, 0.5)
         self.stopping = threading.Event()
+        # the retention sweep: every minute, or twice per retention period when that is shorter (tests)
+        self.purge_interval = min(PURGE_SECONDS, runtime.settings.retention_seconds / 2)
+        self.next_purge = 0.0
 
     def run(self) -> None:
         while not self.stopping.wait(self.interval):
@@ -204,6 +212,9 @@ class LeaseKeeper(threading.Thread):
                 if reaped:
                     log.warning("tasks %s: their worker is gone, marked ABORT", reaped)
                     fail_abandoned_jobs(store, self.runtime.settings.queue, reaped)
+                if time.monotonic() >= self.next_purge:
+                    self.next_purge = time.monotonic() + self.purge_interval
+                    store.purge_expired()
             except Exception:  # Redis down or restarting: try again next round
                 log.exception("lease keeping failed")
                 time.sleep(self.interval)

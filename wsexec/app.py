@@ -29,17 +29,18 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     app.extensions["wsexec"] = settings
     redis = connect(settings.redis_url)
-    app.extensions["wsexec_store"] = Store(redis, settings.output_cap)
+    app.extensions["wsexec_store"] = Store(redis, settings.output_cap, settings.retention_seconds)
     app.extensions["wsexec_queue"] = Queue(settings.queue, connection=redis)
 
     api = errors.init_app(app)
     auth.init_app(app, settings)  # first: nothing is answered, not even 415, before credentials are checked
     app.before_request(errors.require_json_body)
 
+    from wsexec import audit, batches, metrics
     from wsexec.health import blp as health_blp
     from wsexec.instances.routes import blp as instances_blp
     from wsexec.tasks.routes import blp as tasks_blp
 
-    for blueprint in (health_blp, instances_blp, tasks_blp):
+    for blueprint in (health_blp, instances_blp, tasks_blp, audit.blp, batches.blp, metrics.blp):
         api.register_blueprint(blueprint, url_prefix=f"/wsexec/{blueprint.name}")
     return app

@@ -41,6 +41,9 @@ class Settings:
     tasks_per_job: int = 50  # tasks ready at once are run in groups: one RQ job runs up to this many
     worker_threads: int = 16  # tasks one job runs at the same time (at most channels_per_connection per host)
     lease_seconds: int = 10
+    retention_days: float = 30  # finished tasks and their output are deleted this long after they end
+    idempotency_window: int = 86400  # seconds a POST's answer is kept for retries with the same Idempotency-Key
+    audit_max: int = 100_000  # audit log entries kept (the oldest are dropped)
     commands: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_COMMANDS))
 
     @classmethod
@@ -60,6 +63,10 @@ class Settings:
                 values[f.name] = raw
         values.update(overrides)
         return cls(**values)
+
+    @property
+    def retention_seconds(self) -> float:
+        return self.retention_days * 86400
 
     def to_env(self) -> dict[str, str]:
         """The WSEXEC_* variables that reproduce these settings in another process (workers, gunicorn)."""

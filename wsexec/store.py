@@ -5,7 +5,9 @@ Shared by the web app and the workers, so it imports nothing from Flask.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import time
 import uuid
 from collections.abc import Iterable
@@ -22,6 +24,12 @@ from wsexec.exceptions import Conflict, NotFound, Unprocessable
 
 PREFIX = "wsexec:"
 HELD_KEY = f"{PREFIX}tasks:held"  # tasks a worker has taken and not finished: what the reaper watches
+FINISHED_KEY = f"{PREFIX}tasks:finished"  # finished tasks scored by end time: what the retention sweep reads
+AUDIT_KEY = f"{PREFIX}audit"  # a list of JSON entries, newest first
+SSH_FAILURES_KEY = f"{PREFIX}metrics:ssh_failures"  # reason -> count
+EXPIRY_GRACE_SECONDS = 3600  # Redis's own expiry of a finished task: a backstop, this long after the sweep's turn
+PURGE_BATCH = 500
+RUN_TIME_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, math.inf)  # seconds
 
 
 class TaskState(str, Enum):
@@ -150,6 +158,9 @@ if string.sub(lease_op, 1, 5) == 'hold:' then
 elseif lease_op == 'release' or lease_op == 'reap' then
   redis.call('DEL', lease_key)
   redis.call('ZREM', held_key, id)
+  -- finished: the retention sweep finds it by its end time; EXPIRE (ARGV[7] s) is the backstop if no sweep runs
+  redis.call('ZADD', KEYS[4], changes['end'] or redis.call('TIME')[1], id)
+  for _, k in ipairs({hash, KEYS[5], KEYS[6]}) do redis.call('EXPIRE', k, ARGV[7]) end
 end
 return {'ok', state}
 """
@@ -197,6 +208,40 @@ for _, k in ipairs(cjson.decode(ARGV[5])) do redis.call('DEL', k) end
 return {'ok', state}
 """
 
+# Delete finished tasks that ended before ARGV[1] (KEYS[1]: the finished zset) with their index entries and
+# sub-keys; returns how many it looked at and the ids whose hash had already expired (their indexes are unknown).
+PURGE_LUA = """
+local finished, cutoff, limit = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local record_prefix, index_prefix = ARGV[3], ARGV[4]
+local indexed, suffixes = cjson.decode(ARGV[5]), cjson.decode(ARGV[6])
+local ids = redis.call('ZRANGEBYSCORE', finished, '-inf', cutoff, 'LIMIT', 0, limit)
+local gone = {}
+for _, id in ipairs(ids) do
+  local hash = record_prefix .. id
+  if redis.call('EXISTS', hash) == 1 then
+    for _, f in ipairs(indexed) do
+      local v = redis.call('HGET', hash, f)
+      if v then redis.call('ZREM', index_prefix .. f .. ':' .. v, id) end
+    end
+  else
+    table.insert(gone, id)
+  end
+  redis.call('ZREM', index_prefix .. 'all', id)
+  redis.call('ZREM', finished, id)
+  redis.call('DEL', hash)
+  for _, suffix in ipairs(suffixes) do redis.call('DEL', hash .. suffix) end
+end
+return {#ids, gone}
+"""
+
+# The first request with an idempotency key stores ARGV[1] (pending) and gets nil; later ones get what is stored.
+IDEMPOTENCY_BEGIN_LUA = """
+local found = redis.call('GET', KEYS[1])
+if found then return found end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return false
+"""
+
 # Append output, never past the cap (the worker counts what it dropped; this is the store's own bound).
 APPEND_LUA = """
 local room = tonumber(ARGV[1]) - redis.call('STRLEN', KEYS[1])
@@ -218,13 +263,16 @@ def connect(url: str) -> Redis:
 class Store:
     """The wsexec data model on top of one Redis connection."""
 
-    def __init__(self, redis: Redis, output_cap: int = 1024 * 1024) -> None:
+    def __init__(self, redis: Redis, output_cap: int = 1024 * 1024, retention_seconds: float = 30 * 86400) -> None:
         self.redis = redis
         self.output_cap = output_cap
+        self.retention_seconds = retention_seconds
         self._update = redis.register_script(UPDATE_LUA)
         self._create = redis.register_script(CREATE_LUA)
         self._delete = redis.register_script(DELETE_LUA)
         self._append = redis.register_script(APPEND_LUA)
+        self._purge = redis.register_script(PURGE_LUA)
+        self._idempotency_begin = redis.register_script(IDEMPOTENCY_BEGIN_LUA)
 
     # -- generic record operations -------------------------------------------------------------------
 
@@ -270,7 +318,8 @@ class Store:
         lease_op: str = "",
     ) -> tuple[str, str]:
         status, state = self._update(
-            keys=[kind.key(record_id), self.lease_key(record_id), HELD_KEY],
+            keys=[kind.key(record_id), self.lease_key(record_id), HELD_KEY, FINISHED_KEY]
+            + [self.output_key(record_id, s) for s in STREAMS],
             args=[
                 record_id,
                 kind.index_prefix,
@@ -278,6 +327,7 @@ class Store:
                 json.dumps([s.value for s in allowed]),
                 json.dumps(kind.encode(changes)),
                 lease_op,
+                math.ceil(self.retention_seconds) + EXPIRY_GRACE_SECONDS,
             ],
         )
         if status == b"missing":
@@ -387,6 +437,7 @@ class Store:
         )
         if status == "state":
             raise Conflict(f"task {task_id} is {state}; only DONE or ABORT tasks can be deleted")
+        self.redis.zrem(FINISHED_KEY, task_id)
 
     def abort_queued(self, task_id: int, error: str) -> bool:
         """INIT -> ABORT; False when the task has already left INIT."""
@@ -493,3 +544,102 @@ class Store:
     def read_output(self, task_id: int, stream: str, offset: int = 0) -> bytes:
         """The stored bytes of one stream from a byte offset (bounded by the cap)."""
         return self.redis.getrange(self.output_key(task_id, stream), offset, -1)
+
+    # -- retention -----------------------------------------------------------------------------------
+
+    def purge_expired(self, now: float | None = None) -> int:
+        """Delete the tasks that finished more than the retention period ago, their output and index entries."""
+        cutoff = (time.time() if now is None else now) - self.retention_seconds
+        base = TASK.key("")
+        suffixes = [key.removeprefix(base) for key in (self.lease_key(""), *(self.output_key("", s) for s in STREAMS))]
+        purged = 0
+        while True:
+            seen, gone = self._purge(
+                keys=[FINISHED_KEY],
+                args=[repr(cutoff), PURGE_BATCH, base, TASK.index_prefix, json.dumps(TASK.indexed),
+                      json.dumps(suffixes)],
+            )
+            if gone:
+                self._unindex(gone)
+            purged += seen
+            if seen < PURGE_BATCH:
+                return purged
+
+    def _unindex(self, task_ids: list[bytes]) -> None:
+        """Ids whose hash Redis expired before the sweep: their index values are lost, so look in every index."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for key in self.redis.scan_iter(match=f"{TASK.index_prefix}*", count=1000, _type="zset"):
+                pipe.zrem(key, *task_ids)
+            pipe.execute()
+
+    # -- batches (tasks created together by a fan-out) -----------------------------------------------
+
+    def batch_tasks(self, batch: str) -> list[dict[str, Any]]:
+        """The tasks of a batch, oldest first; empty if it never existed or all its tasks are gone."""
+        return self._get_many(TASK, self.redis.zrange(TASK.index_key("batch", batch), 0, -1))
+
+    # -- audit log -----------------------------------------------------------------------------------
+
+    def add_audit(self, entry: dict[str, Any], keep: int) -> None:
+        with self.redis.pipeline() as pipe:
+            pipe.lpush(AUDIT_KEY, json.dumps(entry, separators=(",", ":"), default=str))
+            pipe.ltrim(AUDIT_KEY, 0, keep - 1)
+            pipe.execute()
+
+    def audit_page(self, page: int, page_size: int) -> tuple[int, list[dict[str, Any]]]:
+        """One page of the audit log, newest first."""
+        start = (page - 1) * page_size
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.llen(AUDIT_KEY)
+            pipe.lrange(AUDIT_KEY, start, start + page_size - 1)
+            count, raw = pipe.execute()
+        return count, [json.loads(entry) for entry in raw]
+
+    # -- idempotency keys ----------------------------------------------------------------------------
+
+    @staticmethod
+    def idempotency_key(user: str, key: str) -> str:
+        """Per user (user names hold no ':'); the client's key hashed, whatever characters it has."""
+        return f"{PREFIX}idempotency:{user}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+    def idempotency_begin(self, user: str, key: str, record: dict[str, Any], ttl: int) -> dict[str, Any] | None:
+        """Store record if the key is new (None: go ahead); else what the first request stored."""
+        found = self._idempotency_begin(keys=[self.idempotency_key(user, key)], args=[json.dumps(record), ttl])
+        return json.loads(found) if found else None
+
+    def idempotency_save(self, user: str, key: str, record: dict[str, Any], ttl: int) -> None:
+        self.redis.set(self.idempotency_key(user, key), json.dumps(record), ex=ttl)
+
+    def idempotency_release(self, user: str, key: str) -> None:
+        self.redis.delete(self.idempotency_key(user, key))
+
+    # -- metrics (counted in Redis, so every worker process and machine adds to the same numbers) --------
+
+    def task_counts(self) -> dict[str, int]:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for state in TaskState:
+                pipe.zcard(TASK.index_key("state", state))
+            return dict(zip([s.value for s in TaskState], pipe.execute(), strict=True))
+
+    @staticmethod
+    def run_time_key(state: TaskState | str) -> str:
+        return f"{PREFIX}metrics:run_seconds:{encode_value(state)}"
+
+    def observe_run_time(self, state: TaskState, seconds: float) -> None:
+        """Count a finished task's run time in its histogram bucket (the smallest bound it does not exceed)."""
+        bound = next(b for b in RUN_TIME_BUCKETS if seconds <= b)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hincrby(self.run_time_key(state), f"{bound:g}", 1)
+            pipe.hincrbyfloat(self.run_time_key(state), "sum", seconds)
+            pipe.execute()
+
+    def run_times(self, state: TaskState) -> tuple[list[int], float]:
+        """Per-bucket counts (not cumulative) in RUN_TIME_BUCKETS order, and the sum of the run times."""
+        raw = {k.decode(): v for k, v in self.redis.hgetall(self.run_time_key(state)).items()}
+        return [int(raw.get(f"{b:g}", 0)) for b in RUN_TIME_BUCKETS], float(raw.get("sum", 0))
+
+    def count_ssh_failure(self, reason: str) -> None:
+        self.redis.hincrby(SSH_FAILURES_KEY, reason, 1)
+
+    def ssh_failures(self) -> dict[str, int]:
+        return {k.decode(): int(v) for k, v in self.redis.hgetall(SSH_FAILURES_KEY).items()}

@@ -7,7 +7,7 @@ from typing import Any
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from wsexec import context
+from wsexec import audit, context
 from wsexec.auth import Role
 from wsexec.instances.schemas import InstanceFilterSchema, InstanceSchema, InstanceUpdateSchema
 from wsexec.pagination import PageArgs, envelope, page_schema
@@ -30,7 +30,9 @@ class Instances(MethodView):
     @blp.response(201, InstanceSchema)
     def post(self, fields: dict[str, Any]) -> dict[str, Any]:
         """Declare an instance."""
-        return context.store().create_instance(fields)
+        instance = context.store().create_instance(fields)
+        audit.record("instance.create", f"instance:{instance['id']}", fields)
+        return instance
 
 
 @blp.route("/<int:instance_id>")
@@ -44,7 +46,9 @@ class Instance(MethodView):
     @blp.response(200, InstanceSchema)
     def patch(self, changes: dict[str, Any], instance_id: int) -> dict[str, Any]:
         """Change the given fields of an instance (PUT does the same)."""
-        return context.store().update_instance(instance_id, changes)
+        instance = context.store().update_instance(instance_id, changes)
+        audit.record("instance.update", f"instance:{instance_id}", changes)
+        return instance
 
     put = patch
 
@@ -53,3 +57,4 @@ class Instance(MethodView):
     def delete(self, instance_id: int) -> None:
         """Remove an instance (409 while it has INIT or CURRENT tasks)."""
         context.store().delete_instance(instance_id)
+        audit.record("instance.delete", f"instance:{instance_id}")

@@ -9,9 +9,10 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import ValidationError
 
-from wsexec import context
+from wsexec import audit, context
 from wsexec.auth import Role, current_user
 from wsexec.exceptions import Unprocessable
+from wsexec.idempotency import idempotent
 from wsexec.pagination import PageArgs, envelope, page_schema
 from wsexec.tasks import service
 from wsexec.tasks.schemas import OutputArgs, OutputSchema, TaskFilterSchema, TaskSchema, TaskUpdateSchema
@@ -52,6 +53,7 @@ class Tasks(MethodView):
         count, tasks = context.store().list_tasks(filters, page, page_size)
         return envelope(count, tasks, page, page_size)
 
+    @idempotent
     @blp.doc(requestBody={"content": {"application/json": {"schema": ONE_OR_MANY}}, "required": True})
     @blp.alt_response(201, schema=ONE_OR_MANY, description="the task; an array for an array or a target tag")
     @blp.alt_response(409, response="CONFLICT")
@@ -59,6 +61,9 @@ class Tasks(MethodView):
         """Create and enqueue a task, an array of tasks (all or nothing), or one task per instance of a tag."""
         body = request.get_json()
         tasks = service.create(load_new_tasks(body), current_user().name)
+        ids = [task["id"] for task in tasks]
+        batches = sorted({task["batch"] for task in tasks if task.get("batch")})
+        audit.record("task.create", audit.target("task", ids), {"ids": ids, "batches": batches})
         many = isinstance(body, list) or "target" in body
         return TaskSchema(many=many).dump(tasks if many else tasks[0]), 201
 
@@ -78,8 +83,10 @@ class Task(MethodView):
         store = context.store()
         if changes.pop("state", None):
             service.cancel(task_id, current_user().name)
+            audit.record("task.cancel", f"task:{task_id}")
         if changes:
             store.update_task(task_id, changes)
+            audit.record("task.update", f"task:{task_id}", changes)
         return service.with_output(store.get_task(task_id))
 
     put = patch
@@ -89,6 +96,7 @@ class Task(MethodView):
     def delete(self, task_id: int) -> None:
         """Remove a finished task and its output (409 while INIT or CURRENT)."""
         context.store().delete_task(task_id)
+        audit.record("task.delete", f"task:{task_id}")
 
 
 @blp.route("/<int:task_id>/output")

@@ -1,0 +1,64 @@
+"""The audit log: who changed what, when and from where. Views call record(); admins read GET /wsexec/audit."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from wsexec import context
+from wsexec.auth import Role, current_user
+from wsexec.pagination import PageArgs, envelope, page_schema
+
+blp = Blueprint("audit", __name__, description="Who changed what, newest first (admins only)")
+blp.read_role = Role.ADMIN  # type: ignore[attr-defined]
+
+ACTIONS = (
+    "instance.create", "instance.update", "instance.delete",
+    "task.create", "task.update", "task.cancel", "task.delete",
+    "command.run",
+)
+
+
+def record(action: str, target: str, detail: Any = None) -> None:
+    """Log a change the current request made (call it once the change succeeded); detail must be JSON."""
+    user = current_user()
+    entry = {
+        "time": time.time(),
+        "user": user.name,
+        "role": user.role.label,
+        "action": action,
+        "target": target,
+        "detail": detail,
+        "ip": request.remote_addr,
+    }
+    context.store().add_audit(entry, context.settings().audit_max)
+
+
+def target(kind: str, ids: list[int]) -> str:
+    """"task:7" for one record, "task:7-9" for several created together."""
+    return f"{kind}:{ids[0]}" if len(ids) == 1 else f"{kind}:{min(ids)}-{max(ids)}"
+
+
+class AuditEntrySchema(Schema):
+    time = fields.Float(metadata={"description": "unix timestamp"})
+    user = fields.String()
+    role = fields.String(metadata={"enum": [role.label for role in Role]})
+    action = fields.String(metadata={"enum": list(ACTIONS)})
+    target = fields.String(metadata={"description": "what was changed: task:7, task:7-9, instance:2, command:df"})
+    detail = fields.Raw(allow_none=True, metadata={"description": "the fields given, the ids created..."})
+    ip = fields.String(allow_none=True, metadata={"description": "the client's address (behind nginx: the real one)"})
+
+
+@blp.route("")
+class Audit(MethodView):
+    @blp.arguments(PageArgs, location="query", as_kwargs=True)
+    @blp.response(200, page_schema(AuditEntrySchema))
+    def get(self, page: int, page_size: int) -> dict[str, Any]:
+        """The audit log, newest first (the oldest entries beyond WSEXEC_AUDIT_MAX are dropped)."""
+        count, entries = context.store().audit_page(page, page_size)
+        return envelope(count, entries, page, page_size)

@@ -1,0 +1,84 @@
+"""GET /wsexec/metrics: Prometheus exposition, read from Redis at scrape time.
+
+Needs credentials like every route but /health (viewer is enough: give Prometheus a viewer bearer token).
+Everything is read from Redis when scraped, so any gunicorn process answers for every worker on every machine.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+from flask import Response, request
+from flask_smorest import Blueprint
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+from rq import Queue, Worker
+
+from wsexec import context
+from wsexec.store import FINISHED_STATES, RUN_TIME_BUCKETS, Store
+
+blp = Blueprint("metrics", __name__, description="Prometheus metrics (viewer role)")
+
+FORMATS = ("text/plain", "application/openmetrics-text")
+
+
+class WsexecCollector(Collector):
+    """Tasks by state, run times, RQ queue depth, SSH failures and live workers, as stored in Redis now."""
+
+    def __init__(self, store: Store, queue: Queue) -> None:
+        self.store, self.queue = store, queue
+
+    def collect(self) -> Iterator[Metric]:
+        tasks = GaugeMetricFamily("wsexec_tasks", "Tasks stored, by state", labels=["state"])
+        for state, count in self.store.task_counts().items():
+            tasks.add_metric([state], count)
+        yield tasks
+
+        run = HistogramMetricFamily("wsexec_task_run_seconds", "Run time of tasks, by how they ended", labels=["state"])
+        for state in FINISHED_STATES:
+            counts, total = self.store.run_times(state)
+            bounds = [floatToGoString(bound) for bound in RUN_TIME_BUCKETS]
+            run.add_metric([state.value], list(zip(bounds, itertools.accumulate(counts), strict=True)), total)
+        yield run
+
+        jobs = GaugeMetricFamily("wsexec_queue_jobs", "RQ jobs (each runs some tasks), by state", labels=["state"])
+        jobs.add_metric(["queued"], self.queue.count)
+        registries = {
+            "scheduled": self.queue.scheduled_job_registry,
+            "deferred": self.queue.deferred_job_registry,
+            "started": self.queue.started_job_registry,
+        }
+        for state, registry in registries.items():
+            jobs.add_metric([state], registry.get_job_count(cleanup=False))  # a scrape changes nothing
+        yield jobs
+
+        failures = CounterMetricFamily(
+            "wsexec_ssh_failures", "SSH failures that ended a task, by reason (timeout, refused, auth, host_key...)",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self.store.ssh_failures().items()):
+            failures.add_metric([reason], count)
+        yield failures
+
+        yield GaugeMetricFamily("wsexec_workers", "RQ workers alive on the queue", value=Worker.count(queue=self.queue))
+
+
+@blp.route("")
+@blp.doc(
+    responses={
+        "200": {
+            "description": "Prometheus text format (OpenMetrics if the Accept header asks for it)",
+            "content": {media: {"schema": {"type": "string"}} for media in FORMATS},
+        }
+    }
+)
+def metrics() -> Response:
+    """The metrics, for Prometheus to scrape."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(WsexecCollector(context.store(), context.queue()))
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return Response(encoder(registry), status=200, content_type=content_type)
