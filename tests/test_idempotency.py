@@ -12,7 +12,8 @@ from redis import Redis
 from tests.conftest import Api, wait_for
 from wsexec import create_app
 from wsexec.config import Settings
-from wsexec.idempotency import fingerprint
+from wsexec.exceptions import Unprocessable, WsexecError
+from wsexec.idempotency import fingerprint, idempotent
 from wsexec.store import Store
 
 TASK = {"name": "cron", "tag": "nightly", "instance": 1, "script": "backup"}
@@ -111,3 +112,24 @@ def test_header_is_documented(api: Api) -> None:
     operation = api.get("/openapi.json").json["paths"]["/wsexec/tasks"]["post"]
     (parameter,) = [p for p in operation["parameters"] if p["name"] == "Idempotency-Key"]
     assert parameter["in"] == "header" and parameter["schema"]["maxLength"] == 200
+
+
+class Timeout(WsexecError):
+    status = 504
+
+
+@pytest.mark.parametrize("error, runs", [(Timeout, 1), (Unprocessable, 2)], ids=["5xx kept", "4xx not kept"])
+def test_error_answers_after_the_view_ran(app: Flask, api: Api, error: type[WsexecError], runs: int) -> None:
+    """A 504 from ?wait comes after the task was created: a retry must get it back, not create another."""
+    calls = []
+
+    @app.post("/wsexec/probe")
+    @idempotent
+    def probe() -> None:
+        calls.append(1)
+        raise error(f"call {len(calls)}", {"task": 1})
+
+    first, second = (api.post("/probe", json={}, headers={"Idempotency-Key": "k"}) for _ in range(2))
+    assert (first.status_code, second.status_code) == (error.status, error.status)
+    assert len(calls) == runs
+    assert (second.json == first.json) is (runs == 1)

@@ -9,7 +9,8 @@ Usage, one line above a view's other decorators (so it sees the final answer)::
 The first answer (status, body, content type) is kept per user and key for Settings.idempotency_window seconds,
 with a hash of the request. The same key again: the same request gets that answer back (header
 `Idempotent-Replayed: true`), a different request 422, and while the first is still running 409. A 4xx answer
-created nothing, so it is not kept: the key may be used again.
+created nothing, so it is not kept: the key may be used again. Any other answer is kept, errors included (a 504
+from ?wait comes after its task was created).
 """
 
 from __future__ import annotations
@@ -71,7 +72,10 @@ def idempotent(view: Callable[..., Any]) -> Callable[..., Any]:
         if first is not None:
             return replay(first, request_hash)
         try:
-            response = make_response(view(*args, **kwargs))
+            try:
+                response = make_response(view(*args, **kwargs))
+            except Exception as error:  # a 502/504 after the task was created must be kept like a success
+                response = make_response(current_app.handle_user_exception(error))
         except BaseException:
             store.idempotency_release(user, key)
             raise
