@@ -34,7 +34,9 @@ def demo_host(session_dir: Path, known_hosts: Path) -> Any:
     server.stop()
 
 
-def run_blocks(names: list[str], gunicorn_url: str, demo_host: SshServer, tmp_path: Path) -> subprocess.CompletedProcess:
+def run_blocks(
+    names: list[str], gunicorn_url: str, demo_host: SshServer, tmp_path: Path
+) -> subprocess.CompletedProcess:
     script = "\n".join(block(name) for name in names)
     script = script.replace("127.0.0.1:5000", gunicorn_url.removeprefix("http://")).replace("2222", str(demo_host.port))
     (tmp_path / "var").mkdir()
