@@ -4,7 +4,7 @@ flask-smorest builds the document from the blueprints' decorators; the two apisp
 route shares, so a new blueprint is documented completely without repeating it:
 - security: HTTP basic and bearer for everything, `security: []` for public blueprints (health);
 - the error answers a route can give, from how it is called: 401 (and 403 when the role needed is above viewer)
-  unless public, 404 with a path parameter, 413/415 for a method with a body, 400/422 with a JSON body;
+  unless public, 404 with a path parameter, 400/413/415 for a method with a body, 422 with a JSON body;
 - ApiSchema answers fill every unset field with null, so their optional fields are documented nullable; request
   bodies of the same schema get their own `...Input` component, where null is not accepted.
 """
@@ -143,10 +143,11 @@ class AccessPlugin(BasePlugin):
                 errors += [HTTPStatus.UNAUTHORIZED] + ([HTTPStatus.FORBIDDEN] if role > Role.VIEWER else [])
             if "{" in (path or ""):
                 errors.append(HTTPStatus.NOT_FOUND)
-            if method in BODY_METHODS:
-                errors += [HTTPStatus.REQUEST_ENTITY_TOO_LARGE, HTTPStatus.UNSUPPORTED_MEDIA_TYPE]
+            if method in BODY_METHODS:  # any body sent is checked (errors.require_json_body), documented or not
+                errors += [HTTPStatus.BAD_REQUEST, HTTPStatus.REQUEST_ENTITY_TOO_LARGE]
+                errors.append(HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
                 if "requestBody" in operation:
-                    errors += [HTTPStatus.BAD_REQUEST, HTTPStatus.UNPROCESSABLE_ENTITY]
+                    errors.append(HTTPStatus.UNPROCESSABLE_ENTITY)
             for status in errors:  # flask-smorest registers a response named after each status, with ERROR_SCHEMA
                 responses.setdefault(str(status.value), status.name)
 
