@@ -48,7 +48,7 @@ class AuditEntrySchema(Schema):
     time = fields.Float(metadata={"description": "unix timestamp"})
     user = fields.String()
     role = fields.String(metadata={"enum": [role.label for role in Role]})
-    action = fields.String(metadata={"enum": list(ACTIONS)})
+    action = fields.String(metadata={"description": "one of " + ", ".join(ACTIONS)})
     target = fields.String(metadata={"description": "what was changed: task:7, task:7-9, instance:2, command:df"})
     detail = fields.Raw(allow_none=True, metadata={"description": "the fields given, the ids created..."})
     ip = fields.String(allow_none=True, metadata={"description": "the client's address (behind nginx: the real one)"})
