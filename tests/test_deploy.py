@@ -1,0 +1,283 @@
+"""Deployment as shipped: EXPORTME.txt names every setting, the systemd units verify, and the real nginx site file
+(TLS, body limit, redirects, forwarded headers) in front of real gunicorn serves the quickstart."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pwd
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from requests.adapters import HTTPAdapter
+
+from tests import test_readme
+from tests.conftest import PASSWORDS, ROOT, wait_for
+from tests.servers import SshServer, _Daemon, free_port
+from wsexec.config import Settings
+
+EXPORTME = ROOT / "EXPORTME.txt"
+SITE = ROOT / "nginx" / "wsexec.conf"
+NGINX = "/usr/sbin/nginx"
+ADMIN = ("admin", PASSWORDS["admin"])
+demo_host = test_readme.demo_host  # the fixture of `make demo-host`, which the quickstart logs in to
+CLIENT_IP = "127.0.0.7"  # the test's client connects from here; nginx reaches gunicorn from 127.0.0.1
+
+
+# --- EXPORTME.txt and deploy/ can't drift from the code ---------------------------------------------------------
+
+
+def exported(path: Path) -> dict[str, str]:
+    """NAME -> value of the assignments in a shell or systemd environment file, as a shell would read them."""
+    values = {}
+    for line in path.read_text().splitlines():
+        words = shlex.split(line, comments=True)
+        if words and words[0] == "export":
+            words = words[1:]
+        if words:
+            name, _, value = words[0].partition("=")
+            values[name] = value
+    return values
+
+
+def read_by_code() -> dict[str, str]:
+    """Every WSEXEC_ variable the code reads -> the default it uses when the variable is unset."""
+    defaults = Settings().to_env()
+    gunicorn = (ROOT / "gunicorn.conf.py").read_text()
+    defaults |= dict(re.findall(r'os\.environ\.get\("(WSEXEC_\w+)", "([^"]*)"\)', gunicorn))
+    assert len(re.findall(r"WSEXEC_\w+", gunicorn)) == len(re.findall(r'os\.environ\.get\("WSEXEC_', gunicorn))
+    for script in (ROOT / "scripts").glob("*.sh"):
+        for name, default in re.findall(r"\$\{(WSEXEC_\w+):-([^}]*)\}", script.read_text()):
+            defaults.setdefault(name, default)
+    return defaults
+
+
+def test_exportme_lists_every_setting_with_the_default_the_code_uses() -> None:
+    code = read_by_code()
+    assert {name: exported(EXPORTME).get(name) for name in code} == code
+
+
+def test_exportme_and_the_env_example_name_only_real_settings() -> None:
+    code = read_by_code()
+    assert set(exported(EXPORTME)) - set(code) == set()
+    assert set(exported(ROOT / "deploy" / "wsexec.env.example")) - set(code) == set()
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
+@pytest.mark.parametrize("unit", ["wsexec-web.service", "wsexec-worker@.service"])
+def test_systemd_unit_verifies(unit: str, tmp_path: Path) -> None:
+    """systemd-analyze checks every key; it needs ExecStart to exist, so /opt/wsexec becomes this checkout."""
+    rendered = tmp_path / unit
+    rendered.write_text((ROOT / "deploy" / unit).read_text().replace("/opt/wsexec", str(ROOT)))
+    result = subprocess.run(["systemd-analyze", "verify", str(rendered)], capture_output=True, text=True)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+# --- real nginx in front of real gunicorn ----------------------------------------------------------------------
+
+# The main nginx.conf around the site file: what Debian's /etc/nginx/nginx.conf does, with every path in the test's
+# directory and the worker processes running as whoever runs the tests.
+MAIN_CONF = """\
+user {user};
+worker_processes 1;
+error_log {dir}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log {dir}/access.log;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    include {dir}/wsexec.conf;
+}}
+"""
+
+
+def render_site(upstream: str, http_port: int, https_port: int, cert: Path, key: Path) -> str:
+    """The shipped nginx/wsexec.conf with only its lines marked "(test: ...)" changed, each exactly once."""
+    substitutions = {
+        "upstream": ("server 127.0.0.1:5000;", f"server {upstream};"),
+        "http listen": ("listen 80;", f"listen 127.0.0.1:{http_port};"),
+        "https listen": ("listen 443 ssl http2;", f"listen 127.0.0.1:{https_port} ssl http2;"),
+        "certificate": (r"ssl_certificate \S+;", f"ssl_certificate {cert};"),
+        "key": (r"ssl_certificate_key \S+;", f"ssl_certificate_key {key};"),
+    }
+    lines = []
+    for line in SITE.read_text().splitlines():
+        marker = re.search(r"\(test: ([a-z ]+)\)", line)
+        if marker:
+            pattern, replacement = substitutions.pop(marker.group(1))
+            line, count = re.subn(pattern, replacement, line)
+            assert count == 1, f"{SITE}: marked line no longer matches {pattern!r}: {line}"
+        lines.append(line)
+    assert not substitutions, f"{SITE}: markers gone: {list(substitutions)}"
+    return "\n".join(lines) + "\n"
+
+
+class Nginx(_Daemon):
+    """Debian's nginx in the foreground as our child, serving the rendered site file on two loopback ports."""
+
+    name = "nginx"
+
+    def __init__(self, workdir: Path, upstream: str) -> None:
+        super().__init__(workdir, "127.0.0.1", free_port())
+        self.http_port = free_port()
+        self.cert, self.key = self.workdir / "cert.pem", self.workdir / "key.pem"
+        self.upstream = upstream
+
+    @property
+    def https(self) -> str:
+        return f"https://127.0.0.1:{self.port}/wsexec"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/wsexec"
+
+    def start(self) -> Nginx:
+        """Make a self-signed certificate, render the site file, check it (nginx -t), serve; no-op if running."""
+        if self.running:
+            return self
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", str(self.key), "-out", str(self.cert)], check=True, capture_output=True)
+        site = render_site(self.upstream, self.http_port, self.port, self.cert, self.key)
+        (self.workdir / "wsexec.conf").write_text(site)
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        (self.workdir / "nginx.conf").write_text(MAIN_CONF.format(user=user, dir=self.workdir))
+        command = [NGINX, "-p", str(self.workdir), "-e", str(self.workdir / "error.log"),
+                   "-c", str(self.workdir / "nginx.conf"), "-g", f"daemon off; pid {self.workdir}/nginx.pid;"]
+        subprocess.run([*command, "-t", "-q"], check=True, capture_output=True)
+        self._spawn(command, self._listening)
+        return self
+
+    def _listening(self) -> bool:
+        """Both servers accept connections."""
+        for port in (self.port, self.http_port):
+            try:
+                socket.create_connection((self.host, port), timeout=1).close()
+            except OSError:
+                return False
+        return True
+
+
+class FromAddress(HTTPAdapter):
+    """Connect from another loopback address, so the client's IP differs from nginx's own (127.0.0.1)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, source_address=(CLIENT_IP, 0), **kwargs)
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The shipped production setting for the app behind nginx (deploy/wsexec.env.example)."""
+    return dataclasses.replace(settings, trusted_proxies=1)
+
+
+@pytest.fixture
+def nginx(tmp_path: Path, gunicorn_url: str) -> Iterator[Nginx]:
+    if not os.access(NGINX, os.X_OK):
+        pytest.fail(f"{NGINX} missing: scripts/setup.sh dev installs Debian's nginx-light")
+    with Nginx(tmp_path / "nginx", urlsplit(gunicorn_url).netloc).start() as server:
+        yield server
+
+
+@pytest.fixture
+def client(nginx: Nginx) -> requests.Session:
+    """A curl-like client that trusts the test's self-signed certificate."""
+    session = requests.Session()
+    session.trust_env = False  # REQUESTS_CA_BUNDLE would replace verify, a *_PROXY variable would leave loopback
+    session.verify = str(nginx.cert)
+    session.mount("https://", FromAddress())
+    session.mount("http://", FromAddress())
+    return session
+
+
+def test_readme_quickstart_through_nginx_with_curl_over_tls(nginx: Nginx, workers: Any, demo_host: SshServer,
+                                                           tmp_path: Path) -> None:
+    """The README's quickstart block as written, but with the HTTPS address of nginx instead of gunicorn's."""
+    workers.start(1)
+    script = test_readme.block("quickstart").replace("http://127.0.0.1:5000", nginx.https.removesuffix("/wsexec"))
+    script = script.replace("2222", str(demo_host.port))
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "admin.password").write_text(PASSWORDS["admin"] + "\n")
+    # curl verifies the certificate against CURL_CA_BUNDLE only; no *_proxy variable may take it off loopback.
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "CURL_CA_BUNDLE": str(nginx.cert)}
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    instance, created, task, listing = (json.loads(line) for line in done.stdout.splitlines())
+    assert (instance["id"], created["created_by"]) == (1, "admin")
+    assert (task["state"], task["rc"]) == ("DONE", 3) and task["stdout"].startswith("hello from ")
+    assert listing["results"][0]["id"] == 1
+
+
+def test_health_and_credentials_through_nginx(nginx: Nginx, client: requests.Session, workers: Any) -> None:
+    workers.start(1)
+    assert wait_for(lambda: client.get(f"{nginx.https}/health").status_code == 200)
+    refused = client.get(f"{nginx.https}/tasks")
+    assert refused.status_code == 401 and "WWW-Authenticate" in refused.headers
+    assert refused.json()["error"]
+    assert client.get(f"{nginx.https}/tasks", auth=ADMIN).status_code == 200
+
+
+def test_the_app_sees_the_client_and_links_back_through_nginx(nginx: Nginx, client: requests.Session) -> None:
+    """X-Forwarded-For and -Proto reach the app: the audit log has the client's address, links are https://nginx."""
+    for tag in ("first", "second"):
+        assert client.post(f"{nginx.https}/instances", auth=ADMIN, json={"ip": "127.0.0.9", "tag": tag}).ok
+    audit = client.get(f"{nginx.https}/audit?page_size=1", auth=ADMIN).json()
+    assert audit["results"][0]["ip"] == CLIENT_IP  # not nginx's 127.0.0.1
+    assert audit["next"].startswith(f"{nginx.https}/audit?")
+
+
+def test_nginx_body_limit_is_the_apps() -> None:
+    """client_max_body_size must stand for the same number of bytes as WSEXEC_MAX_BODY's default."""
+    megabytes = re.findall(r"^\s*client_max_body_size (\d+)m;", SITE.read_text(), re.MULTILINE)
+    assert [int(m) * 1024 * 1024 for m in megabytes] == [Settings().max_body]
+
+
+def test_nginx_and_gunicorn_wait_longer_than_the_longest_wait() -> None:
+    """POST /wsexec/commands/NAME?wait=WAIT_MAX must not be cut by nginx (504) or gunicorn (worker killed)."""
+    from wsexec.commands.schemas import WAIT_MAX
+
+    seconds = re.findall(r"^\s*proxy_read_timeout (\d+)s;", SITE.read_text(), re.MULTILINE)
+    assert [int(s) > WAIT_MAX for s in seconds] == [True]
+    assert int(read_by_code()["WSEXEC_GUNICORN_TIMEOUT"]) > WAIT_MAX
+
+
+@pytest.mark.parametrize("extra, status, by_nginx", [(0, 422, False), (1, 413, True)])
+def test_body_limit_through_nginx(nginx: Nginx, client: requests.Session, extra: int, status: int,
+                                  by_nginx: bool) -> None:
+    """At the limit the app answers (the script is too long for it); one byte more and nginx refuses, in JSON."""
+    task = {"name": "big", "tag": "t", "instance": 1, "script": ""}
+    task["script"] = "x" * (Settings().max_body + extra - len(json.dumps(task)))
+    response = client.post(f"{nginx.https}/tasks", auth=ADMIN, data=json.dumps(task),
+                           headers={"Content-Type": "application/json"})
+    assert response.status_code == status, response.text
+    assert set(response.json()) == {"error", "detail"}
+    assert (response.json()["detail"] == {"max_body": "1m"}) is by_nginx  # nginx's answer, not the app's
+
+
+@pytest.mark.parametrize("path", ["/wsexec/tasks", "/wsexec/instances?page=2", "/"])
+def test_plain_http_redirects_to_https(nginx: Nginx, client: requests.Session, path: str) -> None:
+    response = client.get(f"http://127.0.0.1:{nginx.http_port}{path}", auth=ADMIN, allow_redirects=False)
+    assert (response.status_code, response.headers["Location"]) == (301, f"https://127.0.0.1{path}")
+
+
+def test_plain_http_still_serves_health_and_certificate_challenges(nginx: Nginx, client: requests.Session) -> None:
+    health = client.get(f"{nginx.http}/health", allow_redirects=False)
+    assert health.status_code in (200, 503)  # the app's answer (503 while no worker runs), not a redirect
+    assert health.json()["redis"] is True
+    challenge = f"http://127.0.0.1:{nginx.http_port}/.well-known/acme-challenge/no-such-token"
+    assert client.get(challenge, allow_redirects=False).status_code == 404
