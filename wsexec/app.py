@@ -37,10 +37,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(errors.require_json_body)
 
     from wsexec import audit, batches, metrics
+    from wsexec.commands.routes import blp as commands_blp
     from wsexec.health import blp as health_blp
     from wsexec.instances.routes import blp as instances_blp
     from wsexec.tasks.routes import blp as tasks_blp
 
-    for blueprint in (health_blp, instances_blp, tasks_blp, audit.blp, batches.blp, metrics.blp):
+    for blueprint in (health_blp, instances_blp, tasks_blp, commands_blp, audit.blp, batches.blp, metrics.blp):
         api.register_blueprint(blueprint, url_prefix=f"/wsexec/{blueprint.name}")
     return app

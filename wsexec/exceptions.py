@@ -26,3 +26,15 @@ class Conflict(WsexecError):
 
 class Unprocessable(WsexecError):
     status = 422
+
+
+class TaskFailed(WsexecError):
+    """A task the request waited for ended ABORT or gave an unusable answer (the remote side failed)."""
+
+    status = 502
+
+
+class TaskPending(WsexecError):
+    """A task the request waited for had not finished in time: the client can follow it by its id."""
+
+    status = 504

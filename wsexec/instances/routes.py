@@ -8,7 +8,8 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from wsexec import audit, context
-from wsexec.auth import Role
+from wsexec.auth import Role, current_user
+from wsexec.instances import facts
 from wsexec.instances.schemas import InstanceFilterSchema, InstanceSchema, InstanceUpdateSchema
 from wsexec.pagination import PageArgs, envelope, page_schema
 
@@ -58,3 +59,15 @@ class Instance(MethodView):
         """Remove an instance (409 while it has INIT or CURRENT tasks)."""
         context.store().delete_instance(instance_id)
         audit.record("instance.delete", f"instance:{instance_id}")
+
+
+@blp.route("/<int:instance_id>/facts")
+class Facts(MethodView):
+    @blp.arguments(facts.FactsArgs, location="query", as_kwargs=True)
+    @blp.response(200, InstanceSchema)
+    @blp.alt_response(409, response="CONFLICT")
+    @blp.alt_response(502, response="BAD_GATEWAY")
+    @blp.alt_response(504, response="GATEWAY_TIMEOUT")
+    def post(self, instance_id: int, wait: int) -> dict[str, Any]:
+        """Gather os, kernel, cpu cores, memory, disks and uptime over SSH (one task) and store them as facts."""
+        return facts.gather(instance_id, wait, current_user().name)

@@ -20,6 +20,7 @@ JOB_FUNCTION = "workers.job.run_tasks"
 FAILURE_CALLBACK = "workers.job.on_job_failure"
 JOB_MARGIN_SECONDS = 60  # RQ's own timeout only backs up the task's, which the worker enforces itself
 CANCEL_WAIT_SECONDS = 2.0
+WAIT_POLL_SECONDS = 0.05
 
 
 def create(items: list[dict[str, Any]], created_by: str) -> list[dict[str, Any]]:
@@ -131,12 +132,20 @@ def cancel(task_id: int, by: str) -> dict[str, Any]:
         except (KeyError, NoSuchJobError, InvalidJobOperation):
             pass  # already dequeued: its worker will find the task ABORT and not run it
         return task
-    deadline = time.monotonic() + CANCEL_WAIT_SECONDS
-    task = store.get_task(task_id)
-    while task["state"] not in FINISHED_STATES and time.monotonic() < deadline:
-        time.sleep(0.05)
+    return wait_finished(task_id, CANCEL_WAIT_SECONDS) or store.get_task(task_id)
+
+
+def wait_finished(task_id: int, seconds: float) -> dict[str, Any] | None:
+    """The task once DONE or ABORT, or None if still running after `seconds` (a cheap HGETALL every 50 ms)."""
+    store = context.store()
+    deadline = time.monotonic() + seconds
+    while True:
         task = store.get_task(task_id)
-    return task
+        if task["state"] in FINISHED_STATES:
+            return task
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(WAIT_POLL_SECONDS)
 
 
 def with_output(task: dict[str, Any]) -> dict[str, Any]:
