@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask, jsonify, request
 from flask_smorest import Api
 from marshmallow import Schema, fields
-from werkzeug.exceptions import HTTPException, UnsupportedMediaType
+from werkzeug.exceptions import BadRequest, HTTPException, UnsupportedMediaType
 
 from wsexec.exceptions import WsexecError
 
@@ -76,10 +76,37 @@ def _as_dict(messages: Any) -> dict[str, Any]:
 
 
 def require_json_body() -> None:
-    """415 for a body that does not say it is JSON (curl -d sends form encoding by default)."""
+    """415 for a body that does not say it is JSON (curl -d sends form encoding by default), 400 for bad JSON.
+
+    Parsed once here (Flask caches it) so that no view or webargs meets what json.loads raises beyond ValueError:
+    "[[[[..." nested deeper than the stack (RecursionError), digits beyond int's limit (a ValueError webargs misses).
+    """
     if request.method in BODY_METHODS and (request.content_length or request.headers.get("Transfer-Encoding")):
         if not request.is_json:
             raise UnsupportedMediaType("send the body as JSON with Content-Type: application/json")
+        try:
+            body = request.get_json()
+        except (BadRequest, RecursionError) as exc:
+            raise BadRequest("request body is not valid JSON") from exc
+        if not _valid_unicode(body):
+            raise BadRequest("request body is not valid JSON: a \\ud800-\\udfff escape is not half of a pair")
+
+
+def _valid_unicode(value: Any) -> bool:
+    """False if a string holds a lone surrogate, which nothing can encode (Redis would answer 500)."""
+    stack = [value]
+    while stack:  # a loop, not recursion: the body may nest nearly as deep as the stack allows
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack += [*item, *item.values()]
+        elif isinstance(item, list):
+            stack += item
+        elif isinstance(item, str):
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                return False
+    return True
 
 
 def init_app(app: Flask) -> Api:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
-from flask import request, url_for
+from flask import request
 from marshmallow import Schema, fields, validate
 
 MAX_PAGE_SIZE = 100
@@ -30,8 +31,8 @@ def page_schema(item_schema: type[Schema]) -> type[Schema]:
 
 def envelope(count: int, results: list[Any], page: int, page_size: int) -> dict[str, Any]:
     def link(number: int) -> str:
-        args = {**request.args.to_dict(), "page": number, "page_size": page_size}
-        return url_for(request.endpoint or "", **(request.view_args or {}), **args, _external=True)
+        """This URL with the other page; query args kept as given (not url_for's: ?_external=1 broke it)."""
+        return f"{request.base_url}?{urlencode({**request.args.to_dict(), 'page': number, 'page_size': page_size})}"
 
     last_page = max((count + page_size - 1) // page_size, 1)
     return {

@@ -15,6 +15,7 @@ RESULT_FIELDS = ("stdout", "stderr", "rc", "start", "end", "error", "worker", "s
 FIXED_FIELDS = ("id", "instance", "script", "user", "timeout", "scheduled_at", "run_after", "created_by", "target")
 
 
+MAX_OFFSET = 2**63 - 1  # Redis's GETRANGE answers an error beyond a signed 64-bit offset
 WHEN = [{"type": "number"}, {"type": "string", "format": "date-time"}]  # what Timestamp accepts, documented
 
 
@@ -125,8 +126,8 @@ class TaskUpdateSchema(Schema):
 
 
 class OutputArgs(Schema):
-    stdout_offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
-    stderr_offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    stdout_offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
+    stderr_offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
 
 
 class OutputSchema(Schema):
