@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from wsexec.config import Settings
 from wsexec.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
+CRON_TOKEN = "cron-token-for-the-readme-example"
 PASSWORDS = {"admin": "admin-pw", "operator": "operator-pw", "viewer": "viewer-pw"}
 SSH_USER = "wsexec-test"
 
@@ -94,6 +96,7 @@ def settings(
     return Settings(
         redis_url=redis_server.url,
         users=users,
+        tokens=f"nightly:operator:{hashlib.sha256(CRON_TOKEN.encode()).hexdigest()}",
         ssh_key=str(client_key),
         known_hosts=str(known_hosts),
         connect_timeout=3.0,
@@ -139,6 +142,16 @@ class Api:
 @pytest.fixture
 def api(app: Any) -> Api:
     return Api(app.test_client())
+
+
+@pytest.fixture
+def demo_host(session_dir: Path, known_hosts: Path) -> Iterator[SshServer]:
+    """Like `make demo-host`: user wsexec-demo on 127.0.0.1, trusting the service key (the README's host)."""
+    server = SshServer(session_dir / "demo-host", "127.0.0.1", free_port(), ensure_login_user("wsexec-demo"),
+                       session_dir / "authorized_keys").start()
+    known_hosts.write_text(known_hosts.read_text() + server.known_hosts_line + "\n")
+    yield server
+    server.stop()
 
 
 @pytest.fixture

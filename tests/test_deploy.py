@@ -30,7 +30,6 @@ EXPORTME = ROOT / "EXPORTME.txt"
 SITE = ROOT / "nginx" / "wsexec.conf"
 NGINX = "/usr/sbin/nginx"
 ADMIN = ("admin", PASSWORDS["admin"])
-demo_host = test_readme.demo_host  # the fixture of `make demo-host`, which the quickstart logs in to
 CLIENT_IP = "127.0.0.7"  # the test's client connects from here; nginx reaches gunicorn from 127.0.0.1
 
 
@@ -208,14 +207,9 @@ def test_readme_quickstart_through_nginx_with_curl_over_tls(nginx: Nginx, worker
                                                            tmp_path: Path) -> None:
     """The README's quickstart block as written, but with the HTTPS address of nginx instead of gunicorn's."""
     workers.start(1)
-    script = test_readme.block("quickstart").replace("http://127.0.0.1:5000", nginx.https.removesuffix("/wsexec"))
-    script = script.replace("2222", str(demo_host.port))
-    (tmp_path / "var").mkdir()
-    (tmp_path / "var" / "admin.password").write_text(PASSWORDS["admin"] + "\n")
     # curl verifies the certificate against CURL_CA_BUNDLE only; no *_proxy variable may take it off loopback.
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "CURL_CA_BUNDLE": str(nginx.cert)}
-    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=60)
+    done = test_readme.run_blocks(["quickstart"], nginx.https.removesuffix("/wsexec"), demo_host.port, tmp_path, env)
     assert done.returncode == 0, done.stderr
     instance, created, task, listing = (json.loads(line) for line in done.stdout.splitlines())
     assert (instance["id"], created["created_by"]) == (1, "admin")

@@ -4,15 +4,14 @@ host; only the addresses change (gunicorn and sshd listen on free ports here, no
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.conftest import PASSWORDS, ROOT
-from tests.servers import SshServer, ensure_login_user, free_port
+from tests.conftest import CRON_TOKEN, PASSWORDS, ROOT
+from tests.servers import SshServer
 
 README = (ROOT / "README.md").read_text()
 
@@ -24,32 +23,30 @@ def block(name: str) -> str:
     return found.group(1)
 
 
-@pytest.fixture
-def demo_host(session_dir: Path, known_hosts: Path) -> Any:
-    """Like `make demo-host`: user wsexec-demo on 127.0.0.1, trusting the service key."""
-    server = SshServer(session_dir / "demo-host", "127.0.0.1", free_port(), ensure_login_user("wsexec-demo"),
-                       session_dir / "authorized_keys").start()
-    known_hosts.write_text(known_hosts.read_text() + server.known_hosts_line + "\n")
-    yield server
-    server.stop()
-
-
 def run_blocks(
-    names: list[str], gunicorn_url: str, demo_host: SshServer, tmp_path: Path
+    names: list[str], base_url: str, demo_port: int, workdir: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
+    """Run README blocks in bash from a folder holding var/admin.password, as a user of `make run` would;
+    env, when given, is the whole environment."""
     script = "\n".join(block(name) for name in names)
-    script = script.replace("127.0.0.1:5000", gunicorn_url.removeprefix("http://")).replace("2222", str(demo_host.port))
-    (tmp_path / "var").mkdir()
-    (tmp_path / "var" / "admin.password").write_text(PASSWORDS["admin"] + "\n")
-    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=60)
+    if "quickstart" not in names:  # later blocks use the WSEXEC and AUTH the quickstart sets first
+        script = block("quickstart").split("\n\n")[0] + "\n" + script
+    script = script.replace("http://127.0.0.1:5000", base_url).replace("2222", str(demo_port))
+    (workdir / "var").mkdir(exist_ok=True)
+    (workdir / "var" / "admin.password").write_text(PASSWORDS["admin"] + "\n")
+    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=workdir, capture_output=True, text=True,
+                          timeout=60, env=env)
+
+
+def json_lines(done: subprocess.CompletedProcess) -> list[Any]:
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
 
 
 def test_quickstart_and_follow(gunicorn_url: str, workers: Any, demo_host: SshServer, tmp_path: Path) -> None:
     workers.start(1)
-    done = run_blocks(["quickstart", "follow"], gunicorn_url, demo_host, tmp_path)
-    assert done.returncode == 0, done.stderr
-    instance, created, task, listing = (json.loads(line) for line in done.stdout.splitlines())
+    done = run_blocks(["quickstart", "follow"], gunicorn_url, demo_host.port, tmp_path)
+    instance, created, task, listing = json_lines(done)
     assert instance["id"] == 1 and instance["port"] == demo_host.port and instance["user"] == "wsexec-demo"
     assert created["state"] == "INIT" and created["created_by"] == "admin"
     assert task["state"] == "DONE" and task["rc"] == 3
@@ -58,7 +55,27 @@ def test_quickstart_and_follow(gunicorn_url: str, workers: Any, demo_host: SshSe
     assert done.stderr == task["stdout"] + task["stderr"]  # what follow printed
 
 
-def test_settings_commands(tmp_path: Path) -> None:
+def test_commands_fanout_and_cron(gunicorn_url: str, workers: Any, demo_host: SshServer, tmp_path: Path) -> None:
+    workers.start(1)
+    json_lines(run_blocks(["quickstart"], gunicorn_url, demo_host.port, tmp_path))
+
+    commands = run_blocks(["commands"], gunicorn_url, demo_host.port, tmp_path).stdout.splitlines()
+    listed, uptime, queued = json.loads(commands[0]), commands[1], json.loads(commands[2])
+    assert listed["uptime"] == "uptime" and "load average" in uptime
+    assert queued["name"] == "df" and queued["state"] == "INIT"
+
+    tasks, batch = json_lines(run_blocks(["fanout"], gunicorn_url, demo_host.port, tmp_path))
+    assert [t["instance"] for t in tasks] == [1]  # the one instance tagged demo
+    assert batch["total"] == 1 and batch["tasks"] == [tasks[0]["id"]]
+
+    (tmp_path / "nightly.token").write_text(CRON_TOKEN + "\n")
+    env = {**os.environ, "WSEXEC": f"{gunicorn_url}/wsexec", "TOKEN_FILE": str(tmp_path / "nightly.token")}
+    first, retried = (json_lines(run_blocks(["cron"], gunicorn_url, demo_host.port, tmp_path, env)) for _ in "12")
+    assert first == retried  # the Idempotency-Key: the retry answers the first tasks, creates nothing
+    assert first[0][0]["created_by"] == "nightly" and first[0][0]["script"] == "df -P /"
+
+
+def test_settings_commands() -> None:
     found = re.search(r"## Settings.*?```sh\n(.*?)```", README, re.S)
     assert found
     hash_line, token_line = found.group(1).splitlines()
