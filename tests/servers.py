@@ -8,6 +8,7 @@ import pwd
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -87,6 +88,10 @@ class _Daemon:
         if not self._atexit_registered:  # never leak a daemon, whatever the caller forgets
             atexit.register(self.stop)
             self._atexit_registered = True
+        if threading.current_thread() is threading.main_thread():
+            # Also stop it if we get SIGKILLed (atexit can't run). Linux ties this signal to the forking *thread*,
+            # hence main thread only: a daemon started from a short-lived thread would die with that thread.
+            cmd = ["setpriv", "--pdeathsig", "TERM", "--", *cmd]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import math
 import time
 import uuid
 from datetime import UTC, datetime
@@ -96,7 +97,7 @@ def _enqueue(tasks: list[dict[str, Any]]) -> None:
             options["depends_on"] = Dependency(jobs=[store.get_task(d)["job"] for d in pending], allow_failure=True)
         scheduled_at = group_tasks[0].get("scheduled_at") or 0
         if scheduled_at > now:
-            when = datetime.fromtimestamp(scheduled_at, tz=UTC)
+            when = datetime.fromtimestamp(math.ceil(scheduled_at), tz=UTC)  # RQ schedules by whole seconds
             queue.enqueue_at(when, JOB_FUNCTION, *options.pop("args"), job_timeout=options.pop("timeout"), **options)
         else:
             prepared.append(Queue.prepare_data(JOB_FUNCTION, **options))
