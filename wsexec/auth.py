@@ -134,7 +134,22 @@ def authorize() -> Any:
         return None
     role = required_role()
     g.required_role = role.label
+    if request.method == "OPTIONS":
+        return authorize_options(role)
     return multi.login_required(role=role.label)(lambda: None)()
+
+
+def authorize_options(role: Role) -> Any:
+    """What login_required does, which flask-httpauth skips for OPTIONS (CORS preflights; no browsers here)."""
+    scheme = basic if basic.is_compatible_auth(request.headers) or not bearer.is_compatible_auth(request.headers) \
+        else bearer
+    auth = scheme.get_auth()
+    user = scheme.authenticate(auth, scheme.get_auth_password(auth))
+    if user in (None, False):
+        return scheme.auth_error_callback(401)
+    if not scheme.authorize(role.label, user, auth):
+        return scheme.auth_error_callback(403)
+    return None
 
 
 def init_app(app: Flask, settings: Settings) -> None:
