@@ -178,11 +178,19 @@ def test_list_filters_follow_changes(api: Api) -> None:
 
     assert listed("tag=web") == [web["id"]]
     assert listed("state=DEACTIVATE") == [db["id"]]
+    assert listed("state=DEACTIVE") == [db["id"]]
     assert listed("tag=db&state=ACTIVE") == []
     api.patch(f"/instances/{db['id']}", json={"tag": "web", "state": "ACTIVE"})
     assert listed("tag=web") == [db["id"], web["id"]]
     assert listed("tag=db") == []
     assert listed("state=DEACTIVATE") == []
+
+
+@pytest.mark.parametrize("query", ["state=ON", "state=", "page_size=101", "page=0"])
+def test_bad_list_query_is_422(api: Api, query: str) -> None:
+    response = api.get(f"/instances?{query}")
+    assert response.status_code == 422
+    assert list(response.json["detail"]) == [query.split("=")[0]]
 
 
 @pytest.mark.parametrize("method", ["get", "put", "patch", "delete"])

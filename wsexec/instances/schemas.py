@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, fields, pre_load, validate
+from marshmallow import Schema, fields, post_load, pre_load, validate
 
 from wsexec import validators
 from wsexec.schemas import ApiSchema
@@ -48,4 +48,11 @@ class InstanceUpdateSchema(InstanceSchema):
 
 class InstanceFilterSchema(Schema):
     tag = fields.String()
-    state = fields.String(validate=validate.OneOf(STATES))
+    state = fields.String(validate=validate.OneOf([*STATES, "DEACTIVE"]))
+
+    @post_load
+    def old_state_spelling(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """?state=DEACTIVE finds what the original wsexec's clients call so."""
+        if data.get("state") == "DEACTIVE":
+            data["state"] = InstanceState.DEACTIVATE.value
+        return data
