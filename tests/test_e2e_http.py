@@ -48,7 +48,7 @@ def test_health_without_workers_is_degraded(gunicorn_url: str) -> None:
     """No worker process: health still answers without credentials, but says it cannot run tasks."""
     health = requests.get(f"{gunicorn_url}/wsexec/health", timeout=10)
     assert health.status_code == 503, health.text
-    assert health.json() == {"status": "degraded", "redis": True, "workers": 0}
+    assert health.json() == {"error": "no worker seen", "detail": {"status": "degraded", "redis": True, "workers": 0}}
 
 
 @pytest.mark.parametrize(("auth", "headers", "challenge"), [

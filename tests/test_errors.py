@@ -12,7 +12,7 @@ import pytest
 from flask import Flask
 from werkzeug.test import TestResponse
 
-from tests.conftest import Api
+from tests.conftest import PASSWORDS, Api
 from wsexec.config import Settings
 
 TASK = {"name": "uptime", "tag": "nightly", "script": "uptime"}
@@ -232,3 +232,19 @@ def test_garbage_headers_never_answer_500(app: Flask, seeded: Api, headers: dict
                                       data=json.dumps({**TASK, "instance": 1}))
         failures.append(check(response, f"{method} {path} {headers}"))
     assert [failure for failure in failures if failure] == []
+
+
+def test_redis_down_is_503_not_500(settings: Any) -> None:
+    """Redis gone (restart, outage): every answer says so with 503 and the error shape, and health tells why."""
+    from dataclasses import replace
+
+    from tests.servers import free_port
+    from wsexec import create_app
+
+    client = create_app(replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")).test_client()
+    response = client.get("/wsexec/tasks", auth=("admin", PASSWORDS["admin"]))
+    assert response.status_code == 503
+    assert response.json["error"] == "storage unavailable, try again shortly" and response.headers["Retry-After"]
+    health = client.get("/wsexec/health")
+    assert health.status_code == 503
+    assert health.json == {"error": "Redis unreachable", "detail": {"status": "degraded", "redis": False, "workers": 0}}

@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         hops = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     app.extensions["wsexec"] = settings
-    redis = connect(settings.redis_url)
+    redis = connect(settings.redis_url, retries=8)  # a request waits about a second for Redis, not 30
     app.extensions["wsexec_store"] = Store(redis, settings.output_cap, settings.retention_seconds)
     app.extensions["wsexec_queue"] = Queue(settings.queue, connection=redis)
 

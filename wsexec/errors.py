@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask, jsonify, request
 from flask_smorest import Api
 from marshmallow import Schema, fields
+from redis.exceptions import RedisError
 from werkzeug.exceptions import BadRequest, HTTPException, UnsupportedMediaType
 
 from wsexec.exceptions import WsexecError
@@ -120,6 +121,9 @@ def init_app(app: Flask) -> Api:
     def handle_unexpected(error: Exception) -> Any:
         if isinstance(error, HTTPException):
             return api.handle_http_exception(error)
+        if isinstance(error, RedisError):  # Redis restarting or gone: nothing wrong with the request, try again
+            log.error("Redis unavailable on %s %s: %s", request.method, request.path, error)
+            return error_response(503, "storage unavailable, try again shortly", headers={"Retry-After": "5"})
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal error")
 

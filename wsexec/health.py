@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 from redis.exceptions import RedisError
 from rq import Worker
 
 from wsexec import context
+from wsexec.errors import error_response
 
 blp = Blueprint("health", __name__, description="Liveness")
 blp.public = True  # type: ignore[attr-defined]
+
+
+class HealthErrorSchema(Schema):
+    error = fields.String(metadata={"description": "what is missing"})
+    detail = fields.Nested(lambda: HealthSchema())
 
 
 class HealthSchema(Schema):
@@ -21,13 +29,14 @@ class HealthSchema(Schema):
 
 @blp.route("")
 @blp.response(200, HealthSchema)
-@blp.alt_response(503, schema=HealthSchema, description="Redis unreachable or no worker alive")
-def health() -> tuple[dict, int]:
-    """Redis reachable and workers seen."""
+@blp.alt_response(503, schema=HealthErrorSchema, description="Redis unreachable or no worker alive")
+def health() -> Any:
+    """Redis reachable and workers seen; a 503 has the error shape of every other failure."""
     try:
         context.store().redis.ping()
         workers = Worker.count(queue=context.queue())
     except RedisError:
-        return {"status": "degraded", "redis": False, "workers": 0}, 503
-    status = "ok" if workers else "degraded"
-    return {"status": status, "redis": True, "workers": workers}, 200 if workers else 503
+        return error_response(503, "Redis unreachable", {"status": "degraded", "redis": False, "workers": 0})
+    if not workers:
+        return error_response(503, "no worker seen", {"status": "degraded", "redis": True, "workers": 0})
+    return {"status": "ok", "redis": True, "workers": workers}

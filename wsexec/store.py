@@ -250,11 +250,11 @@ return room
 """
 
 
-def connect(url: str) -> Redis:
-    """A client that rides out a Redis restart (about 30 s of retries) instead of failing a task or a worker."""
+def connect(url: str, retries: int = 40) -> Redis:
+    """A client that rides out a Redis restart (40 retries: about 30 s) instead of failing a task or a worker."""
     return Redis.from_url(
         url,
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=40),
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=retries),
         retry_on_error=[ConnectionError, TimeoutError],
         health_check_interval=10,
     )
