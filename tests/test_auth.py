@@ -113,8 +113,8 @@ def test_credentials_are_checked_before_anything_else(app: Flask, path: str, req
 @pytest.mark.parametrize("headers", [{}, basic("admin", "wrong")], ids=["none", "wrong"])
 def test_health_answers_without_credentials(app: Flask, headers: dict[str, str]) -> None:
     response = app.test_client().get(HEALTH, headers=headers)
-    assert response.status_code in (200, 503)  # 503 only says no worker is running in this test
-    assert response.json["redis"] is True
+    assert response.status_code == 503  # no worker runs in this test, and health says so without credentials
+    assert response.json["detail"]["redis"] is True
 
 
 @pytest.fixture
@@ -245,3 +245,25 @@ def test_the_helper_command_explains_its_usage(args: list[str]) -> None:
     result = run_auth_command(*args)
     assert result.returncode == 2
     assert "usage:" in result.stderr
+
+
+def test_a_verified_password_is_not_rehashed_but_a_wrong_one_always_is(
+    settings: Any, redis: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Polling with basic auth must not pay scrypt per request; guessing must."""
+    from dataclasses import replace
+
+    from werkzeug.security import generate_password_hash
+
+    from wsexec import auth, create_app
+
+    slow_hash = generate_password_hash("poller-pw")  # werkzeug's default scrypt
+    client = create_app(replace(settings, users=f"poller:viewer:{slow_hash}")).test_client()
+    checks = []
+    real_check = auth.check_password_hash
+    monkeypatch.setattr(auth, "check_password_hash", lambda *a: checks.append(a) or real_check(*a))
+    for _ in range(5):
+        assert client.get("/wsexec/tasks", auth=("poller", "poller-pw")).status_code == 200
+    for _ in range(3):
+        assert client.get("/wsexec/tasks", auth=("poller", "wrong")).status_code == 401
+    assert len(checks) == 1 + 3

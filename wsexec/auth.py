@@ -76,10 +76,30 @@ def _credentials() -> Credentials:
     return current_app.extensions["wsexec_credentials"]
 
 
+# A scrypt check costs 0.1-0.5 s of CPU: a cron job polling with basic auth would pay it on every request. Only
+# successful checks are remembered (keyed by an HMAC of the password with a per-process secret, never the password
+# itself), so guessing still pays full price for every try.
+_CACHE_SECRET = secrets.token_bytes(32)
+_VERIFIED_MAX = 1024
+_verified: set[tuple[str, bytes]] = set()
+
+
+def _password_matches(stored_hash: str, password: str) -> bool:
+    key = (stored_hash, hmac.new(_CACHE_SECRET, password.encode(), hashlib.sha256).digest())
+    if key in _verified:
+        return True
+    if not check_password_hash(stored_hash, password):
+        return False
+    if len(_verified) >= _VERIFIED_MAX:
+        _verified.clear()
+    _verified.add(key)
+    return True
+
+
 @basic.verify_password
 def verify_password(username: str, password: str) -> Principal | None:
     stored = _credentials().passwords.get(username)
-    if stored and check_password_hash(stored[0], password):
+    if stored and _password_matches(stored[0], password):
         return Principal(username, stored[1])
     return None
 
