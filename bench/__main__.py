@@ -12,7 +12,7 @@ import argparse
 import signal
 import sys
 from contextlib import ExitStack
-from functools import partial
+from dataclasses import fields
 from typing import Any, NoReturn
 
 from bench import report
@@ -20,8 +20,9 @@ from bench.cli import Ansible, SshCli
 from bench.cpu import CpuGroups
 from bench.lab import Lab
 from bench.paramiko_raw import RawParamiko
-from bench.workloads import ratios, run_all, timestamp
+from bench.workloads import WORKLOADS, ratios, run_all, timestamp
 from bench.wsexec_api import Wsexec, WsexecService
+from wsexec.config import Settings
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -33,7 +34,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="wsexec worker processes (default 2)")
     parser.add_argument("--sequential", type=int, default=50, help="commands in the sequential run (default 50)")
     parser.add_argument("--bulk", type=int, help="tasks in the bulk run (default 1000, or 200 with --quick)")
+    parser.add_argument("--only", type=lambda v: v.split(","), metavar="KEY,...",
+                        help=f"only these workloads: {', '.join(w.key for w in WORKLOADS)}")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a wsexec setting for gunicorn and the workers, e.g. --set worker_threads=20")
     options = parser.parse_args(argv)
+    options.set = dict(item.partition("=")[::2] for item in options.set)
+    unknown = set(options.set) - {f.name for f in fields(Settings)}
+    if unknown:
+        parser.error(f"--set: no such setting: {', '.join(sorted(unknown))}")
+    if set(options.only or []) - {w.key for w in WORKLOADS}:
+        parser.error("--only: unknown workload")
     options.runs = options.runs or (2 if options.quick else 5)
     options.bulk = options.bulk or (200 if options.quick else 1000)
     if not 1 <= options.hosts <= 254:
@@ -47,6 +58,7 @@ def _terminated(signum: int, frame: Any) -> NoReturn:
 
 def main(argv: list[str]) -> int:
     options = parse_args(argv)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C, even if our parent ignored SIGINT
     signal.signal(signal.SIGTERM, _terminated)
     signal.signal(signal.SIGHUP, _terminated)
     stamp = timestamp()
@@ -60,7 +72,7 @@ def main(argv: list[str]) -> int:
         cpu.add("redis", lab.redis.proc.pid)  # type: ignore[union-attr]
         cpu.add("sshd", [server.proc.pid for server in lab.servers])  # type: ignore[union-attr]
         print(f"bench: starting gunicorn and {options.workers} workers", file=sys.stderr)
-        service = stack.enter_context(WsexecService(lab, options.workers, partial(cpu.join, "wsexec")))
+        service = stack.enter_context(WsexecService(lab, options.workers, cpu, options.set))
         runners = {}
         for runner in (RawParamiko(lab), Wsexec(service, lab), SshCli(lab), Ansible(lab)):
             stack.callback(runner.close)
@@ -75,4 +87,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:  # everything was already stopped on the way out of main()
+        print("bench: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,4 +1,4 @@
-"""CPU time per component (client, wsexec, redis, sshd), exact, from cgroup v2 `cpu.stat`.
+"""CPU time per component (client, api, workers, redis, sshd), exact, from cgroup v2 `cpu.stat`.
 
 Wall times on this shared 2-core machine move with everyone else's load; CPU time per command does not, and it
 is what says where the time goes. Each component runs in its own cgroup, which also counts the processes that
@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-COMPONENTS = ("client", "wsexec", "redis", "sshd")
+COMPONENTS = ("client", "api", "workers", "redis", "sshd")  # api: gunicorn; workers: `python -m workers`
 
 
 def _cgroup2_root() -> Path | None:

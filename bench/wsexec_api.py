@@ -10,13 +10,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import requests
 from redis import Redis
-from rq import Worker
+from rq import Queue, Worker
 
+from bench.cpu import CpuGroups
 from bench.lab import Lab
 from tests.servers import SshServer, free_port
 from wsexec.config import Settings
@@ -25,11 +27,11 @@ from wsexec.store import Store
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_TAG = "bench"
 POST_CHUNK = 100  # tasks per POST in the bulk run
+SEQUENTIAL_POLL_SECONDS = 0.005  # GET /tasks/{id} this often until DONE in the sequential run
 WAIT_SECONDS = 120.0
-Preexec = Callable[[], None] | None
 
 
-def _spawn(cmd: list[str], env: dict[str, str], log: Path, preexec: Preexec) -> subprocess.Popen[bytes]:
+def _spawn(cmd: list[str], env: dict[str, str], log: Path, preexec: Callable[[], None]) -> subprocess.Popen[bytes]:
     """Its own session: Ctrl-C reaches only us, and we stop it in order (before Redis goes away)."""
     with log.open("ab") as out:
         return subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out,
@@ -88,11 +90,13 @@ class ApiClient:
 class WsexecService:
     """gunicorn (gunicorn.conf.py, as `make run`) and N worker processes, configured by Settings.to_env()."""
 
-    def __init__(self, lab: Lab, workers: int, preexec: Preexec = None) -> None:
-        """preexec runs in each child before it execs (the benchmark puts them in the "wsexec" cgroup)."""
-        self.preexec = preexec
+    def __init__(self, lab: Lab, workers: int, cpu: CpuGroups, overrides: dict[str, str] | None = None) -> None:
+        """Each process starts in its cgroup ("api" or "workers"), so its CPU time is counted from the start;
+        overrides are other settings by field name (`--set worker_threads=20`), as their variables would say."""
+        self.cpu = cpu
         token = secrets.token_urlsafe(32)
-        self.settings = Settings(
+        self.settings = Settings.from_env(
+            {f"WSEXEC_{name.upper()}": value for name, value in (overrides or {}).items()},
             redis_url=lab.redis.url,
             tokens=f"bench:admin:{hashlib.sha256(token.encode()).hexdigest()}",
             ssh_key=str(lab.key),
@@ -107,29 +111,38 @@ class WsexecService:
         self.gunicorn: list[subprocess.Popen[bytes]] = []
         self.workers: list[subprocess.Popen[bytes]] = []
         self.generation = 0
+        self.queue = Queue(self.settings.queue, connection=Redis.from_url(self.settings.redis_url))
 
     def start(self) -> WsexecService:
         self.gunicorn = [_spawn([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-                                self.env, self.logs / "gunicorn.log", self.preexec)]
-        _until(self._health, "gunicorn to answer")
+                                self.env, self.logs / "gunicorn.log", partial(self.cpu.join, "api"))]
+        _until(self._answers, "gunicorn to answer")
         self.start_workers()
         return self
 
-    def _health(self) -> dict[str, Any] | None:
+    def _answers(self) -> bool:
+        """gunicorn serves (health says 503 until the workers come, which is an answer too)."""
         if self.gunicorn[0].poll() is not None:
             raise RuntimeError(f"gunicorn exited, see {self.logs / 'gunicorn.log'}")
         try:
-            return requests.get(f"{self.api.base}/wsexec/health", timeout=5).json()
+            return requests.get(f"{self.api.base}/wsexec/health", timeout=5).status_code in (200, 503)
         except requests.RequestException:
-            return None
+            return False
+
+    def _registered_workers(self) -> int:
+        for proc in self.workers:
+            if proc.poll() is not None:
+                raise RuntimeError(f"a worker exited with {proc.returncode}, see {self.logs}/worker-*.log")
+        return Worker.count(queue=self.queue)
 
     def start_workers(self) -> None:
         """New worker processes (so, empty SSH pools), returning once all are registered with RQ."""
         self.generation += 1
         self.workers = [_spawn([sys.executable, "-m", "workers"], self.env,
-                               self.logs / f"worker-{self.generation}-{n}.log", self.preexec)
+                               self.logs / f"worker-{self.generation}-{n}.log",
+                               partial(self.cpu.join, "workers"))
                         for n in range(self.worker_count)]
-        _until(lambda: self._health()["workers"] == self.worker_count, "the workers to register")  # type: ignore[index]
+        _until(lambda: self._registered_workers() == self.worker_count, "the workers to register with RQ")
         time.sleep(0.3)  # registered comes just before the first dequeue: let every worker reach it
 
     def restart_workers(self) -> None:
@@ -139,6 +152,7 @@ class WsexecService:
     def stop(self) -> None:
         _stop(self.workers)
         _stop(self.gunicorn)
+        self.queue.connection.close()
 
     def __enter__(self) -> WsexecService:
         try:
@@ -203,7 +217,7 @@ class Wsexec:
         for _ in range(count):
             _, (task,) = self._submit([{"instance": self.instances[server]}])
             finished.append(_until(lambda t=task: self._if_finished(self.api.call("GET", f"/tasks/{t['id']}")),
-                                   f"task {task['id']}", WAIT_SECONDS, interval=0.002))
+                                   f"task {task['id']}", WAIT_SECONDS, interval=SEQUENTIAL_POLL_SECONDS))
         return self._finished_at(finished) - start
 
     def bulk(self, server: SshServer, count: int) -> float:
