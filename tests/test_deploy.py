@@ -22,7 +22,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from tests import test_readme
-from tests.conftest import PASSWORDS, ROOT, wait_for
+from tests.conftest import CRON_TOKEN, PASSWORDS, ROOT, wait_for
 from tests.servers import SshServer, _Daemon, free_port
 from wsexec.config import Settings
 
@@ -275,3 +275,17 @@ def test_plain_http_still_serves_health_and_certificate_challenges(nginx: Nginx,
     assert health.json()["detail"]["redis"] is True
     challenge = f"http://127.0.0.1:{nginx.http_port}/.well-known/acme-challenge/no-such-token"
     assert client.get(challenge, allow_redirects=False).status_code == 404
+
+
+def test_readme_deployment_check_through_nginx(nginx: Nginx, workers: Any, tmp_path: Path) -> None:
+    """The README's "Check it" curls, with nginx's address for wsexec.example.com and the test's token."""
+    workers.start(1)
+    wait_for(lambda: requests.get(f"{nginx.http}/health").status_code == 200)
+    base = nginx.https.removesuffix("/wsexec")
+    script = test_readme.block("deploy-check").replace("https://wsexec.example.com", base)
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "CURL_CA_BUNDLE": str(nginx.cert), "TOKEN": CRON_TOKEN}
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env, capture_output=True, text=True,
+                          timeout=60)
+    health, instances = (json.loads(line) for line in done.stdout.splitlines())
+    assert health["status"] == "ok" and health["workers"] == 1
+    assert instances["count"] == 0 and instances["results"] == []
