@@ -128,7 +128,7 @@ def live_schema(
         assert api.patch(f"/tasks/{task_id}", json={"state": "ABORT"}).status_code == 200
     for task_id in range(SEEDED // 3 + 1, 2 * SEEDED // 3 + 1):  # DONE, as a worker finishes it
         assert store.claim(task_id, "seed-worker", 60)
-        store.append_output(task_id, "stdout", b"out\n")
+        store.append_output(task_id, "stdout", b"out\n", 0)
         store.finish(task_id, TaskState.DONE, rc=0)
     fan_out = api.post("/tasks", json={"name": "seed", "tag": "seed", "target": {"tag": "tag0"}, "script": "true"})
     assert fan_out.status_code == 201, fan_out.json

@@ -69,7 +69,7 @@ def test_every_way_of_finishing_starts_the_clock(api: Api, store: Store, redis: 
                                                  finish: Callable[[Store, int], Any]) -> None:
     (task_id,) = new_tasks(api)
     for stream in STREAMS:
-        store.append_output(task_id, stream, b"output\n")
+        store.append_output(task_id, stream, b"output\n", 0)
     assert redis.ttl(TASK.key(task_id)) == -1 and redis.zscore(FINISHED_KEY, task_id) is None
     assert finish(store, task_id)
     ttl = RETENTION + EXPIRY_GRACE_SECONDS  # Redis's own expiry: the backstop behind the sweep

@@ -188,7 +188,12 @@ class ConnectionPool:
                     raise error from exc
                 time.sleep(0.05 * 2**attempt)  # MaxStartups dropped us before the banner: back off and retry
                 continue
-            client.get_transport().set_keepalive(self.options.keepalive)  # type: ignore[union-attr]
+            transport: paramiko.Transport = client.get_transport()  # type: ignore[assignment]
+            transport.set_keepalive(self.options.keepalive)
+            # paramiko asks to rekey after 512 MiB received, and that rekey can stall for good while a task's
+            # output is streaming (the reader's window adjust waits on a key exchange that never completes; seen
+            # on 1 GB outputs). Leave rekeying to sshd (RekeyLimit) and a fresh connection per idle period.
+            transport.packetizer.REKEY_BYTES = transport.packetizer.REKEY_PACKETS = 2**40
             return Connection(client, self.options.channels_per_connection)
         raise AssertionError("unreachable")
 

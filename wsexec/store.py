@@ -17,6 +17,7 @@ from typing import Any
 
 from redis import Redis
 from redis.backoff import ExponentialBackoff
+from redis.client import Pipeline
 from redis.exceptions import ConnectionError, TimeoutError
 from redis.retry import Retry
 
@@ -243,8 +244,11 @@ return false
 """
 
 # Append output, never past the cap (the worker counts what it dropped; this is the store's own bound).
+# ARGV[3] is where the chunk starts: a call retried after a lost reply (Redis restarting) must not append twice.
 APPEND_LUA = """
-local room = tonumber(ARGV[1]) - redis.call('STRLEN', KEYS[1])
+local length = redis.call('STRLEN', KEYS[1])
+if length > tonumber(ARGV[3]) then return 0 end
+local room = tonumber(ARGV[1]) - length
 if room > 0 then redis.call('APPEND', KEYS[1], string.sub(ARGV[2], 1, room)) end
 return room
 """
@@ -316,8 +320,10 @@ class Store:
         changes: dict[str, Any],
         allowed: Iterable[TaskState | InstanceState] = (),
         lease_op: str = "",
+        pipe: Pipeline | None = None,
     ) -> tuple[str, str]:
-        status, state = self._update(
+        """Run UPDATE_LUA on one record; in a pipeline the outcome comes from pipe.execute() instead."""
+        outcome = self._update(
             keys=[kind.key(record_id), self.lease_key(record_id), HELD_KEY, FINISHED_KEY]
             + [self.output_key(record_id, s) for s in STREAMS],
             args=[
@@ -329,7 +335,11 @@ class Store:
                 lease_op,
                 math.ceil(self.retention_seconds) + EXPIRY_GRACE_SECONDS,
             ],
+            client=pipe,
         )
+        if pipe is not None:
+            return "", ""
+        status, state = outcome
         if status == b"missing":
             raise NotFound(f"{kind.name} {record_id} not found")
         return status.decode(), state.decode()
@@ -469,37 +479,24 @@ class Store:
     def output_key(task_id: int | str, stream: str) -> str:
         return f"{TASK.key(task_id)}:{stream}"
 
-    def hold(self, task_ids: Iterable[int], worker: str, lease_seconds: int) -> list[int]:
-        """Lease the still-INIT tasks of a job to this worker, so they end ABORT if it dies before finishing them."""
-        held = []
-        for task_id in task_ids:
-            try:
-                status, _ = self._update_record(
-                    TASK,
-                    task_id,
-                    {"worker": worker},
-                    allowed=[TaskState.INIT],
-                    lease_op=f"hold:{lease_seconds}:{worker}",
+    def hold(self, task_ids: list[int], worker: str, lease_seconds: int) -> list[int]:
+        """Lease the still-INIT tasks of a job to this worker (one round trip), so they end ABORT if it dies."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for task_id in task_ids:
+                self._update_record(
+                    TASK, task_id, {"worker": worker}, [TaskState.INIT], f"hold:{lease_seconds}:{worker}", pipe
                 )
-            except NotFound:
-                continue
-            if status == "ok":
-                held.append(task_id)
-        return held
+            outcomes = pipe.execute()
+        return [task_id for task_id, (status, _) in zip(task_ids, outcomes, strict=True) if status == b"ok"]
 
     def claim(self, task_id: int, worker: str, lease_seconds: int) -> dict[str, Any] | None:
         """INIT -> CURRENT; None if it was cancelled or another worker took it (a task never runs twice)."""
-        try:
-            status, _ = self._update_record(
-                TASK,
-                task_id,
-                {"state": TaskState.CURRENT, "start": time.time(), "worker": worker},
-                allowed=[TaskState.INIT],
-                lease_op=f"hold:{lease_seconds}:{worker}",
-            )
-        except NotFound:
-            return None
-        return self.get_task(task_id) if status == "ok" else None
+        changes = {"state": TaskState.CURRENT, "start": time.time(), "worker": worker}
+        with self.redis.pipeline() as pipe:  # the claim and the claimed record in one round trip
+            self._update_record(TASK, task_id, changes, [TaskState.INIT], f"hold:{lease_seconds}:{worker}", pipe)
+            pipe.hgetall(TASK.key(task_id))
+            (status, _), raw = pipe.execute()
+        return TASK.decode(raw) if status == b"ok" else None
 
     def renew_leases(self, task_ids: Iterable[int], worker: str, lease_seconds: int) -> None:
         with self.redis.pipeline(transaction=False) as pipe:
@@ -537,9 +534,10 @@ class Store:
                 self.redis.zrem(HELD_KEY, task_id)  # finished meanwhile: nothing to watch
         return reaped
 
-    def append_output(self, task_id: int, stream: str, data: bytes) -> None:
+    def append_output(self, task_id: int, stream: str, data: bytes, offset: int) -> None:
+        """Append a chunk that starts at byte `offset` of the stream (so a retried call is a no-op)."""
         if data:
-            self._append(keys=[self.output_key(task_id, stream)], args=[self.output_cap, data])
+            self._append(keys=[self.output_key(task_id, stream)], args=[self.output_cap, data, offset])
 
     def read_output(self, task_id: int, stream: str, offset: int = 0) -> bytes:
         """The stored bytes of one stream from a byte offset (bounded by the cap)."""
