@@ -6,6 +6,7 @@ import base64
 import binascii
 import ipaddress
 import re
+import socket
 import struct
 
 from marshmallow import ValidationError, fields
@@ -15,13 +16,11 @@ HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){LABEL}(\.{LABEL})*\.?$")
 POSIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,30}\$?$")
 TAG = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}=?$")
-KEY_TYPES = {
-    "ssh-ed25519",
-    "ssh-rsa",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-}
+HOST_KEY_MAX = 4096  # characters: an RSA 16384-bit key line is about 2,800
+ECDSA_POINT_BYTES = {"nistp256": 65, "nistp384": 97, "nistp521": 133}  # uncompressed: 0x04 || X || Y
+KEY_TYPES = {"ssh-ed25519", "ssh-rsa", *(f"ecdsa-sha2-{curve}" for curve in ECDSA_POINT_BYTES)}
+RSA_MIN_MODULUS_BYTES = 128  # 1024 bits; OpenSSH itself refuses less
+IPV4_RESERVED = ipaddress.IPv4Network("240.0.0.0/4")  # "future use" and the broadcast address: nothing to log in to
 
 
 class Integer(fields.Integer):
@@ -34,14 +33,42 @@ class Integer(fields.Integer):
 
 
 def host(value: str) -> None:
-    """An IPv4 or IPv6 address, or a DNS name."""
+    """An IPv4 or IPv6 address in its usual form that one machine can answer on, or a DNS name."""
     try:
-        ipaddress.ip_address(value)
-        return
+        address = ipaddress.ip_address(value)
     except ValueError:
+        address = None
+    if address is not None:
+        unusable = address_problem(address)
+        if unusable:
+            raise ValidationError(f"{value} is {unusable}, not the address of one server")
+        return
+    if not HOSTNAME.fullmatch(value) or _numeric_form(value):
+        raise ValidationError("not an IPv4/IPv6 address (dotted decimal for IPv4) or a DNS name")
+
+
+def address_problem(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why an address cannot be an SSH target (unspecified, multicast, broadcast/reserved), or None."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    if address.is_unspecified:
+        return "the unspecified address"
+    if address.is_multicast:
+        return "a multicast address"
+    if isinstance(address, ipaddress.IPv4Address) and address in IPV4_RESERVED:
+        return "the broadcast address" if address.packed == b"\xff" * 4 else "a reserved address"
+    return None
+
+
+def _numeric_form(value: str) -> bool:
+    """True for what resolvers read as a number (0x7f.0.0.1, 0177.1, 2130706433), and all-numeric last labels."""
+    try:
+        socket.inet_aton(value.rstrip("."))
+        return True
+    except OSError:
         pass
-    if not HOSTNAME.fullmatch(value) or value.replace(".", "").isdigit():
-        raise ValidationError("not an IPv4/IPv6 address or a DNS name")
+    last = value.rstrip(".").rsplit(".", 1)[-1]
+    return last.isdigit() or re.fullmatch(r"0[xX][0-9a-fA-F]*", last) is not None
 
 
 def posix_user(value: str) -> None:
@@ -55,17 +82,51 @@ def tag(value: str) -> None:
 
 
 def host_key(value: str) -> None:
-    """An OpenSSH public-key line ('ssh-ed25519 AAAA...') or a 'SHA256:...' fingerprint."""
-    if FINGERPRINT.fullmatch(value):
+    """An OpenSSH public-key line ('ssh-ed25519 AAAA...') whose key data is whole, or a 'SHA256:...' fingerprint."""
+    if len(value) > HOST_KEY_MAX:
+        raise ValidationError(f"longer than {HOST_KEY_MAX} characters")
+    if FINGERPRINT.fullmatch(value):  # 43 base64 characters: 32 bytes
         return
     parts = value.split()
     if len(parts) < 2 or parts[0] not in KEY_TYPES:
         raise ValidationError(f"expected '<type> <base64>' with type one of {sorted(KEY_TYPES)}, or 'SHA256:...'")
     try:
         blob = base64.b64decode(parts[1], validate=True)
-        (length,) = struct.unpack(">I", blob[:4])
-        embedded = blob[4 : 4 + length].decode()
-    except (binascii.Error, struct.error, UnicodeDecodeError) as exc:
+    except binascii.Error as exc:
         raise ValidationError("the key is not valid base64 of an SSH public key") from exc
+    try:
+        strings = _ssh_strings(blob)
+        embedded = strings[0].decode()
+    except (ValueError, IndexError) as exc:  # UnicodeDecodeError is a ValueError
+        raise ValidationError(f"the {parts[0]} key data is truncated or malformed") from exc
     if embedded != parts[0]:
         raise ValidationError(f"the key data is a {embedded!r} key, not {parts[0]!r}")
+    if not _key_fields_whole(embedded, strings[1:]):
+        raise ValidationError(f"the {embedded} key data is truncated or malformed")
+
+
+def _ssh_strings(blob: bytes) -> list[bytes]:
+    """The length-prefixed strings of SSH's wire format (RFC 4251), all of the blob or ValueError."""
+    strings, offset = [], 0
+    while offset < len(blob):
+        try:
+            (length,) = struct.unpack_from(">I", blob, offset)
+        except struct.error as exc:
+            raise ValueError("truncated length") from exc
+        offset += 4
+        if offset + length > len(blob):
+            raise ValueError("truncated string")
+        strings.append(blob[offset : offset + length])
+        offset += length
+    return strings
+
+
+def _key_fields_whole(key_type: str, fields: list[bytes]) -> bool:
+    """The fields RFC 4253 / 5656 / 8709 give each key type, with plausible sizes."""
+    if key_type == "ssh-ed25519":
+        return len(fields) == 1 and len(fields[0]) == 32
+    if key_type == "ssh-rsa":
+        return len(fields) == 2 and bool(fields[0]) and len(fields[1].lstrip(b"\0")) >= RSA_MIN_MODULUS_BYTES
+    curve = key_type.removeprefix("ecdsa-sha2-")
+    return (len(fields) == 2 and fields[0] == curve.encode() and len(fields[1]) == ECDSA_POINT_BYTES[curve]
+            and fields[1][:1] == b"\x04")
