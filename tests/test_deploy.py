@@ -227,12 +227,14 @@ def test_health_and_credentials_through_nginx(nginx: Nginx, client: requests.Ses
 
 
 def test_the_app_sees_the_client_and_links_back_through_nginx(nginx: Nginx, client: requests.Session) -> None:
-    """X-Forwarded-For and -Proto reach the app: the audit log has the client's address, links are https://nginx."""
+    """X-Forwarded-For reaches the app: the audit log has the client's address; links are relative, they work."""
     for tag in ("first", "second"):
         assert client.post(f"{nginx.https}/instances", auth=ADMIN, json={"ip": "127.0.0.9", "tag": tag}).ok
     audit = client.get(f"{nginx.https}/audit?page_size=1", auth=ADMIN).json()
     assert audit["results"][0]["ip"] == CLIENT_IP  # not nginx's 127.0.0.1
-    assert audit["next"].startswith(f"{nginx.https}/audit?")
+    assert audit["next"].startswith("/wsexec/audit?")
+    second = client.get(nginx.https.removesuffix("/wsexec") + audit["next"], auth=ADMIN).json()
+    assert [entry["target"] for entry in second["results"]] != [entry["target"] for entry in audit["results"]]
 
 
 def test_nginx_body_limit_is_the_apps() -> None:
@@ -265,8 +267,10 @@ def test_body_limit_through_nginx(nginx: Nginx, client: requests.Session, extra:
 
 @pytest.mark.parametrize("path", ["/wsexec/tasks", "/wsexec/instances?page=2", "/"])
 def test_plain_http_redirects_to_https(nginx: Nginx, client: requests.Session, path: str) -> None:
-    response = client.get(f"http://127.0.0.1:{nginx.http_port}{path}", auth=ADMIN, allow_redirects=False)
-    assert (response.status_code, response.headers["Location"]) == (301, f"https://127.0.0.1{path}")
+    """To the configured server_name: a forged Host header does not choose where clients are sent."""
+    response = client.get(f"http://127.0.0.1:{nginx.http_port}{path}", auth=ADMIN, allow_redirects=False,
+                          headers={"Host": "evil.example"})
+    assert (response.status_code, response.headers["Location"]) == (301, f"https://wsexec.example.com{path}")
 
 
 def test_plain_http_still_serves_health_and_certificate_challenges(nginx: Nginx, client: requests.Session) -> None:

@@ -15,6 +15,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build the app from settings (default: the environment) with every blueprint under /wsexec."""
     settings = settings or Settings.from_env()
     app = Flask(__name__, static_folder=None)
+    app.url_map.merge_slashes = False  # "//tasks" is a 404, not a redirect built from the client's Host header
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body,
         API_TITLE="wsexec",

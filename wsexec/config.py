@@ -33,6 +33,7 @@ class Settings:
     output_cap: int = 1024 * 1024
     max_body: int = 1024 * 1024
     trusted_proxies: int = 0  # proxy hops (nginx: 1) whose X-Forwarded-For/-Proto are believed
+    public_url: str = ""  # base of absolute links ("https://wsexec.example.com"); empty: links are relative
     script_max: int = 64 * 1024
     ssh_keepalive: int = 15
     ssh_idle: int = 300

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Flask, current_app, jsonify, request
 from flask_smorest import Api
 from marshmallow import Schema, fields
 from redis.exceptions import RedisError
-from werkzeug.exceptions import BadRequest, HTTPException, UnsupportedMediaType
+from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge, UnsupportedMediaType
 
 from wsexec.exceptions import WsexecError
 
@@ -64,6 +65,8 @@ class WsexecApi(Api):
             message = "validation failed"
         elif error.code == 400 and detail:  # webargs reports a body that is not valid JSON this way
             message, detail = "request body is not valid JSON", None
+        elif error.code == 413:  # the words nginx/wsexec.conf answers with
+            message, detail = "request body too large", {"max_body": current_app.config["MAX_CONTENT_LENGTH"]}
         if error.code and error.code >= 500:
             log.error("%s %s failed: %s", request.method, request.path, error)
         headers = dict(data.get("headers") or {})
@@ -85,12 +88,23 @@ def require_json_body() -> None:
     if request.method in BODY_METHODS and (request.content_length or request.headers.get("Transfer-Encoding")):
         if not request.is_json:
             raise UnsupportedMediaType("send the body as JSON with Content-Type: application/json")
+        if request.content_length is None:
+            _measure_chunked_body()
         try:
             body = request.get_json()
         except (BadRequest, RecursionError) as exc:
             raise BadRequest("request body is not valid JSON") from exc
         if not _valid_unicode(body):
             raise BadRequest("request body is not valid JSON: a \\ud800-\\udfff escape is not half of a pair")
+
+
+def _measure_chunked_body() -> None:
+    """413 for a chunked body over the limit: werkzeug would silently cut it there, and the JSON then looks broken."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    data = request.environ["wsgi.input"].read(limit + 1)  # before request.stream wraps it
+    if len(data) > limit:
+        raise RequestEntityTooLarge()
+    request.environ.update({"wsgi.input": io.BytesIO(data), "CONTENT_LENGTH": str(len(data))})
 
 
 def _valid_unicode(value: Any) -> bool:

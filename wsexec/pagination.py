@@ -8,6 +8,8 @@ from urllib.parse import urlencode
 from flask import request
 from marshmallow import Schema, fields, validate
 
+from wsexec import context
+
 MAX_PAGE_SIZE = 100
 
 
@@ -31,8 +33,12 @@ def page_schema(item_schema: type[Schema]) -> type[Schema]:
 
 def envelope(count: int, results: list[Any], page: int, page_size: int) -> dict[str, Any]:
     def link(number: int) -> str:
-        """This URL with the other page; query args kept as given (not url_for's: ?_external=1 broke it)."""
-        return f"{request.base_url}?{urlencode({**request.args.to_dict(), 'page': number, 'page_size': page_size})}"
+        """This URL with the other page, relative or on the configured public URL, never on the client's Host header.
+
+        Query args kept as given (not url_for's: ?_external=1 broke it).
+        """
+        query = urlencode({**request.args.to_dict(), "page": number, "page_size": page_size})
+        return f"{context.settings().public_url.rstrip('/')}{request.script_root}{request.path}?{query}"
 
     last_page = max((count + page_size - 1) // page_size, 1)
     return {
