@@ -1,5 +1,6 @@
-# Entry points: `make run` to use wsexec locally, `make test` for the suite (what .ci/run calls), `make bench`.
-.PHONY: setup dev-setup run demo-host test bench lint
+# Entry points: `make run` to use wsexec locally, `make test` for the suite (what .ci/run calls), `make test-unit`
+# for the daemon-free tier (seconds), `make lint`, `make bench`.
+.PHONY: setup dev-setup run demo-host test test-unit bench lint
 
 setup:
 	scripts/setup.sh
@@ -15,6 +16,9 @@ demo-host: setup
 
 test: dev-setup
 	.venv/bin/python -m pytest -q $(PYTEST_ARGS)
+
+test-unit: dev-setup
+	.venv/bin/python -m pytest -q tests/unit $(PYTEST_ARGS)
 
 bench: dev-setup
 	.venv/bin/python -m bench $(BENCH_ARGS)

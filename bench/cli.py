@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from bench.lab import Lab
-from tests.servers import SshServer
+from wsexec.testing import SshServer
 
 
 def _run(cmd: list[str], env: dict[str, str] | None = None) -> str:

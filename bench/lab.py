@@ -9,7 +9,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Self
 
-from tests.servers import RedisServer, SshServer, ensure_login_user, free_port, generate_keypair
+from wsexec.testing import RedisServer, SshServer, ensure_login_user, free_port, generate_keypair
 
 USER = "wsexec-bench"
 

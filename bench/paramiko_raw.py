@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import paramiko
 
 from bench.lab import Lab
-from tests.servers import SshServer
+from wsexec.testing import SshServer
 
 TIMEOUT = 10.0
 

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from bench.cpu import CpuGroups
-from tests.servers import SshServer
+from wsexec.testing import SshServer
 
 
 class Runner(Protocol):

@@ -20,9 +20,9 @@ from rq import Queue, Worker
 
 from bench.cpu import CpuGroups
 from bench.lab import Lab
-from tests.servers import SshServer, free_port
 from wsexec.config import Settings
 from wsexec.store import Store
+from wsexec.testing import SshServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_TAG = "bench"
@@ -103,8 +103,7 @@ class WsexecService:
             known_hosts=str(lab.known_hosts),
         )
         bind = f"127.0.0.1:{free_port()}"
-        self.env = {**os.environ, **self.settings.to_env(), "WSEXEC_BIND": bind, "WSEXEC_LOG_LEVEL": "warning",
-                    "PYTHONPATH": str(ROOT)}
+        self.env = {**os.environ, **self.settings.to_env(), "WSEXEC_BIND": bind, "WSEXEC_LOG_LEVEL": "warning"}
         self.logs = lab.workdir
         self.worker_count = workers
         self.api = ApiClient(f"http://{bind}", token)

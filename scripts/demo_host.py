@@ -5,7 +5,7 @@ import signal
 import sys
 from pathlib import Path
 
-from tests.servers import SshServer, ensure_login_user, generate_keypair
+from wsexec.testing import SshServer, ensure_login_user, generate_keypair
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST, PORT, USER = "127.0.0.1", 2222, "wsexec-demo"

@@ -34,7 +34,12 @@ fi
 stamp=.venv/.installed-${1:-run}
 reqs=(requirements.txt)
 [ "${1:-}" = dev ] && reqs+=(requirements-dev.txt)
-if [ ! -f "$stamp" ] || [ -n "$(find "${reqs[@]}" -newer "$stamp")" ]; then
+# wsexec itself goes in editable (the pinned requirements bring its dependencies), so `python -m workers`, gunicorn
+# and the console scripts (wsexec-worker, wsexec-auth) import this checkout from any directory.
+installed_here() { [ "$(cd / && "$OLDPWD/.venv/bin/python" -c 'import wsexec; print(wsexec.__file__)' 2>/dev/null)" \
+                     = "$PWD/wsexec/__init__.py" ]; }
+if [ ! -f "$stamp" ] || [ -n "$(find "${reqs[@]}" pyproject.toml -newer "$stamp")" ] || ! installed_here; then
   .venv/bin/pip install -q --disable-pip-version-check $(printf -- '-r %s ' "${reqs[@]}")
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
   touch "$stamp"
 fi

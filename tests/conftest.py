@@ -17,10 +17,10 @@ from flask.testing import FlaskClient
 from redis import Redis
 from werkzeug.security import generate_password_hash
 
-from tests.servers import RedisServer, SshServer, ensure_login_user, free_port, generate_keypair
 from wsexec import create_app
 from wsexec.config import Settings
 from wsexec.store import Store
+from wsexec.testing import RedisServer, SshServer, ensure_login_user, free_port, generate_keypair
 
 ROOT = Path(__file__).resolve().parent.parent
 CRON_TOKEN = "cron-token-for-the-readme-example"
@@ -165,7 +165,7 @@ class WorkerProcesses:
     """Real `python -m workers` processes, as `make run` starts them."""
 
     def __init__(self, settings: Settings) -> None:
-        self.env = {**os.environ, **settings.to_env(), "PYTHONPATH": str(ROOT)}
+        self.env = {**os.environ, **settings.to_env()}
         self.procs: list[subprocess.Popen] = []
 
     def start(self, count: int = 1, burst: bool = False) -> list[subprocess.Popen]:
@@ -217,7 +217,7 @@ def gunicorn_url(settings: Settings, redis: Redis, tmp_path: Path) -> Iterator[s
     import requests
 
     port = free_port("127.0.0.1")
-    env = {**os.environ, **settings.to_env(), "WSEXEC_BIND": f"127.0.0.1:{port}", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **settings.to_env(), "WSEXEC_BIND": f"127.0.0.1:{port}"}
     log = tmp_path / "gunicorn.log"
     with log.open("ab") as out:
         # its own session, so a hung shutdown can be cleaned up by killing exactly this process group

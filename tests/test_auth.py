@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import os
 import re
 import subprocess
 import sys
@@ -182,7 +181,7 @@ def test_roles(api: Api, user: str, method: str, path: str, body: Any, status: i
 def run_auth_command(*args: str) -> subprocess.CompletedProcess[str]:
     """`python -m wsexec.auth ...` as an operator would run it."""
     return subprocess.run([sys.executable, "-m", "wsexec.auth", *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+                          timeout=60)
 
 
 def new_token(name: str, role: str) -> tuple[str, str]:

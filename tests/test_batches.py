@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Api, WorkerProcesses, wait_for
-from tests.servers import free_port
+from wsexec.testing import free_port
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import Api, wait_finished
-from tests.servers import free_port
 from wsexec import create_app
 from wsexec.config import DEFAULT_COMMANDS, Settings
+from wsexec.testing import free_port
 
 
 def test_list_is_the_configured_commands(api: Api) -> None:

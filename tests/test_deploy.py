@@ -23,8 +23,8 @@ from requests.adapters import HTTPAdapter
 
 from tests import test_readme
 from tests.conftest import CRON_TOKEN, PASSWORDS, ROOT, wait_for
-from tests.servers import SshServer, _Daemon, free_port
 from wsexec.config import Settings
+from wsexec.testing import Daemon, SshServer, free_port
 
 EXPORTME = ROOT / "EXPORTME.txt"
 SITE = ROOT / "nginx" / "wsexec.conf"
@@ -124,7 +124,7 @@ def render_site(upstream: str, http_port: int, https_port: int, cert: Path, key:
     return "\n".join(lines) + "\n"
 
 
-class Nginx(_Daemon):
+class Nginx(Daemon):
     """Debian's nginx in the foreground as our child, serving the rendered site file on two loopback ports."""
 
     name = "nginx"

@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from tests.conftest import PASSWORDS, wait_for
-from tests.servers import SshServer
+from wsexec.testing import SshServer
 
 ADMIN = ("admin", PASSWORDS["admin"])
 OPERATOR = ("operator", PASSWORDS["operator"])

@@ -238,8 +238,8 @@ def test_redis_down_is_503_not_500(settings: Any) -> None:
     """Redis gone (restart, outage): every answer says so with 503 and the error shape, and health tells why."""
     from dataclasses import replace
 
-    from tests.servers import free_port
     from wsexec import create_app
+    from wsexec.testing import free_port
 
     client = create_app(replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")).test_client()
     response = client.get("/wsexec/tasks", auth=("admin", PASSWORDS["admin"]))

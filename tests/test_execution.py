@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import Api, wait_finished, wait_for
-from tests.servers import SshServer, free_port
 from wsexec.config import Settings
+from wsexec.testing import SshServer, free_port
 
 Run = Callable[..., dict[str, Any]]
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import Api
-from tests.servers import free_port
 from wsexec.instances.facts import SCRIPT
+from wsexec.testing import free_port
 
 
 def test_facts_are_gathered_stored_and_shown(api: Api, instance: dict[str, Any], workers: Any) -> None:

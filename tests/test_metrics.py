@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Api, WorkerProcesses, wait_finished
-from tests.servers import free_port
+from wsexec.testing import free_port
 
 
 def scrape(api: Api, **headers: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

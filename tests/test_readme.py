@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import CRON_TOKEN, PASSWORDS, ROOT
-from tests.servers import SshServer
+from wsexec.testing import SshServer
 
 README = (ROOT / "README.md").read_text()
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import SshServer
 from workers.ssh import ConnectionPool, Endpoint, SshOptions
+from wsexec.testing import SshServer
 
 
 def run(pool: ConnectionPool, endpoint: Endpoint, script: str) -> tuple[int, str]:

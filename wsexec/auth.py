@@ -1,8 +1,8 @@
 """Who may call what: basic-auth users and bearer tokens from the environment, each with a role.
 
 Passwords are stored as werkzeug hashes; tokens as SHA-256 digests (they are long random strings, so a fast
-hash is enough) compared in constant time. `python -m wsexec.auth hash PASSWORD` and
-`python -m wsexec.auth token NAME ROLE` print the values to put in WSEXEC_USERS / WSEXEC_TOKENS.
+hash is enough) compared in constant time. `wsexec-auth hash PASSWORD` and `wsexec-auth token NAME ROLE` (or
+`python -m wsexec.auth ...`) print the values to put in WSEXEC_USERS / WSEXEC_TOKENS.
 """
 
 from __future__ import annotations
@@ -177,7 +177,9 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.before_request(authorize)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
+    """`wsexec-auth` (or `python -m wsexec.auth`): print what to put in WSEXEC_USERS / WSEXEC_TOKENS."""
+    argv = sys.argv[1:] if argv is None else argv
     if len(argv) == 2 and argv[0] == "hash":
         print(generate_password_hash(argv[1]))
         return 0
@@ -187,9 +189,9 @@ def main(argv: list[str]) -> int:
         digest = hashlib.sha256(token.encode()).hexdigest()
         print(f"entry (add it to WSEXEC_TOKENS): {argv[1]}:{argv[2].lower()}:{digest}")
         return 0
-    print("usage: python -m wsexec.auth hash PASSWORD | token NAME viewer|operator|admin", file=sys.stderr)
+    print("usage: wsexec-auth hash PASSWORD | token NAME viewer|operator|admin", file=sys.stderr)
     return 2
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Real redis-server and OpenSSH sshd daemons on loopback, for the tests and the benchmark (no pytest here)."""
+"""Real redis-server and OpenSSH sshd daemons on loopback, each one a child process we start and stop."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def _log_tail(log: Path, chars: int = 2000) -> str:
     return log.read_text(errors="replace")[-chars:] if log.exists() else "(no log)"
 
 
-class _Daemon:
+class Daemon:
     """One child process we started: spawn, wait until it answers, stop exactly that PID."""
 
     name = "daemon"
@@ -135,7 +135,7 @@ class _Daemon:
         self.stop()
 
 
-class RedisServer(_Daemon):
+class RedisServer(Daemon):
     """A private redis-server with AOF on, so tests can restart it mid-run and check the data survived."""
 
     name = "redis"
@@ -177,7 +177,7 @@ class RedisServer(_Daemon):
         return self.start()
 
 
-class SshServer(_Daemon):
+class SshServer(Daemon):
     """A real sshd on its own loopback address/port with its own host key: one 'remote machine' for tests."""
 
     name = "sshd"
