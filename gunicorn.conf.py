@@ -4,12 +4,17 @@ import os
 
 bind = os.environ.get("WSEXEC_BIND", "127.0.0.1:5000")
 workers = int(os.environ.get("WSEXEC_GUNICORN_WORKERS", "2"))
-threads = int(os.environ.get("WSEXEC_GUNICORN_THREADS", "4"))
-worker_class = "gthread"  # threads: a ?wait=SECONDS request must not block a whole worker
+# gevent: every connection is a greenlet, not a thread. A ?wait=SECONDS request, a client that sends its headers one
+# byte a minute (slowloris), or (later) an SSE stream or a websocket costs a few KB, not one of a handful of threads.
+# The worker monkey-patches the standard library before loading the app, so redis-py, RQ's enqueueing and the 50 ms
+# wait loop yield instead of blocking; CPU-bound password hashing runs in a thread pool (wsexec.offload).
+worker_class = "gevent"
+worker_connections = int(os.environ.get("WSEXEC_GUNICORN_CONNECTIONS", "1000"))  # open connections per worker
 timeout = int(os.environ.get("WSEXEC_GUNICORN_TIMEOUT", "330"))  # above the longest ?wait (300 s)
 graceful_timeout = 30
 keepalive = 5
 accesslog = "-"
+logger_class = "wsexec.accesslog.AccessLogger"  # %(u)s only once authenticated, client-chosen values escaped
 errorlog = "-"
 loglevel = os.environ.get("WSEXEC_LOG_LEVEL", "info")
 forwarded_allow_ips = os.environ.get("WSEXEC_FORWARDED_ALLOW_IPS", "127.0.0.1")

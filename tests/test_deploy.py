@@ -11,6 +11,7 @@ import re
 import shlex
 import shutil
 import socket
+import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
-from tests import test_readme
+from tests import test_dos, test_readme
 from tests.conftest import CRON_TOKEN, PASSWORDS, ROOT, wait_for
 from wsexec.config import Settings
 from wsexec.testing import Daemon, SshServer, free_port
@@ -174,8 +175,12 @@ class Nginx(Daemon):
 class FromAddress(HTTPAdapter):
     """Connect from another loopback address, so the client's IP differs from nginx's own (127.0.0.1)."""
 
+    def __init__(self, source: str = CLIENT_IP) -> None:
+        self.source = source
+        super().__init__()
+
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, source_address=(CLIENT_IP, 0), **kwargs)
+        super().init_poolmanager(*args, source_address=(self.source, 0), **kwargs)
 
 
 @pytest.fixture
@@ -293,3 +298,40 @@ def test_readme_deployment_check_through_nginx(nginx: Nginx, workers: Any, tmp_p
     health, instances = (json.loads(line) for line in done.stdout.splitlines())
     assert health["status"] == "ok" and health["workers"] == 1
     assert instances["count"] == 0 and instances["results"] == []
+
+
+# --- a few hostile clients through nginx ------------------------------------------------------------------------
+
+SLOW_CLIENT_IP = "127.0.0.8"
+
+
+def test_the_api_answers_through_nginx_and_directly_while_slow_clients_hold_connections(
+    nginx: Nginx, client: requests.Session, gunicorn_url: str
+) -> None:
+    """Slowloris on both of nginx's ports and on gunicorn itself; then nginx drops its idle ones on its own."""
+    tls = ssl.create_default_context(cafile=str(nginx.cert))
+    with (test_dos.slowloris(nginx.http, source=SLOW_CLIENT_IP) as plain,
+          test_dos.slowloris(nginx.https, source=SLOW_CLIENT_IP, wrap=tls) as encrypted,
+          test_dos.slowloris(gunicorn_url, source=SLOW_CLIENT_IP)):
+        for base in (nginx.https, f"{gunicorn_url}/wsexec"):
+            assert client.get(f"{base}/health", timeout=test_dos.ANSWER_WITHIN).status_code == 503  # no worker
+            assert client.get(f"{base}/tasks", auth=test_dos.VIEWER, timeout=test_dos.ANSWER_WITHIN).ok
+        assert client.get(f"{nginx.http}/health", timeout=test_dos.ANSWER_WITHIN).status_code == 503
+        assert len(encrypted) == test_dos.SLOW_CLIENTS
+        plain[0].settimeout(30)  # client_header_timeout (10 s): nginx hangs up without an answer
+        assert plain[0].recv(4096) == b""
+
+
+def test_a_flood_from_one_address_is_429_in_the_error_shape_and_others_still_pass(
+    nginx: Nginx, client: requests.Session
+) -> None:
+    """limit_req per client address: the flood's excess is refused by nginx; another address is not touched."""
+    flooder = requests.Session()
+    flooder.mount("http://", FromAddress(SLOW_CLIENT_IP))
+    challenge = f"http://127.0.0.1:{nginx.http_port}/.well-known/acme-challenge/none"
+    statuses = [flooder.get(challenge).status_code for _ in range(600)]
+    refused = flooder.get(challenge)
+    assert statuses.count(404) >= 200 and statuses.count(429) > 0, sorted(set(statuses))
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
+    assert refused.json() == {"error": "too many requests from your address", "detail": {"retry_after": 1}}
+    assert client.get(challenge).status_code == 404  # the test's client, from CLIENT_IP

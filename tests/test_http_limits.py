@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
 from redis import Redis
 
-from tests.conftest import PASSWORDS, Api
+from tests.conftest import CRON_TOKEN, PASSWORDS, Api, wait_for
 from wsexec import create_app
 from wsexec.config import Settings
 
@@ -64,3 +65,29 @@ def test_links_are_absolute_on_the_public_url_when_one_is_set(settings: Settings
         api.post("/instances", json={"ip": "127.0.0.9", "tag": tag})
     page = api.get("/instances?page_size=1", headers=FORGED_HOST).json
     assert page["next"] == "https://wsexec.example.com/wsexec/instances?page_size=1&page=2"
+
+
+FORGED_NAME = 'mallory\n127.0.0.1 - admin [03/Dec/2026:06:00:00 +0000] "DELETE /wsexec/instances/1" \x1b[2J"'
+
+
+def test_the_access_log_names_only_authenticated_users_escaped(gunicorn_url: str, tmp_path: Path) -> None:
+    """gunicorn's %(u)s would print the Authorization header's name as sent: a newline forges a line, ESC codes."""
+    log = tmp_path / "gunicorn.log"  # the gunicorn_url fixture's stdout: the access log
+    forged = requests.get(f"{gunicorn_url}/wsexec/tasks?forged", auth=(FORGED_NAME, "x"), timeout=10,
+                          headers={"Referer": 'a\\" "b'})  # gunicorn itself refuses control characters in headers
+    assert forged.status_code == 401
+    assert requests.get(f"{gunicorn_url}/wsexec/tasks?genuine", auth=ADMIN, timeout=10).ok
+    token = requests.get(f"{gunicorn_url}/wsexec/tasks?token", timeout=10,
+                         headers={"Authorization": f"Bearer {CRON_TOKEN}"})
+    assert token.ok
+    def logged() -> list[str]:
+        lines = [line for line in log.read_text().splitlines() if "/wsexec/tasks?" in line]
+        return lines if len(lines) == 3 else []
+
+    lines = wait_for(logged)
+    assert "\x1b" not in log.read_text() and "mallory" not in log.read_text()
+    forged_line, genuine_line, token_line = lines
+    assert forged_line.split()[2] == "-"
+    assert ' "a\\\\\\" \\"b" ' in forged_line  # a\" "b: its backslash and quotes cannot end the field early
+    assert genuine_line.split()[2] == "admin"
+    assert token_line.split()[2] == "nightly"

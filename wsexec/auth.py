@@ -20,6 +20,7 @@ from flask import Flask, current_app, g, request
 from flask_httpauth import HTTPBasicAuth, HTTPTokenAuth, MultiAuth
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from wsexec import accesslog, offload
 from wsexec.config import Settings
 from wsexec.errors import error_response
 
@@ -88,7 +89,7 @@ def _password_matches(stored_hash: str, password: str) -> bool:
     key = (stored_hash, hmac.new(_CACHE_SECRET, password.encode(), hashlib.sha256).digest())
     if key in _verified:
         return True
-    if not check_password_hash(stored_hash, password):
+    if not offload.blocking(check_password_hash, stored_hash, password):
         return False
     if len(_verified) >= _VERIFIED_MAX:
         _verified.clear()
@@ -96,11 +97,17 @@ def _password_matches(stored_hash: str, password: str) -> bool:
     return True
 
 
+def _authenticated(principal: Principal) -> Principal:
+    """Who the access log names (wsexec.accesslog): only someone whose credentials were just verified."""
+    request.environ[accesslog.USER_ENVIRON_KEY] = principal.name
+    return principal
+
+
 @basic.verify_password
 def verify_password(username: str, password: str) -> Principal | None:
     stored = _credentials().passwords.get(username)
     if stored and _password_matches(stored[0], password):
-        return Principal(username, stored[1])
+        return _authenticated(Principal(username, stored[1]))
     return None
 
 
@@ -111,7 +118,7 @@ def verify_token(token: str) -> Principal | None:
     for stored, principal in _credentials().tokens.items():
         if hmac.compare_digest(stored, digest):
             found = principal
-    return found
+    return found and _authenticated(found)
 
 
 @basic.get_user_roles
