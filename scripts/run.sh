@@ -24,7 +24,8 @@ export WSEXEC_BIND=${WSEXEC_BIND:-127.0.0.1:5000}
 
 # Children run under setsid (own session and process group): Ctrl-C reaches only this script, which then
 # stops them in order, and a final SIGKILL to their groups also takes gunicorn's and RQ's forked children.
-redis_pid="" other_pids=()
+redis_pid="" redis_password="" other_pids=()
+redis_cli() { REDISCLI_AUTH=$redis_password redis-cli -p 6390 "$@"; }
 alive() { local pid; for pid; do kill -0 "$pid" 2>/dev/null && return 0; done; return 1; }
 stop_all() {
   local status=$?
@@ -38,7 +39,7 @@ stop_all() {
     wait "${other_pids[@]}" 2>/dev/null || true
   fi
   if [ -n "$redis_pid" ]; then
-    redis-cli -p 6390 shutdown >/dev/null 2>&1 || kill -TERM "$redis_pid" 2>/dev/null || true  # flushes the AOF
+    redis_cli shutdown >/dev/null 2>&1 || kill -TERM "$redis_pid" 2>/dev/null || true  # flushes the AOF
     wait "$redis_pid" 2>/dev/null || true
   fi
   exit "$status"
@@ -48,16 +49,26 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 if [ -z "${WSEXEC_REDIS_URL:-}" ]; then
-  export WSEXEC_REDIS_URL=redis://127.0.0.1:6390/0
-  if redis-cli -p 6390 ping 2>/dev/null | grep -q PONG; then
-    echo "run: something already serves 127.0.0.1:6390 (a previous run?): stop it with 'redis-cli -p 6390 shutdown'" >&2
+  # A private Redis that wants a password (made on the first run, mode 600): the hosts wsexec runs scripts on can
+  # often reach this machine, and must not rewrite its tasks. Neither the password nor the URL is ever printed;
+  # REDISCLI_AUTH gives it to redis-cli, redis.conf to redis-server, so no command line shows it.
+  if [ ! -s var/redis.password ]; then
+    (umask 077; .venv/bin/python -c 'import secrets; print(secrets.token_hex(32))' > var/redis.password)
+  fi
+  redis_password=$(cat var/redis.password)
+  export WSEXEC_REDIS_URL="redis://:$redis_password@127.0.0.1:6390/0"
+  if (exec 3<>/dev/tcp/127.0.0.1/6390) 2>/dev/null; then
+    echo "run: something already serves 127.0.0.1:6390 (a previous run?): stop it with" \
+         "'REDISCLI_AUTH=\$(cat var/redis.password) redis-cli -p 6390 shutdown'" >&2
     exit 1
   fi
-  setsid redis-server --port 6390 --bind 127.0.0.1 --dir "$root/var/redis" --appendonly yes --appendfsync everysec \
-    --save '' --daemonize no --protected-mode no --logfile "$root/var/log/redis.log" </dev/null &
+  (umask 077; printf 'requirepass %s\nmaxmemory %s\nmaxmemory-policy noeviction\n' \
+    "$redis_password" "${WSEXEC_REDIS_MAXMEMORY:-1gb}" > var/redis/redis.conf)
+  setsid redis-server var/redis/redis.conf --port 6390 --bind 127.0.0.1 --dir "$root/var/redis" --appendonly yes \
+    --appendfsync everysec --save '' --daemonize no --logfile "$root/var/log/redis.log" </dev/null &
   redis_pid=$!
-  for _ in $(seq 100); do redis-cli -p 6390 ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
-  redis-cli -p 6390 ping 2>/dev/null | grep -q PONG \
+  for _ in $(seq 100); do redis_cli ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
+  redis_cli ping 2>/dev/null | grep -q PONG \
     || { echo "run: redis did not start, see var/log/redis.log" >&2; tail -n 5 var/log/redis.log >&2; exit 1; }
 fi
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -33,9 +34,17 @@ def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("wsexec")
 
 
+def readme_acl_rules() -> str:
+    """The rules of the README's `user wsexec` line, so the suite runs with the production ACL, not as admin."""
+    found = re.search(r"^user wsexec on >\S+ (.+)$", (ROOT / "README.md").read_text(), re.M)
+    assert found, "README has no `user wsexec on >PASSWORD RULES` line"
+    return found.group(1)
+
+
 @pytest.fixture(scope="session")
 def redis_server(session_dir: Path) -> Iterator[RedisServer]:
-    with RedisServer(session_dir / "redis").start() as server:
+    """Passwords required; wsexec connects as the README's ACL user `wsexec` (redis_server.url is the admin)."""
+    with RedisServer(session_dir / "redis", users={"wsexec": readme_acl_rules()}).start() as server:
         yield server
 
 
@@ -94,7 +103,7 @@ def settings(
 ) -> Settings:
     users = " ".join(f"{user}:{user}:{digest}" for user, digest in password_hashes.items())
     return Settings(
-        redis_url=redis_server.url,
+        redis_url=redis_server.user_url("wsexec"),
         users=users,
         tokens=f"nightly:operator:{hashlib.sha256(CRON_TOKEN.encode()).hexdigest()}",
         ssh_key=str(client_key),
@@ -105,10 +114,10 @@ def settings(
 
 
 @pytest.fixture
-def redis(settings: Settings) -> Redis:
-    connection = Redis.from_url(settings.redis_url)
-    connection.flushall()
-    return connection
+def redis(settings: Settings, redis_server: RedisServer) -> Redis:
+    """wsexec's connection (its ACL user) to an empty Redis: emptied by the admin, as wsexec may not FLUSHALL."""
+    Redis.from_url(redis_server.url).flushall()
+    return Redis.from_url(settings.redis_url)
 
 
 @pytest.fixture

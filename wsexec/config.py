@@ -20,10 +20,11 @@ DEFAULT_COMMANDS = {
 class Settings:
     """Typed settings; each field maps to WSEXEC_<NAME upper-cased>."""
 
-    redis_url: str = "redis://127.0.0.1:6390/0"
+    # Secrets (a Redis URL may carry a password) stay out of repr(), so logging the settings never shows them.
+    redis_url: str = field(default="redis://127.0.0.1:6390/0", repr=False)  # redis[s]://[user:password@]host:port/db
     queue: str = "wsexec"
-    users: str = ""  # "name:role:hash name:role:hash" (hash from `python -m wsexec.auth hash PASSWORD`)
-    tokens: str = ""  # "name:role:sha256 ..." (from `python -m wsexec.auth token NAME ROLE`)
+    users: str = field(default="", repr=False)  # "name:role:hash name:role:hash" (hash from `wsexec-auth hash PW`)
+    tokens: str = field(default="", repr=False)  # "name:role:sha256 ..." (from `wsexec-auth token NAME ROLE`)
     users_file: str = ""  # a file with more lines in the users/tokens format, "user ..." / "token ..."
     ssh_key: str = "var/ssh/id_ed25519"
     known_hosts: str = "var/ssh/known_hosts"

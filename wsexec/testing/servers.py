@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import pwd
+import secrets
 import signal
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import quote
 
 SSHD = "/usr/sbin/sshd"
 START_TIMEOUT = 10.0
@@ -136,42 +138,69 @@ class Daemon:
 
 
 class RedisServer(Daemon):
-    """A private redis-server with AOF on, so tests can restart it mid-run and check the data survived."""
+    """A private redis-server with AOF on (tests restart it mid-run) that, like production, refuses strangers.
+
+    The default user needs `password`; `users` adds ACL users (name -> rules, e.g. "~wsexec:* +@all"), each with a
+    password of its own. Both live in a mode-600 redis.conf, never on a command line that `ps` shows.
+    """
 
     name = "redis"
 
-    def __init__(self, workdir: Path, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(self, workdir: Path, host: str = "127.0.0.1", port: int | None = None,
+                 users: dict[str, str] | None = None) -> None:
         super().__init__(workdir, host, port or free_port(host))
+        self.password = secrets.token_hex(16)
+        self.users = {name: (secrets.token_hex(16), rules) for name, rules in (users or {}).items()}
+        self.config = self.workdir / "redis.conf"
+
+    def _url(self, user: str, password: str) -> str:
+        return f"redis://{quote(user, safe='')}:{quote(password, safe='')}@{self.host}:{self.port}/0"
 
     @property
     def url(self) -> str:
-        """The redis:// URL that wsexec and RQ take."""
-        return f"redis://{self.host}:{self.port}/0"
+        """The redis:// URL of the default (all-powerful) user, with its password."""
+        return self._url("", self.password)
+
+    def user_url(self, name: str) -> str:
+        """The redis:// URL of one of the ACL users, with its password."""
+        return self._url(name, self.users[name][0])
 
     def _pong(self) -> bool:
-        """True once PING answers +PONG (not -LOADING while the AOF is replayed)."""
+        """True once an authenticated PING answers +PONG (not -LOADING while the AOF is replayed)."""
         sock = self._connect()
         if sock is None:
             return False
         with sock:
             try:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith(b"+PONG")
+                sock.sendall(f"AUTH {self.password}\r\nPING\r\n".encode())
+                answer = b""
+                while answer.count(b"\r\n") < 2 and (chunk := sock.recv(256)):
+                    answer += chunk
+                return answer.endswith(b"+PONG\r\n")
             except OSError:
                 return False
+
+    def _write_config(self) -> None:
+        """Passwords and ACL users in a file only we read (redis-server reads it before anything connects)."""
+        lines = [f"requirepass {self.password}"]
+        lines += [f"user {name} on >{password} {rules}" for name, (password, rules) in self.users.items()]
+        self.config.touch(mode=0o600)
+        self.config.chmod(0o600)
+        self.config.write_text("".join(f"{line}\n" for line in lines))
 
     def start(self) -> Self:
         """Run redis-server in the foreground as our child and wait until it answers PING; no-op if running."""
         if self.running:
             return self
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._spawn(["redis-server", "--port", str(self.port), "--bind", self.host, "--dir", str(self.workdir),
-                     "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-                     "--daemonize", "no", "--protected-mode", "no"], self._pong)
+        self._write_config()
+        self._spawn(["redis-server", str(self.config), "--port", str(self.port), "--bind", self.host,
+                     "--dir", str(self.workdir), "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+                     "--daemonize", "no"], self._pong)
         return self
 
     def restart(self, down_seconds: float = 0) -> Self:
-        """Stop (SIGTERM flushes the AOF), stay down a while, start again on the same port and dir."""
+        """Stop (SIGTERM flushes the AOF), stay down a while, start again on the same port, dir and passwords."""
         self.stop()
         time.sleep(down_seconds)
         return self.start()
