@@ -23,5 +23,6 @@ test-unit: dev-setup
 bench: dev-setup
 	.venv/bin/python -m bench $(BENCH_ARGS)
 
-lint:
+lint: dev-setup
 	.venv/bin/ruff check .
+	.venv/bin/mypy

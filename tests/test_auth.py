@@ -18,8 +18,9 @@ from werkzeug.test import TestResponse
 
 from tests.conftest import PASSWORDS, ROOT, Api
 from wsexec import create_app
-from wsexec.auth import Role, role_for
+from wsexec.blueprint import access_of
 from wsexec.config import Settings
+from wsexec.roles import Role
 
 HEALTH = "/wsexec/health"
 TASK = {"name": "uptime", "tag": "nightly", "script": "uptime"}
@@ -131,7 +132,7 @@ def test_every_route_checks_the_role(app: Flask, seeded: Api, user: str) -> None
     failures = []
     for method, path, blueprint in walk(app):
         response = seeded.client.open(path, method=method, auth=seeded.as_user(user).auth, json={})
-        required = role_for(blueprint, method)
+        required = access_of(blueprint).role_for(method)
         too_low = Role[user.upper()] < required
         if (response.status_code == 403) != too_low or response.status_code == 401:
             failures.append(f"{method} {path}: {response.status_code} for {user}")

@@ -7,15 +7,15 @@ from typing import Any
 
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from wsexec import context
-from wsexec.auth import Role, current_user
+from wsexec.auth import current_user
+from wsexec.blueprint import Blueprint
 from wsexec.pagination import PageArgs, envelope, page_schema
+from wsexec.roles import Role
 
-blp = Blueprint("audit", __name__, description="Who changed what, newest first (admins only)")
-blp.read_role = Role.ADMIN  # type: ignore[attr-defined]
+blp = Blueprint("audit", __name__, read_role=Role.ADMIN, description="Who changed what, newest first (admins only)")
 
 ACTIONS = (
     "instance.create", "instance.update", "instance.delete",

@@ -12,7 +12,6 @@ import hmac
 import secrets
 import sys
 from dataclasses import dataclass
-from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +20,10 @@ from flask_httpauth import HTTPBasicAuth, HTTPTokenAuth, MultiAuth
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from wsexec import accesslog, offload
+from wsexec.blueprint import access_of
 from wsexec.config import Settings
 from wsexec.errors import error_response
-
-SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-
-
-class Role(IntEnum):
-    VIEWER = 1
-    OPERATOR = 2
-    ADMIN = 3
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
+from wsexec.roles import Role
 
 
 @dataclass(frozen=True)
@@ -143,23 +132,12 @@ def current_user() -> Principal:
     return multi.current_user()
 
 
-def required_role() -> Role:
-    return role_for(current_app.blueprints.get(request.blueprint or ""), request.method)
-
-
-def role_for(blueprint: Any, method: str) -> Role:
-    """Reads need a viewer; writes need the role the blueprint declares (admin unless it says otherwise)."""
-    if method in SAFE_METHODS:
-        return getattr(blueprint, "read_role", Role.VIEWER)
-    return getattr(blueprint, "write_role", Role.ADMIN)
-
-
 def authorize() -> Any:
-    """Runs before every request: only blueprints marked public skip it (health)."""
-    blueprint = current_app.blueprints.get(request.blueprint or "")
-    if getattr(blueprint, "public", False):
+    """Runs before every request: only blueprints declared public skip it (health)."""
+    access = access_of(current_app.blueprints.get(request.blueprint or ""))
+    if access.public:
         return None
-    role = required_role()
+    role = access.role_for(request.method)
     g.required_role = role.label
     if request.method == "OPTIONS":
         return authorize_options(role)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from wsexec import context
+from wsexec.blueprint import Blueprint
 from wsexec.exceptions import NotFound
 from wsexec.store import RUNNING_STATES, TaskState
 

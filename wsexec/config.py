@@ -1,9 +1,15 @@
-"""Settings: the only place that reads os.environ (EXPORTME.txt lists every variable)."""
+"""Settings: the only reader of os.environ in the wsexec and workers packages (tests/unit/test_imports.py checks).
+
+Outside them, gunicorn.conf.py reads the server's own WSEXEC_ variables (bind, processes, threads: gunicorn loads
+that file before any app code) and scripts/run.sh those of `make run`; EXPORTME.txt lists all of them, and
+tests/test_deploy.py checks it against the defaults of all three.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -49,12 +55,12 @@ class Settings:
     commands: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_COMMANDS))
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read WSEXEC_* variables, converting each to its field's type."""
-        environ = os.environ if environ is None else environ
+        source = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = environ.get(f"WSEXEC_{f.name.upper()}")
+            raw = source.get(f"WSEXEC_{f.name.upper()}")
             if raw is None:
                 continue
             if f.name == "commands":

@@ -12,6 +12,7 @@ from marshmallow import Schema, fields
 from redis.exceptions import RedisError
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge, UnsupportedMediaType
 
+from wsexec import openapi
 from wsexec.exceptions import WsexecError
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,6 @@ class WsexecApi(Api):
     DEFAULT_ERROR_RESPONSE_NAME = None  # each operation lists the errors it can give (wsexec.openapi)
 
     def __init__(self, app: Flask) -> None:
-        from wsexec import openapi  # here: openapi -> auth -> errors
-
         self.access_plugin = openapi.AccessPlugin()
         plugins = {"marshmallow_plugin": openapi.WsexecMarshmallowPlugin(), "extra_plugins": [self.access_plugin]}
         super().__init__(app, spec_kwargs=plugins)

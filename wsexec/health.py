@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 from redis.exceptions import RedisError
 from rq import Worker
 
 from wsexec import context
+from wsexec.blueprint import Blueprint
 from wsexec.errors import error_response
 
-blp = Blueprint("health", __name__, description="Liveness")
-blp.public = True  # type: ignore[attr-defined]
+blp = Blueprint("health", __name__, public=True, description="Liveness")
 
 
 class HealthErrorSchema(Schema):

@@ -10,7 +10,6 @@ import itertools
 from collections.abc import Iterator
 
 from flask import Response, request
-from flask_smorest import Blueprint
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
@@ -19,6 +18,7 @@ from prometheus_client.utils import floatToGoString
 from rq import Queue, Worker
 
 from wsexec import context
+from wsexec.blueprint import Blueprint
 from wsexec.store import FINISHED_STATES, RUN_TIME_BUCKETS, Store
 
 blp = Blueprint("metrics", __name__, description="Prometheus metrics (viewer role)")

@@ -12,7 +12,7 @@ route shares, so a new blueprint is documented completely without repeating it:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from copy import copy
 from http import HTTPStatus
 from typing import Any
@@ -23,7 +23,8 @@ from flask import Blueprint
 from marshmallow import Schema, fields
 
 from wsexec import validators
-from wsexec.auth import Role, role_for
+from wsexec.blueprint import access_of
+from wsexec.roles import Role
 from wsexec.schemas import ApiSchema
 
 SECURITY_SCHEMES = {
@@ -89,7 +90,7 @@ def _nullable(field: fields.Field) -> fields.Field:
     return field
 
 
-VALIDATOR_SCHEMAS = {  # what each validator function accepts, said in JSON schema
+VALIDATOR_SCHEMAS: dict[Callable[..., Any], dict[str, Any]] = {  # what each validator accepts, in JSON schema
     validators.tag: {"pattern": validators.TAG.pattern},
     validators.posix_user: {"pattern": validators.POSIX_USER.pattern},
     validators.host: {"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}, {"format": "hostname"}]},
@@ -135,10 +136,11 @@ class AccessPlugin(BasePlugin):
         for method, operation in (operations or {}).items():
             responses = operation.setdefault("responses", {})
             errors: list[HTTPStatus] = []
-            if getattr(self.blueprint, "public", False):
+            access = access_of(self.blueprint)
+            if access.public:
                 operation["security"] = []
             else:
-                role = role_for(self.blueprint, method.upper())
+                role = access.role_for(method)
                 operation["x-required-role"] = role.label
                 errors += [HTTPStatus.UNAUTHORIZED] + ([HTTPStatus.FORBIDDEN] if role > Role.VIEWER else [])
             if "{" in (path or ""):

@@ -6,17 +6,18 @@ from typing import Any
 
 from flask import Response, current_app, jsonify
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from wsexec import context
-from wsexec.auth import Role, current_user
+from wsexec.auth import current_user
+from wsexec.blueprint import Blueprint
 from wsexec.commands import service
 from wsexec.commands.schemas import COMMANDS_SCHEMA, OUTPUT_HEADERS, CommandRunSchema, WaitArgs
 from wsexec.idempotency import idempotent
+from wsexec.roles import Role
 from wsexec.tasks.schemas import TaskSchema
 
-blp = Blueprint("commands", __name__, description="Fixed commands, configured in WSEXEC_COMMANDS")
-blp.write_role = Role.OPERATOR  # type: ignore[attr-defined]
+blp = Blueprint("commands", __name__, write_role=Role.OPERATOR,
+                description="Fixed commands, configured in WSEXEC_COMMANDS")
 
 
 @blp.route("")

@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from wsexec import audit, context
-from wsexec.auth import Role, current_user
+from wsexec.auth import current_user
+from wsexec.blueprint import Blueprint
 from wsexec.instances import facts
 from wsexec.instances.schemas import InstanceFilterSchema, InstanceSchema, InstanceUpdateSchema
 from wsexec.pagination import PageArgs, envelope, page_schema
+from wsexec.roles import Role
 
-blp = Blueprint("instances", __name__, description="Servers that tasks run on")
-blp.write_role = Role.ADMIN  # type: ignore[attr-defined]
+blp = Blueprint("instances", __name__, write_role=Role.ADMIN, description="Servers that tasks run on")
 
 
 @blp.route("")

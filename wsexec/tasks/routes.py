@@ -6,19 +6,19 @@ from typing import Any
 
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import ValidationError
 
 from wsexec import audit, context
-from wsexec.auth import Role, current_user
+from wsexec.auth import current_user
+from wsexec.blueprint import Blueprint
 from wsexec.exceptions import Unprocessable
 from wsexec.idempotency import idempotent
 from wsexec.pagination import PageArgs, envelope, page_schema
+from wsexec.roles import Role
 from wsexec.tasks import service
 from wsexec.tasks.schemas import OutputArgs, OutputSchema, TaskFilterSchema, TaskSchema, TaskUpdateSchema
 
-blp = Blueprint("tasks", __name__, description="Scripts to run on instances")
-blp.write_role = Role.OPERATOR  # type: ignore[attr-defined]
+blp = Blueprint("tasks", __name__, write_role=Role.OPERATOR, description="Scripts to run on instances")
 
 MAX_TASKS_PER_REQUEST = 1000
 ONE_OR_MANY = {  # POST's body and answer, for the OpenAPI document
@@ -37,7 +37,7 @@ def load_new_tasks(body: Any) -> list[dict[str, Any]]:
         loaded = TaskSchema(many=many).load(body)
     except ValidationError as error:
         if many:
-            first = min(error.messages)  # type: ignore[type-var]
+            first = min(error.messages)
             raise Unprocessable(f"item {first} is invalid; nothing was created", error.messages) from None
         raise Unprocessable("validation failed", error.messages) from None
     return loaded if many else [loaded]

@@ -77,7 +77,8 @@ def _enqueue(tasks: list[dict[str, Any]]) -> None:
     queue: Queue = context.queue()
     store, settings = context.store(), context.settings()
     now = time.time()
-    ready, waiting = [], []
+    ready: list[tuple[dict[str, Any], list[int]]] = []  # (task, the unfinished tasks it waits for)
+    waiting: list[tuple[dict[str, Any], list[int]]] = []
     for task in tasks:
         pending = [d for d in task.get("run_after", []) if store.get_task(d)["state"] in RUNNING_STATES]
         scheduled = (task.get("scheduled_at") or 0) > now
