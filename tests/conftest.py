@@ -1,4 +1,5 @@
-"""Fixtures: a real redis-server and real sshd daemons on loopback for the session; a fresh app per test."""
+"""Fixtures only (helpers live in tests/helpers.py): real redis-server and sshd daemons on loopback for the session,
+started only when a test asks for them; a fresh app per test."""
 
 from __future__ import annotations
 
@@ -7,26 +8,19 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from flask.testing import FlaskClient
 from redis import Redis
 from werkzeug.security import generate_password_hash
 
+from tests.helpers import CRON_TOKEN, PASSWORDS, ROOT, SSH_USER, Api, WorkerProcesses, wait_for
 from wsexec import create_app
 from wsexec.config import Settings
 from wsexec.store import Store
 from wsexec.testing import RedisServer, SshServer, ensure_login_user, free_port, generate_keypair
-
-ROOT = Path(__file__).resolve().parent.parent
-CRON_TOKEN = "cron-token-for-the-readme-example"
-PASSWORDS = {"admin": "admin-pw", "operator": "operator-pw", "viewer": "viewer-pw"}
-SSH_USER = "wsexec-test"
 
 
 @pytest.fixture(scope="session")
@@ -130,24 +124,6 @@ def app(settings: Settings, redis: Redis) -> Any:
     return create_app(settings)
 
 
-class Api:
-    """The test client, logged in as one user, speaking JSON: reads like the curl session it stands for."""
-
-    def __init__(self, client: FlaskClient, user: str = "admin") -> None:
-        self.client = client
-        self.auth = (user, PASSWORDS[user])
-
-    def as_user(self, user: str) -> Api:
-        return Api(self.client, user)
-
-    def __getattr__(self, method: str) -> Callable[..., Any]:
-        def call(path: str, **kwargs: Any) -> Any:
-            kwargs.setdefault("auth", self.auth)
-            return getattr(self.client, method)(f"/wsexec{path}", **kwargs)
-
-        return call
-
-
 @pytest.fixture
 def api(app: Any) -> Api:
     return Api(app.test_client())
@@ -170,54 +146,11 @@ def instance(api: Api, sshd: SshServer, ssh_user: str) -> dict[str, Any]:
     return response.json
 
 
-class WorkerProcesses:
-    """Real `python -m workers` processes, as `make run` starts them."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.env = {**os.environ, **settings.to_env()}
-        self.procs: list[subprocess.Popen] = []
-
-    def start(self, count: int = 1, burst: bool = False) -> list[subprocess.Popen]:
-        args = [sys.executable, "-m", "workers"] + (["--burst"] if burst else [])
-        new = [subprocess.Popen(args, cwd=ROOT, env=self.env) for _ in range(count)]
-        self.procs += new
-        return new
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
 @pytest.fixture
 def workers(settings: Settings) -> Iterator[WorkerProcesses]:
     processes = WorkerProcesses(settings)
     yield processes
     processes.stop()
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:
-    """Poll until predicate() is truthy; fail the test with a clear message otherwise."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
-def wait_finished(api: Api, task_id: int, timeout: float = 20.0) -> dict[str, Any]:
-    def finished() -> dict[str, Any] | None:
-        task = api.get(f"/tasks/{task_id}").json
-        return task if task["state"] in ("DONE", "ABORT") else None
-
-    return wait_for(finished, timeout)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from tests.conftest import Api
+from tests.helpers import Api, task_body
 from wsexec import create_app
 from wsexec.config import Settings
 
@@ -22,14 +22,10 @@ def audit(api: Api, **query: Any) -> dict[str, Any]:
     return response.json
 
 
-def new_task(**fields: Any) -> dict[str, Any]:
-    return {"name": "audited", "tag": "audit", "instance": 1, "script": "true", **fields}
-
-
 def test_every_change_is_logged_newest_first(api: Api, instance: dict[str, Any]) -> None:
     operator = api.as_user("operator")
     started = time.time()
-    assert operator.post("/tasks", json=[new_task(), new_task()], **CLIENT).status_code == 201
+    assert operator.post("/tasks", json=[task_body(1), task_body(1)], **CLIENT).status_code == 201
     assert operator.patch("/tasks/1", json={"name": "renamed"}, **CLIENT).status_code == 200
     assert operator.patch("/tasks/1", json={"state": "ABORT"}, **CLIENT).status_code == 200
     assert operator.delete("/tasks/1", **CLIENT).status_code == 204
@@ -64,9 +60,9 @@ def test_fan_out_names_its_batch(api: Api, instance: dict[str, Any]) -> None:
 
 
 def test_refused_changes_are_not_logged(api: Api, instance: dict[str, Any]) -> None:
-    assert api.post("/tasks", json=new_task()).status_code == 201
+    assert api.post("/tasks", json=task_body(1)).status_code == 201
     assert api.delete("/tasks/1").status_code == 409  # still INIT
-    assert api.post("/tasks", json=new_task(instance=99)).status_code == 422
+    assert api.post("/tasks", json=task_body(99)).status_code == 422
     assert api.delete("/instances/99").status_code == 404
     assert [e["action"] for e in audit(api)["results"]] == ["task.create", "instance.create"]
 

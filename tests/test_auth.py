@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from werkzeug.security import check_password_hash
 from werkzeug.test import TestResponse
 
-from tests.conftest import PASSWORDS, ROOT, Api
+from tests.helpers import PASSWORDS, ROOT, Api
 from wsexec import create_app
 from wsexec.blueprint import access_of
 from wsexec.config import Settings

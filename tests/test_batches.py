@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Api, WorkerProcesses, wait_for
+from tests.helpers import Api, WorkerProcesses, wait_for
 from wsexec.testing import free_port
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Api, wait_finished
+from tests.helpers import Api, wait_finished
 from wsexec import create_app
 from wsexec.config import DEFAULT_COMMANDS, Settings
 from wsexec.testing import free_port

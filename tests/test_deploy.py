@@ -23,7 +23,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from tests import test_dos, test_readme
-from tests.conftest import CRON_TOKEN, PASSWORDS, ROOT, wait_for
+from tests.helpers import CRON_TOKEN, PASSWORDS, ROOT, wait_for
 from wsexec.config import Settings
 from wsexec.testing import Daemon, SshServer, free_port
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from tests.conftest import PASSWORDS
+from tests.helpers import PASSWORDS
 
 VIEWER = ("viewer", PASSWORDS["viewer"])
 OPERATOR = ("operator", PASSWORDS["operator"])

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import PASSWORDS, wait_for
+from tests.helpers import PASSWORDS, wait_for
 from wsexec.testing import SshServer
 
 ADMIN = ("admin", PASSWORDS["admin"])

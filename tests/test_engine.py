@@ -13,14 +13,7 @@ from typing import Any
 import pytest
 from rq.registry import FailedJobRegistry
 
-from tests.conftest import Api, wait_finished, wait_for
-
-
-def post_task(api: Api, instance: dict[str, Any], script: str, **fields: Any) -> dict[str, Any]:
-    body = {"name": "engine", "tag": "engine", "instance": instance["id"], "script": script, **fields}
-    response = api.post("/tasks", json=body)
-    assert response.status_code == 201, response.json
-    return response.json
+from tests.helpers import Api, WorkerProcesses, wait_finished, wait_for
 
 
 def pid_file() -> Path:
@@ -45,7 +38,7 @@ def remote_pid(path: Path) -> int:
 
 def test_timeout_kills_the_remote_process(api: Api, instance: dict, workers: Any) -> None:
     marker = pid_file()
-    task = post_task(api, instance, f"echo $$ > {marker}; exec sleep 300", timeout=1)
+    task = api.create_task(instance, f"echo $$ > {marker}; exec sleep 300", timeout=1)
     workers.start(1)
     done = wait_finished(api, task["id"])
     assert done["state"] == "ABORT"
@@ -64,7 +57,7 @@ def test_timeout_above_the_maximum_is_refused(api: Api, instance: dict, settings
 
 def test_cancel_running_task_kills_it_within_a_second(api: Api, instance: dict, workers: Any) -> None:
     marker = pid_file()
-    task = post_task(api, instance, f"echo started; echo $$ > {marker}; exec sleep 300")
+    task = api.create_task(instance, f"echo started; echo $$ > {marker}; exec sleep 300")
     workers.start(1)
     wait_for(lambda: "started" in api.get(f"/tasks/{task['id']}/output").json["stdout"])
     pid = remote_pid(marker)
@@ -80,7 +73,7 @@ def test_cancel_running_task_kills_it_within_a_second(api: Api, instance: dict, 
 
 def test_cancel_queued_task_never_runs(api: Api, instance: dict, workers: Any, redis: Any) -> None:
     marker = pid_file()
-    task = post_task(api, instance, f"touch {marker}")
+    task = api.create_task(instance, f"touch {marker}")
     response = api.patch(f"/tasks/{task['id']}", json={"state": "ABORT"})
     assert response.json["state"] == "ABORT"
     assert response.json["error"] == "cancelled by admin"
@@ -94,7 +87,7 @@ def test_cancel_queued_task_never_runs(api: Api, instance: dict, workers: Any, r
 
 def test_cancel_scheduled_task(api: Api, instance: dict, workers: Any) -> None:
     marker = pid_file()
-    task = post_task(api, instance, f"touch {marker}", scheduled_at=time.time() + 2)
+    task = api.create_task(instance, f"touch {marker}", scheduled_at=time.time() + 2)
     workers.start(1)
     assert api.patch(f"/tasks/{task['id']}", json={"state": "ABORT"}).json["state"] == "ABORT"
     time.sleep(3.5)
@@ -103,7 +96,7 @@ def test_cancel_scheduled_task(api: Api, instance: dict, workers: Any) -> None:
 
 
 def test_output_can_be_followed_while_it_runs(api: Api, instance: dict, workers: Any) -> None:
-    task = post_task(api, instance, "for i in 1 2 3 4; do echo line$i; echo err$i >&2; sleep 0.4; done; printf 'é'")
+    task = api.create_task(instance, "for i in 1 2 3 4; do echo line$i; echo err$i >&2; sleep 0.4; done; printf 'é'")
     workers.start(1)
     stdout, stderr, offsets, seen_running = "", "", {"stdout_offset": 0, "stderr_offset": 0}, False
     while True:
@@ -122,7 +115,7 @@ def test_output_can_be_followed_while_it_runs(api: Api, instance: dict, workers:
 
 
 def test_output_offsets_past_the_end_return_nothing(api: Api, instance: dict, workers: Any) -> None:
-    task = post_task(api, instance, "echo hello")
+    task = api.create_task(instance, "echo hello")
     workers.start(1)
     wait_finished(api, task["id"])
     chunk = api.get(f"/tasks/{task['id']}/output?stdout_offset=100&stderr_offset=7").json
@@ -136,11 +129,9 @@ def small_cap_settings(settings: Any) -> Any:
 
 
 def test_output_is_capped_and_the_drop_counted(api: Api, instance: dict, settings: Any) -> None:
-    from tests.conftest import WorkerProcesses
-
     workers = WorkerProcesses(replace(settings, output_cap=1000))
     try:
-        task = post_task(api, instance, "head -c 5000 /dev/zero | tr '\\0' a; echo tail >&2")
+        task = api.create_task(instance, "head -c 5000 /dev/zero | tr '\\0' a; echo tail >&2")
         workers.start(1)
         done = wait_finished(api, task["id"])
     finally:
@@ -152,7 +143,7 @@ def test_output_is_capped_and_the_drop_counted(api: Api, instance: dict, setting
 
 
 def test_a_gigabyte_of_output_keeps_worker_memory_bounded(api: Api, instance: dict, workers: Any, redis: Any) -> None:
-    task = post_task(api, instance, "head -c 1073741824 /dev/zero; echo done >&2")
+    task = api.create_task(instance, "head -c 1073741824 /dev/zero; echo done >&2")
     (worker,) = workers.start(1)
     done = wait_finished(api, task["id"], timeout=240)
     status = Path(f"/proc/{worker.pid}/status").read_text()
@@ -166,8 +157,8 @@ def test_a_gigabyte_of_output_keeps_worker_memory_bounded(api: Api, instance: di
 
 def test_killed_worker_leaves_its_task_abort_worker_lost(api: Api, instance: dict, workers: Any, redis: Any) -> None:
     marker = pid_file()
-    task = post_task(api, instance, f"echo $$ > {marker}; exec sleep 300")
-    dependent = post_task(api, instance, "echo never", run_after=[task["id"]])
+    task = api.create_task(instance, f"echo $$ > {marker}; exec sleep 300")
+    dependent = api.create_task(instance, "echo never", run_after=[task["id"]])
     (doomed,) = workers.start(1)
     running = wait_state(api, task["id"], "CURRENT")
     remote_pid(marker)
@@ -235,7 +226,7 @@ def test_redis_restart_mid_run_loses_no_task(api: Api, instance: dict, workers: 
 
 def test_scheduled_task_waits_until_its_time(api: Api, instance: dict, workers: Any) -> None:
     at = time.time() + 3
-    task = post_task(api, instance, "date +%s", scheduled_at=at)
+    task = api.create_task(instance, "date +%s", scheduled_at=at)
     workers.start(1)
     time.sleep(1)
     assert api.get(f"/tasks/{task['id']}").json["state"] == "INIT"
@@ -245,8 +236,8 @@ def test_scheduled_task_waits_until_its_time(api: Api, instance: dict, workers: 
 
 
 def test_run_after_waits_for_its_dependency(api: Api, instance: dict, workers: Any) -> None:
-    first = post_task(api, instance, "sleep 1; echo first")
-    second = post_task(api, instance, "echo second", run_after=[first["id"]])
+    first = api.create_task(instance, "sleep 1; echo first")
+    second = api.create_task(instance, "echo second", run_after=[first["id"]])
     workers.start(2)
     first_done, second_done = wait_finished(api, first["id"]), wait_finished(api, second["id"])
     assert first_done["state"] == second_done["state"] == "DONE"
@@ -255,9 +246,9 @@ def test_run_after_waits_for_its_dependency(api: Api, instance: dict, workers: A
 
 @pytest.mark.parametrize("make_it_fail", ["timeout", "cancel"])
 def test_run_after_an_aborted_task_aborts(api: Api, instance: dict, workers: Any, make_it_fail: str) -> None:
-    first = post_task(api, instance, "sleep 30", timeout=1 if make_it_fail == "timeout" else 60)
-    second = post_task(api, instance, "echo never", run_after=[first["id"]])
-    third = post_task(api, instance, "echo never", run_after=[second["id"]])
+    first = api.create_task(instance, "sleep 30", timeout=1 if make_it_fail == "timeout" else 60)
+    second = api.create_task(instance, "echo never", run_after=[first["id"]])
+    third = api.create_task(instance, "echo never", run_after=[second["id"]])
     if make_it_fail == "cancel":
         api.patch(f"/tasks/{first['id']}", json={"state": "ABORT"})
     workers.start(1)
@@ -270,10 +261,10 @@ def test_run_after_an_aborted_task_aborts(api: Api, instance: dict, workers: Any
 
 
 def test_run_after_a_finished_task_runs_at_once(api: Api, instance: dict, workers: Any) -> None:
-    first = post_task(api, instance, "exit 3")
+    first = api.create_task(instance, "exit 3")
     workers.start(1)
     assert wait_finished(api, first["id"])["rc"] == 3
-    second = post_task(api, instance, "echo ok", run_after=[first["id"]])
+    second = api.create_task(instance, "echo ok", run_after=[first["id"]])
     assert wait_finished(api, second["id"])["stdout"] == "ok\n"
 
 

@@ -12,7 +12,7 @@ import pytest
 from flask import Flask
 from werkzeug.test import TestResponse
 
-from tests.conftest import PASSWORDS, Api
+from tests.helpers import PASSWORDS, Api
 from wsexec.config import Settings
 
 TASK = {"name": "uptime", "tag": "nightly", "script": "uptime"}

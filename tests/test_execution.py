@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Api, wait_finished, wait_for
+from tests.helpers import Api, wait_finished, wait_for
 from wsexec.config import Settings
 from wsexec.testing import SshServer, free_port
 
@@ -26,10 +26,7 @@ def run(api: Api, workers: Any) -> Run:
     workers.start(1)
 
     def run(instance_id: int, script: str, **fields: Any) -> dict[str, Any]:
-        response = api.post("/tasks", json={"name": "exec", "tag": "exec", "instance": instance_id,
-                                            "script": script, **fields})
-        assert response.status_code == 201, response.json
-        return wait_finished(api, response.json["id"])
+        return wait_finished(api, api.create_task(instance_id, script, **fields)["id"])
 
     return run
 

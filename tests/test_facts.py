@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Api
+from tests.helpers import Api
 from wsexec.instances.facts import SCRIPT
 from wsexec.testing import free_port
 

@@ -10,7 +10,7 @@ import pytest
 import requests
 from redis import Redis
 
-from tests.conftest import CRON_TOKEN, PASSWORDS, Api, wait_for
+from tests.helpers import CRON_TOKEN, PASSWORDS, Api, wait_for
 from wsexec import create_app
 from wsexec.config import Settings
 

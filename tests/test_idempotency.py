@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 from redis import Redis
 
-from tests.conftest import Api, wait_for
+from tests.helpers import Api, wait_for
 from wsexec import create_app
 from wsexec.config import Settings
 from wsexec.exceptions import Unprocessable, WsexecError

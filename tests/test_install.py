@@ -10,7 +10,7 @@ from pathlib import Path
 
 from werkzeug.security import check_password_hash
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 SOURCES = ("pyproject.toml", "README.md", "wsexec", "workers")  # what the sdist holds: no tests, no checkout
 

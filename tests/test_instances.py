@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Api
+from tests.helpers import Api
 
 ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIP74pObGtLagmD+Dthr3pQoGmgYAFNXTF/vaX54a6b/u"
 ECDSA = (

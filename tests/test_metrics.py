@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Api, WorkerProcesses, wait_finished
+from tests.helpers import Api, WorkerProcesses, wait_finished
 from wsexec.testing import free_port
 
 

@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from werkzeug.security import generate_password_hash
 
-from tests.conftest import Api
+from tests.helpers import Api
 from wsexec.config import Settings
 from wsexec.store import Store, TaskState
 

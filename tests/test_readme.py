@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import CRON_TOKEN, PASSWORDS, ROOT
+from tests.helpers import CRON_TOKEN, PASSWORDS, ROOT
 from wsexec.testing import SshServer
 
 README = (ROOT / "README.md").read_text()

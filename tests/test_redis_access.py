@@ -10,7 +10,7 @@ import pytest
 from redis import Redis
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 
-from tests.conftest import Api, wait_finished
+from tests.helpers import Api, wait_finished
 from wsexec.testing import RedisServer
 
 LATER = 1893456000  # 2030: the victim stays queued (INIT) for the whole test
@@ -18,10 +18,7 @@ LATER = 1893456000  # 2030: the victim stays queued (INIT) for the whole test
 
 def queued_victim(api: Api, instance: dict[str, Any]) -> dict[str, Any]:
     """An admin's task waiting for its time: the one an attacker would rewrite."""
-    response = api.post("/tasks", json={"name": "victim", "tag": "t", "instance": instance["id"],
-                                        "user": instance["user"], "script": "echo admin", "scheduled_at": LATER})
-    assert response.status_code == 201, response.json
-    return response.json
+    return api.create_task(instance, "echo admin", scheduled_at=LATER)
 
 
 def raw_command(server: RedisServer, command: bytes) -> bytes:
@@ -52,11 +49,9 @@ def test_a_script_on_a_target_cannot_touch_wsexec_keys(api: Api, instance: dict,
 redis-cli -h 127.0.0.1 -p {port} hgetall {key}
 bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}; printf "HSET {key} script x\\r\\n" >&3; read -r answer <&3; echo "$answer"'
 """
-    response = api.post("/tasks", json={"name": "attack", "tag": "t", "instance": instance["id"],
-                                        "user": instance["user"], "script": attack})
-    assert response.status_code == 201, response.json
+    attacker = api.create_task(instance, attack)
     workers.start(1)
-    task = wait_finished(api, response.json["id"])
+    task = wait_finished(api, attacker["id"])
     assert task["state"] == "DONE", task
     output = task["stdout"] + task["stderr"]
     assert output.count("NOAUTH") == 3, output

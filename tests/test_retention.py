@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from tests.conftest import Api, WorkerProcesses, wait_finished, wait_for
+from tests.helpers import Api, WorkerProcesses, task_body, wait_finished, wait_for
 from wsexec.config import Settings
 from wsexec.store import EXPIRY_GRACE_SECONDS, FINISHED_KEY, STREAMS, TASK, Store, TaskState
 
@@ -36,10 +36,8 @@ def keys_of(redis: Redis, task_id: int) -> list[bytes]:
 
 
 def new_tasks(api: Api, count: int = 1, **fields: Any) -> list[int]:
-    task = {"name": "kept", "tag": "retained", "instance": 1, "script": "echo out; echo err >&2", **fields}
-    response = api.post("/tasks", json=[task] * count)
-    assert response.status_code == 201, response.json
-    return [t["id"] for t in response.json]
+    body = task_body(1, "echo out; echo err >&2", name="kept", tag="retained", **fields)
+    return [task["id"] for task in api.created("/tasks", [body] * count)]
 
 
 def test_finished_tasks_vanish_with_output_and_index_entries(api: Api, redis: Redis, instance: dict[str, Any],

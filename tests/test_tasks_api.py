@@ -9,20 +9,14 @@ import pytest
 from redis import Redis
 from rq import Queue
 
-from tests.conftest import Api
+from tests.helpers import Api, task_body
 from wsexec.config import Settings
 
 
 @pytest.fixture
 def new_task(instance: dict[str, Any]) -> dict[str, Any]:
     """A valid POST body for the instance fixture."""
-    return {"name": "uptime", "tag": "nightly", "instance": instance["id"], "script": "uptime"}
-
-
-def post(api: Api, body: Any) -> Any:
-    response = api.post("/tasks", json=body)
-    assert response.status_code == 201, response.json
-    return response.json
+    return task_body(instance, "uptime", name="uptime", tag="nightly")
 
 
 def listed(api: Api, query: str = "") -> list[int]:
@@ -32,7 +26,7 @@ def listed(api: Api, query: str = "") -> list[int]:
 def test_post_one_is_stored_init_and_enqueued(
     api: Api, new_task: dict[str, Any], instance: dict[str, Any], settings: Settings, redis: Redis
 ) -> None:
-    task = post(api.as_user("operator"), new_task)
+    task = api.as_user("operator").created("/tasks", new_task)
     assert isinstance(task["id"], int)
     assert task["state"] == "INIT"
     assert task["created_by"] == "operator"
@@ -48,15 +42,16 @@ def test_post_one_is_stored_init_and_enqueued(
 
 
 def test_post_with_optional_fields(api: Api, new_task: dict[str, Any]) -> None:
-    first = post(api, new_task)
+    first = api.created("/tasks", new_task)
     when = "2030-01-01T00:00:00+00:00"
-    task = post(api, {**new_task, "user": "nobody", "timeout": 30, "run_after": [first["id"]], "scheduled_at": when})
+    task = api.created("/tasks", {**new_task, "user": "nobody", "timeout": 30, "run_after": [first["id"]],
+                                  "scheduled_at": when})
     assert (task["user"], task["timeout"], task["run_after"]) == ("nobody", 30, [first["id"]])
     assert task["scheduled_at"] == 1893456000.0
 
 
 def test_post_an_array_creates_all(api: Api, new_task: dict[str, Any]) -> None:
-    tasks = post(api, [{**new_task, "name": f"n{i}"} for i in range(3)])
+    tasks = api.created("/tasks", [{**new_task, "name": f"n{i}"} for i in range(3)])
     assert [t["name"] for t in tasks] == ["n0", "n1", "n2"]
     ids = [t["id"] for t in tasks]
     assert ids == sorted(set(ids))
@@ -173,7 +168,7 @@ def test_script_too_large_is_422(api: Api, new_task: dict[str, Any], settings: S
     response = api.post("/tasks", json={**new_task, "script": "#" * (settings.script_max + 1)})
     assert response.status_code == 422
     assert response.json["detail"] == {"script": [f"longer than {settings.script_max} bytes"]}
-    assert post(api, {**new_task, "script": "#" * settings.script_max})["state"] == "INIT"
+    assert api.created("/tasks", {**new_task, "script": "#" * settings.script_max})["state"] == "INIT"
 
 
 @pytest.mark.parametrize("body", [[], {}, "uptime", 5, None, [None], [[{}]]])
@@ -188,7 +183,7 @@ def test_get_unknown_is_404(api: Api) -> None:
 
 
 def test_list_is_paginated_newest_first(api: Api, new_task: dict[str, Any]) -> None:
-    ids = [t["id"] for t in post(api, [new_task] * 5)]
+    ids = [t["id"] for t in api.created("/tasks", [new_task] * 5)]
     page = api.get("/tasks?page_size=2").json
     assert page["count"] == 5
     assert page["previous"] is None
@@ -208,7 +203,7 @@ def test_list_is_paginated_newest_first(api: Api, new_task: dict[str, Any]) -> N
 
 
 def test_list_keeps_the_filters_in_its_links(api: Api, new_task: dict[str, Any]) -> None:
-    post(api, [new_task, {**new_task, "tag": "other"}, new_task, new_task])
+    api.created("/tasks", [new_task, {**new_task, "tag": "other"}, new_task, new_task])
     page = api.get("/tasks?tag=nightly&page_size=1&page=2").json
     assert page["count"] == 3
     for link in (page["next"], page["previous"]):
@@ -229,7 +224,7 @@ def test_bad_list_query_is_422(api: Api, query: str) -> None:
 
 def test_list_filters_and_their_combinations(api: Api, new_task: dict[str, Any], instance: dict[str, Any]) -> None:
     other = api.post("/instances", json={"ip": "127.0.0.2", "tag": "other", "user": "nobody"}).json
-    a, b, c, d = (t["id"] for t in post(api, [
+    a, b, c, d = (t["id"] for t in api.created("/tasks", [
         new_task,
         {**new_task, "name": "df", "tag": "daily"},
         {**new_task, "instance": other["id"]},
@@ -255,7 +250,7 @@ def test_list_filters_and_their_combinations(api: Api, new_task: dict[str, Any],
 
 @pytest.mark.parametrize("method", ["put", "patch"])
 def test_rename_and_retag_move_the_task_between_filters(api: Api, new_task: dict[str, Any], method: str) -> None:
-    task = post(api, new_task)
+    task = api.created("/tasks", new_task)
     response = getattr(api, method)(f"/tasks/{task['id']}", json={"name": "load", "tag": "hourly"})
     assert response.status_code == 200, response.json
     assert (response.json["name"], response.json["tag"], response.json["state"]) == ("load", "hourly", "INIT")
@@ -279,7 +274,7 @@ def test_rename_and_retag_move_the_task_between_filters(api: Api, new_task: dict
 def test_bad_change_is_422_naming_the_field(
     api: Api, new_task: dict[str, Any], method: str, field: str, value: Any, says: str
 ) -> None:
-    task = post(api, new_task)
+    task = api.created("/tasks", new_task)
     response = getattr(api, method)(f"/tasks/{task['id']}", json={"name": "renamed", field: value})
     assert response.status_code == 422, response.json
     assert list(response.json["detail"]) == [field]
@@ -295,7 +290,7 @@ def test_change_or_delete_unknown_is_404(api: Api, method: str) -> None:
 
 
 def test_delete_waits_for_the_end_then_removes(api: Api, new_task: dict[str, Any]) -> None:
-    task = post(api, new_task)
+    task = api.created("/tasks", new_task)
     response = api.delete(f"/tasks/{task['id']}")
     assert response.status_code == 409
     assert "INIT" in response.json["error"]
@@ -313,13 +308,13 @@ def test_delete_waits_for_the_end_then_removes(api: Api, new_task: dict[str, Any
 
 
 def test_cancel_with_a_rename_applies_both(api: Api, new_task: dict[str, Any]) -> None:
-    task = post(api, new_task)
+    task = api.created("/tasks", new_task)
     response = api.put(f"/tasks/{task['id']}", json={"state": "ABORT", "name": "never"})
     assert (response.json["state"], response.json["name"]) == ("ABORT", "never")
 
 
 def test_cancelling_a_finished_task_is_409(api: Api, new_task: dict[str, Any]) -> None:
-    task = post(api, new_task)
+    task = api.created("/tasks", new_task)
     api.patch(f"/tasks/{task['id']}", json={"state": "ABORT"})
     response = api.patch(f"/tasks/{task['id']}", json={"state": "ABORT", "name": "again"})
     assert response.status_code == 409

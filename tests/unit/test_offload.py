@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 UNDER_GEVENT = """
 from gevent import monkey; monkey.patch_all()
