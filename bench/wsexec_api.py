@@ -172,7 +172,8 @@ class Wsexec:
     def __init__(self, service: WsexecService, lab: Lab) -> None:
         self.service = service
         self.api = service.api
-        self.store = Store(Redis.from_url(lab.redis.url))  # only to see which worker ran a task (not in the API)
+        self.redis = Redis.from_url(lab.redis.url)
+        self.store = Store(self.redis)  # only to see which worker ran a task (not in the API)
         self.instances = {
             server: self.api.call("POST", "/instances", json={"ip": server.host, "port": server.port,
                                                               "tag": INSTANCE_TAG, "user": lab.user})["id"]
@@ -197,7 +198,7 @@ class Wsexec:
         raise RuntimeError(f"could not warm every worker's pool: still missing {sorted(wanted)}")
 
     def _worker_names(self) -> set[str]:
-        return {w.name for w in Worker.all(connection=self.store.redis)}
+        return {w.name for w in Worker.all(connection=self.redis)}
 
     # -- workloads ---------------------------------------------------------------------------------
 
@@ -228,7 +229,7 @@ class Wsexec:
         return self._finished_at(self._wait(tag, count, interval=0.05)) - start
 
     def close(self) -> None:
-        self.store.redis.close()
+        self.redis.close()
 
     # -- helpers -----------------------------------------------------------------------------------
 

@@ -116,7 +116,7 @@ def redis(settings: Settings, redis_server: RedisServer) -> Redis:
 
 @pytest.fixture
 def store(redis: Redis, settings: Settings) -> Store:
-    return Store(redis, settings.output_cap)
+    return Store.from_settings(redis, settings)
 
 
 @pytest.fixture

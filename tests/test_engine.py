@@ -169,7 +169,8 @@ def test_killed_worker_leaves_its_task_abort_worker_lost(api: Api, instance: dic
     assert done["state"] == "ABORT"
     assert done["error"] == "worker lost"
     assert done["start"] == running["start"]
-    assert FailedJobRegistry("wsexec", connection=redis).get_job_ids() == [done["job"]]  # RQ's registries show it
+    # RQ's registries show it (the worker fails the job right after it marks the task)
+    assert wait_for(lambda: FailedJobRegistry("wsexec", connection=redis).get_job_ids() == [done["job"]], timeout=5)
     # its dependent does not wait for RQ's timeout (an hour here): it ends ABORT at once
     assert wait_finished(api, dependent["id"], timeout=15)["error"] == f"dependency {task['id']} ended ABORT"
     time.sleep(2)

@@ -12,7 +12,10 @@ from redis import Redis
 
 from tests.helpers import Api, WorkerProcesses, task_body, wait_finished, wait_for
 from wsexec.config import Settings
-from wsexec.store import EXPIRY_GRACE_SECONDS, FINISHED_KEY, STREAMS, TASK, Store, TaskState
+from wsexec.store import STREAMS, Store, TaskState
+from wsexec.store.keys import FINISHED as FINISHED_KEY
+from wsexec.store.records import TASK
+from wsexec.store.tasks import EXPIRY_GRACE_SECONDS
 
 RETENTION = 2.0  # seconds
 
@@ -24,7 +27,7 @@ def settings(settings: Settings) -> Settings:
 
 @pytest.fixture
 def store(redis: Redis, settings: Settings) -> Store:
-    return Store(redis, settings.output_cap, settings.retention_seconds)
+    return Store.from_settings(redis, settings)
 
 
 def indexes_holding(redis: Redis, task_id: int) -> list[bytes]:

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis import Redis
-from rq.registry import StartedJobRegistry
 
+from workers.rq_adapter import fail_abandoned_jobs
 from workers.ssh import ConnectionPool, Endpoint, SshError, SshOptions, Stopped
 from wsexec.config import Settings
 from wsexec.exceptions import NotFound
-from wsexec.store import Store, TaskState
+from wsexec.store import Store, TaskState, connect
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ class Runtime:
     """What a worker process keeps between jobs: settings, the store and the SSH pool."""
 
     settings: Settings
+    connection: Redis  # RQ's; the store has its own view of the same Redis
     store: Store
     pool: ConnectionPool
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
@@ -49,7 +50,7 @@ class Runtime:
             connects_per_host=settings.connects_per_host,
         )
         pool = ConnectionPool(settings.ssh_key, settings.known_hosts, options)
-        return cls(settings, Store(redis, settings.output_cap, settings.retention_seconds), pool)
+        return cls(settings, redis, Store.from_settings(redis, settings), pool)
 
 
 _runtime: Runtime | None = None
@@ -70,7 +71,7 @@ def current_runtime() -> Runtime:
 
             job = get_current_job()
             settings = Settings.from_env()
-            redis = job.connection if job else Redis.from_url(settings.redis_url)
+            redis = job.connection if job else connect(settings.redis_url)
             _runtime = Runtime.create(settings, redis)
         return _runtime
 
@@ -177,22 +178,7 @@ def _failed_dependency(store: Store, run_after: list[int]) -> str | None:
 
 def on_job_failure(job: Any, connection: Redis, exc_type: Any = None, exc: Any = None, tb: Any = None) -> None:
     """RQ's failure callback, also run for abandoned jobs: tasks whose lease expired end ABORT, never re-run."""
-    settings = Settings.from_env()
-    Store(connection, settings.output_cap, settings.retention_seconds).reap_lost(job.args[0])
-
-
-def fail_abandoned_jobs(store: Store, queue_name: str, task_ids: list[int]) -> None:
-    """Let RQ fail the jobs of a dead worker now rather than when their timeout runs out (up to hours later).
-
-    RQ's own cleanup then does the rest: FailedJobRegistry, the failure callback and, above all, the dependents
-    (run_after) of those tasks, which run at once and end ABORT instead of waiting.
-    """
-    jobs = {task.get("job") for task in store.get_tasks(task_ids)}
-    registry = StartedJobRegistry(queue_name, connection=store.redis)
-    entries = [e for e in store.redis.zrange(registry.key, 0, -1) if e.decode().split(":")[0] in jobs]
-    if entries:
-        store.redis.zadd(registry.key, {entry: 0 for entry in entries})  # expired now: only these are cleaned
-        registry.cleanup(timestamp=1)
+    Store.from_settings(connection, Settings.from_env()).reap_lost(job.args[0])
 
 
 class LeaseKeeper(threading.Thread):
@@ -215,7 +201,8 @@ class LeaseKeeper(threading.Thread):
                 reaped = store.reap_lost()
                 if reaped:
                     log.warning("tasks %s: their worker is gone, marked ABORT", reaped)
-                    fail_abandoned_jobs(store, self.runtime.settings.queue, reaped)
+                    jobs = {task["job"] for task in store.get_tasks(reaped) if "job" in task}
+                    fail_abandoned_jobs(self.runtime.connection, self.runtime.settings.queue, jobs)
                 if time.monotonic() >= self.next_purge:
                     self.next_purge = time.monotonic() + self.purge_interval
                     store.purge_expired()

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from flask import Flask
-from rq import Queue
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from wsexec import auth, errors
+from wsexec import auth, errors, jobs
 from wsexec.config import Settings
 from wsexec.store import Store, connect
 
@@ -30,8 +29,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     app.extensions["wsexec"] = settings
     redis = connect(settings.redis_url, retries=8)  # a request waits about a second for Redis, not 30
-    app.extensions["wsexec_store"] = Store(redis, settings.output_cap, settings.retention_seconds)
-    app.extensions["wsexec_queue"] = Queue(settings.queue, connection=redis)
+    app.extensions["wsexec_store"] = Store.from_settings(redis, settings)
+    app.extensions["wsexec_queue"] = jobs.make_queue(redis, settings.queue)
 
     api = errors.init_app(app)
     auth.init_app(app, settings)  # first: nothing is answered, not even 415, before credentials are checked

@@ -6,9 +6,8 @@ from typing import Any
 
 from marshmallow import Schema, fields
 from redis.exceptions import RedisError
-from rq import Worker
 
-from wsexec import context
+from wsexec import context, jobs
 from wsexec.blueprint import Blueprint
 from wsexec.errors import error_response
 
@@ -32,8 +31,8 @@ class HealthSchema(Schema):
 def health() -> Any:
     """Redis reachable and workers seen; a 503 has the error shape of every other failure."""
     try:
-        context.store().redis.ping()
-        workers = Worker.count(queue=context.queue())
+        context.store().ping()
+        workers = jobs.workers_seen(context.queue())
     except RedisError:
         return error_response(503, "Redis unreachable", {"status": "degraded", "redis": False, "workers": 0})
     if not workers:

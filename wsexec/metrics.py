@@ -15,9 +15,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
-from rq import Queue, Worker
+from rq import Queue
 
-from wsexec import context
+from wsexec import context, jobs
 from wsexec.blueprint import Blueprint
 from wsexec.store import FINISHED_STATES, RUN_TIME_BUCKETS, Store
 
@@ -45,16 +45,10 @@ class WsexecCollector(Collector):
             run.add_metric([state.value], list(zip(bounds, itertools.accumulate(counts), strict=True)), total)
         yield run
 
-        jobs = GaugeMetricFamily("wsexec_queue_jobs", "RQ jobs (each runs some tasks), by state", labels=["state"])
-        jobs.add_metric(["queued"], self.queue.count)
-        registries = {
-            "scheduled": self.queue.scheduled_job_registry,
-            "deferred": self.queue.deferred_job_registry,
-            "started": self.queue.started_job_registry,
-        }
-        for state, registry in registries.items():
-            jobs.add_metric([state], registry.get_job_count(cleanup=False))  # a scrape changes nothing
-        yield jobs
+        queued = GaugeMetricFamily("wsexec_queue_jobs", "RQ jobs (each runs some tasks), by state", labels=["state"])
+        for state, count in jobs.job_counts(self.queue).items():
+            queued.add_metric([state], count)
+        yield queued
 
         failures = CounterMetricFamily(
             "wsexec_ssh_failures", "SSH failures that ended a task, by reason (timeout, refused, auth, host_key...)",
@@ -64,7 +58,7 @@ class WsexecCollector(Collector):
             failures.add_metric([reason], count)
         yield failures
 
-        yield GaugeMetricFamily("wsexec_workers", "RQ workers alive on the queue", value=Worker.count(queue=self.queue))
+        yield GaugeMetricFamily("wsexec_workers", "RQ workers alive on the queue", value=jobs.workers_seen(self.queue))
 
 
 @blp.route("")

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import codecs
-import math
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
-from rq import Callback, Queue
-from rq.exceptions import InvalidJobOperation, NoSuchJobError
-from rq.job import Dependency, Job
-
-from wsexec import context
+from wsexec import context, jobs
 from wsexec.exceptions import NotFound, Unprocessable
 from wsexec.store import FINISHED_STATES, RUNNING_STATES, TaskState
 
-JOB_FUNCTION = "workers.job.run_tasks"
-FAILURE_CALLBACK = "workers.job.on_job_failure"
-JOB_MARGIN_SECONDS = 60  # RQ's own timeout only backs up the task's, which the worker enforces itself
 CANCEL_WAIT_SECONDS = 2.0
 WAIT_POLL_SECONDS = 0.05
 
@@ -74,7 +65,6 @@ def _records(index: int, item: dict[str, Any], many: bool) -> list[dict[str, Any
 
 def _enqueue(tasks: list[dict[str, Any]]) -> None:
     """One RQ job per group of tasks ready now (run concurrently by a worker); one job each for the others."""
-    queue: Queue = context.queue()
     store, settings = context.store(), context.settings()
     now = time.time()
     ready: list[tuple[dict[str, Any], list[int]]] = []  # (task, the unfinished tasks it waits for)
@@ -87,38 +77,19 @@ def _enqueue(tasks: list[dict[str, Any]]) -> None:
     groups += [[item] for item in waiting]
     for group in groups:
         for task, _ in group:
-            task["job"] = job_id(group[0][0]["id"])
+            task["job"] = jobs.job_id(group[0][0]["id"])
     store.set_jobs({task["id"]: task["job"] for task in tasks})
-    prepared = []
-    for group in groups:
-        group_tasks = [task for task, _ in group]
-        options = _job_options(group_tasks, settings.worker_threads)
-        pending = group[0][1]
-        if pending:  # allow_failure: a dependent must run (and end ABORT) even if its dependency's job failed
-            options["depends_on"] = Dependency(jobs=[store.get_task(d)["job"] for d in pending], allow_failure=True)
-        scheduled_at = group_tasks[0].get("scheduled_at") or 0
-        if scheduled_at > now:
-            when = datetime.fromtimestamp(math.ceil(scheduled_at), tz=UTC)  # RQ schedules by whole seconds
-            queue.enqueue_at(when, JOB_FUNCTION, *options.pop("args"), job_timeout=options.pop("timeout"), **options)
-        else:
-            prepared.append(Queue.prepare_data(JOB_FUNCTION, **options))
-    if prepared:
-        queue.enqueue_many(prepared)
-
-
-def job_id(first_task_id: int) -> str:
-    return f"wsexec-job-{first_task_id}"
-
-
-def _job_options(tasks: list[dict[str, Any]], threads: int) -> dict[str, Any]:
-    rounds = -(-len(tasks) // threads)  # RQ's timeout only backs up the tasks' own, which the worker enforces
-    return {
-        "args": ([task["id"] for task in tasks],),
-        "job_id": job_id(tasks[0]["id"]),
-        "timeout": rounds * max(task["timeout"] for task in tasks) + JOB_MARGIN_SECONDS,
-        "result_ttl": 24 * 3600,
-        "on_failure": Callback(FAILURE_CALLBACK),
-    }
+    plans = [
+        jobs.JobPlan(
+            [task["id"] for task, _ in group],
+            max(task["timeout"] for task, _ in group),
+            settings.worker_threads,
+            after=[store.get_task(d)["job"] for d in group[0][1]],
+            scheduled_at=group[0][0].get("scheduled_at") or 0,
+        )
+        for group in groups
+    ]
+    jobs.enqueue(context.queue(), plans, now)
 
 
 def cancel(task_id: int, by: str) -> dict[str, Any]:
@@ -127,12 +98,8 @@ def cancel(task_id: int, by: str) -> dict[str, Any]:
     found = store.request_cancel(task_id, by)
     if found == TaskState.INIT.value:
         task = store.get_task(task_id)
-        try:
-            job = Job.fetch(task["job"], connection=store.redis)
-            if job.args[0] == [task_id]:  # a job of its own (else its group's worker will skip it)
-                job.cancel(enqueue_dependents=True)
-        except (KeyError, NoSuchJobError, InvalidJobOperation):
-            pass  # already dequeued: its worker will find the task ABORT and not run it
+        if "job" in task:
+            jobs.cancel(context.queue(), task["job"], task_id)
         return task
     return wait_finished(task_id, CANCEL_WAIT_SECONDS) or store.get_task(task_id)
 

@@ -1,0 +1,96 @@
+"""The web side's use of RQ: the queue, enqueueing tasks as jobs, cancelling a queued job, what RQ shows.
+
+Jobs name their function by dotted path with plain arguments (task ids), so the web never imports the worker.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from redis import Redis
+from rq import Callback, Queue, Worker
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Dependency, Job
+
+JOB_FUNCTION = "workers.job.run_tasks"
+FAILURE_CALLBACK = "workers.job.on_job_failure"
+JOB_MARGIN_SECONDS = 60  # RQ's own timeout only backs up the tasks', which the worker enforces itself
+RESULT_TTL = 24 * 3600
+
+
+def make_queue(redis: Redis, name: str) -> Queue:
+    return Queue(name, connection=redis)
+
+
+def job_id(first_task_id: int) -> str:
+    return f"wsexec-job-{first_task_id}"
+
+
+@dataclass
+class JobPlan:
+    """One RQ job: the tasks it runs (at once, up to `threads` at a time), when, and after which jobs."""
+
+    task_ids: list[int]
+    task_timeout: int  # the longest of its tasks' timeouts
+    threads: int
+    after: list[str] = field(default_factory=list)  # jobs of dependencies that had not finished
+    scheduled_at: float = 0.0
+
+    @property
+    def id(self) -> str:
+        return job_id(self.task_ids[0])
+
+    def options(self) -> dict[str, Any]:
+        rounds = -(-len(self.task_ids) // self.threads)
+        options: dict[str, Any] = {
+            "args": (self.task_ids,),
+            "job_id": self.id,
+            "timeout": rounds * self.task_timeout + JOB_MARGIN_SECONDS,
+            "result_ttl": RESULT_TTL,
+            "on_failure": Callback(FAILURE_CALLBACK),
+        }
+        if self.after:  # allow_failure: a dependent must run (and end ABORT) even if its dependency's job failed
+            options["depends_on"] = Dependency(jobs=self.after, allow_failure=True)
+        return options
+
+
+def enqueue(queue: Queue, plans: list[JobPlan], now: float) -> None:
+    """Schedule the plans due later (RQ schedules by whole seconds), queue the others in one round trip."""
+    prepared = []
+    for plan in plans:
+        options = plan.options()
+        if plan.scheduled_at > now:
+            when = datetime.fromtimestamp(math.ceil(plan.scheduled_at), tz=UTC)
+            queue.enqueue_at(when, JOB_FUNCTION, *options.pop("args"), job_timeout=options.pop("timeout"), **options)
+        else:
+            prepared.append(Queue.prepare_data(JOB_FUNCTION, **options))
+    if prepared:
+        queue.enqueue_many(prepared)
+
+
+def cancel(queue: Queue, job: str, task_id: int) -> None:
+    """Take a queued task's job off the queue if the job is its own (else its group's worker will skip it)."""
+    try:
+        found = Job.fetch(job, connection=queue.connection, serializer=queue.serializer)
+        if found.args[0] == [task_id]:
+            found.cancel(enqueue_dependents=True)
+    except (NoSuchJobError, InvalidJobOperation):
+        pass  # already dequeued: its worker will find the task ABORT and not run it
+
+
+def workers_seen(queue: Queue) -> int:
+    """RQ workers registered on the queue (alive: their registration expires without heartbeats)."""
+    return Worker.count(queue=queue)
+
+
+def job_counts(queue: Queue) -> dict[str, int]:
+    """RQ jobs by state; reading them changes nothing (no registry cleanup)."""
+    registries = {
+        "scheduled": queue.scheduled_job_registry,
+        "deferred": queue.deferred_job_registry,
+        "started": queue.started_job_registry,
+    }
+    return {"queued": queue.count} | {state: r.get_job_count(cleanup=False) for state, r in registries.items()}

@@ -1,0 +1,33 @@
+"""The audit log: a capped list of JSON entries, newest first."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from redis import Redis
+from redis.client import Pipeline
+
+from wsexec.store import keys
+
+
+class Audit:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    def add(self, entry: dict[str, Any], keep: int, pipeline: Pipeline | None = None) -> None:
+        """Prepend an entry and drop the oldest beyond `keep`, in one transaction unless a pipeline is given."""
+        pipe = pipeline if pipeline is not None else self.redis.pipeline()
+        pipe.lpush(keys.AUDIT, json.dumps(entry, separators=(",", ":"), default=str))
+        pipe.ltrim(keys.AUDIT, 0, keep - 1)
+        if pipeline is None:
+            pipe.execute()
+
+    def page(self, page: int, page_size: int) -> tuple[int, list[dict[str, Any]]]:
+        """One page of the audit log, newest first."""
+        start = (page - 1) * page_size
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.llen(keys.AUDIT)
+            pipe.lrange(keys.AUDIT, start, start + page_size - 1)
+            count, raw = pipe.execute()
+        return count, [json.loads(entry) for entry in raw]

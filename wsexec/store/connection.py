@@ -1,0 +1,18 @@
+"""The Redis client wsexec's web processes and workers share the settings of."""
+
+from __future__ import annotations
+
+from redis import Redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError, TimeoutError
+from redis.retry import Retry
+
+
+def connect(url: str, retries: int = 40) -> Redis:
+    """A client that rides out a Redis restart (40 retries: about 30 s) instead of failing a task or a worker."""
+    return Redis.from_url(
+        url,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=retries),
+        retry_on_error=[ConnectionError, TimeoutError],
+        health_check_interval=10,
+    )

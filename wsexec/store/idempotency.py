@@ -1,0 +1,30 @@
+"""Idempotency keys: the first POST with a key runs, retries with it get the stored answer."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from redis import Redis
+from redis.client import Pipeline
+
+from wsexec.store import keys, scripts
+
+
+class Idempotency:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._begin = redis.register_script(scripts.IDEMPOTENCY_BEGIN)
+
+    key = staticmethod(keys.idempotency)
+
+    def begin(self, user: str, key: str, record: dict[str, Any], ttl: int) -> dict[str, Any] | None:
+        """Store record if the key is new (None: go ahead); else what the first request stored."""
+        found = self._begin(keys=[keys.idempotency(user, key)], args=[json.dumps(record), ttl])
+        return json.loads(found) if found else None
+
+    def save(self, user: str, key: str, record: dict[str, Any], ttl: int, pipeline: Pipeline | None = None) -> None:
+        (pipeline if pipeline is not None else self.redis).set(keys.idempotency(user, key), json.dumps(record), ex=ttl)
+
+    def release(self, user: str, key: str, pipeline: Pipeline | None = None) -> None:
+        (pipeline if pipeline is not None else self.redis).delete(keys.idempotency(user, key))

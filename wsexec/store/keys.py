@@ -1,0 +1,65 @@
+"""Every Redis key wsexec writes, as templates in one place; each is filled only by the module that owns it."""
+
+from __future__ import annotations
+
+import hashlib
+
+PREFIX = "wsexec:"
+
+RECORD = PREFIX + "{kind}:{id}"  # hash: one task or instance (records.py)
+COUNTER = PREFIX + "{kind}:next_id"  # the last id given out (records.py)
+INDEX_PREFIX = PREFIX + "{kind}s:"  # what every index of a kind starts with (the Lua scripts append "field:value")
+INDEX = INDEX_PREFIX + "{field}:{value}"  # zset of ids scored by id: the records with that value (records.py)
+INDEX_ALL = INDEX_PREFIX + "all"  # zset of every id (records.py)
+TMP = PREFIX + "tmp:{token}"  # an index intersection, deleted in the same transaction (records.py)
+
+LEASE = PREFIX + "task:{id}:lease"  # string: the worker holding the task, with a TTL (leases.py)
+OUTPUT = PREFIX + "task:{id}:{stream}"  # string: one output stream, capped (output.py)
+HELD = PREFIX + "tasks:held"  # zset: tasks a worker has taken and not finished, what the reaper watches (leases.py)
+FINISHED = PREFIX + "tasks:finished"  # zset: finished tasks scored by end time, what retention reads (retention.py)
+
+AUDIT = PREFIX + "audit"  # list of JSON entries, newest first (audit.py)
+IDEMPOTENCY = PREFIX + "idempotency:{user}:{digest}"  # string: a POST's stored answer (idempotency.py)
+RUN_SECONDS = PREFIX + "metrics:run_seconds:{state}"  # hash: histogram bucket -> count, and "sum" (metrics.py)
+SSH_FAILURES = PREFIX + "metrics:ssh_failures"  # hash: reason -> count (metrics.py)
+
+
+def record(kind: str, record_id: int | str) -> str:
+    return RECORD.format(kind=kind, id=record_id)
+
+
+def counter(kind: str) -> str:
+    return COUNTER.format(kind=kind)
+
+
+def index(kind: str, field: str, value: str) -> str:
+    return INDEX.format(kind=kind, field=field, value=value)
+
+
+def index_prefix(kind: str) -> str:
+    return INDEX_PREFIX.format(kind=kind)
+
+
+def index_all(kind: str) -> str:
+    return INDEX_ALL.format(kind=kind)
+
+
+def tmp(token: str) -> str:
+    return TMP.format(token=token)
+
+
+def lease(task_id: int | str) -> str:
+    return LEASE.format(id=task_id)
+
+
+def output(task_id: int | str, stream: str) -> str:
+    return OUTPUT.format(id=task_id, stream=stream)
+
+
+def idempotency(user: str, key: str) -> str:
+    """Per user (user names hold no ':'); the client's key hashed, whatever characters it has."""
+    return IDEMPOTENCY.format(user=user, digest=hashlib.sha256(key.encode()).hexdigest())
+
+
+def run_seconds(state: str) -> str:
+    return RUN_SECONDS.format(state=state)

@@ -1,0 +1,198 @@
+"""Records: a hash per id from a counter, sorted-set indexes scored by id (newest = highest), typed fields.
+
+The generic operations know nothing of any one kind: what a kind has beyond its hash (a task's lease and
+output) it declares as sub-keys, which go with the record when it is deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from redis import Redis
+from redis.client import Pipeline
+
+from wsexec.exceptions import NotFound
+from wsexec.store import keys, scripts
+
+
+def encode_value(value: Any) -> str:
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of record: its name (in its keys), indexed fields, field types and sub-keys."""
+
+    name: str
+    indexed: tuple[str, ...]
+    ints: frozenset[str]
+    floats: frozenset[str] = frozenset()
+    lists: frozenset[str] = frozenset()
+    dicts: frozenset[str] = frozenset()
+    sub_keys: Callable[[int | str], list[str]] = lambda record_id: []
+
+    def key(self, record_id: int | str) -> str:
+        return keys.record(self.name, record_id)
+
+    @property
+    def counter_key(self) -> str:
+        return keys.counter(self.name)
+
+    @property
+    def index_prefix(self) -> str:
+        return keys.index_prefix(self.name)
+
+    @property
+    def all_key(self) -> str:
+        return keys.index_all(self.name)
+
+    def index_key(self, field: str, value: Any) -> str:
+        return keys.index(self.name, field, encode_value(value))
+
+    def encode(self, record: dict[str, Any]) -> dict[str, str | None]:
+        """Flatten to the strings a Redis hash holds; None means "remove the field"."""
+        return {name: None if value is None else encode_value(value) for name, value in record.items()}
+
+    def decode(self, raw: dict[bytes, bytes]) -> dict[str, Any]:
+        record: dict[str, Any] = {}
+        for name_bytes, value_bytes in raw.items():
+            name, value = name_bytes.decode(), value_bytes.decode()
+            if name in self.ints:
+                record[name] = int(value)
+            elif name in self.floats:
+                record[name] = float(value)
+            elif name in self.lists or name in self.dicts:
+                record[name] = json.loads(value)
+            else:
+                record[name] = value
+        return record
+
+
+TASK = Kind(
+    "task",
+    indexed=("state", "instance", "tag", "name", "batch"),
+    ints=frozenset({"id", "instance", "rc", "timeout", "stdout_dropped", "stderr_dropped"}),
+    floats=frozenset({"created_at", "start", "end", "scheduled_at"}),
+    lists=frozenset({"run_after"}),
+    sub_keys=lambda task_id: [keys.lease(task_id), keys.output(task_id, "stdout"), keys.output(task_id, "stderr")],
+)
+INSTANCE = Kind(
+    "instance",
+    indexed=("state", "tag"),
+    ints=frozenset({"id", "port"}),
+    floats=frozenset({"facts_at"}),
+    dicts=frozenset({"facts"}),
+)
+
+
+def states(allowed: Iterable[Enum]) -> str:
+    """The allowed states as the scripts take them."""
+    return json.dumps([s.value for s in allowed])
+
+
+class Records:
+    """The generic operations on the records of one kind."""
+
+    def __init__(self, redis: Redis, kind: Kind) -> None:
+        self.redis, self.kind = redis, kind
+        self._create = redis.register_script(scripts.CREATE)
+        self._update = redis.register_script(scripts.UPDATE)
+        self._delete = redis.register_script(scripts.DELETE)
+
+    def get(self, record_id: int) -> dict[str, Any]:
+        raw = self.redis.hgetall(self.kind.key(record_id))
+        if not raw:
+            raise NotFound(f"{self.kind.name} {record_id} not found")
+        return self.kind.decode(raw)
+
+    def exists(self, record_id: int) -> bool:
+        return bool(self.redis.exists(self.kind.key(record_id)))
+
+    def get_many(self, ids: Iterable[int | bytes]) -> list[dict[str, Any]]:
+        """The records that still exist, in the order of ids."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for record_id in ids:
+                pipe.hgetall(self.kind.key(int(record_id)))
+            return [self.kind.decode(raw) for raw in pipe.execute() if raw]
+
+    def create_args(self, records: list[dict[str, Any]]) -> list[str]:
+        """ARGV[1..4] of the create scripts: where the records go and the records, without None fields."""
+        encoded = [{k: v for k, v in self.kind.encode(r).items() if v is not None} for r in records]
+        return [self.kind.key(""), self.kind.index_prefix, json.dumps(self.kind.indexed), json.dumps(encoded)]
+
+    def create(self, records: list[dict[str, Any]]) -> list[int]:
+        _, ids = self._create(keys=[self.kind.counter_key], args=self.create_args(records))
+        return [int(i) for i in ids]
+
+    def update_args(self, record_id: int, changes: dict[str, Any], allowed: Iterable[Enum]) -> list[Any]:
+        """ARGV[1..5] of the update scripts."""
+        kind = self.kind
+        return [record_id, kind.index_prefix, json.dumps(kind.indexed), states(allowed),
+                json.dumps(kind.encode(changes))]
+
+    def update(self, record_id: int, changes: dict[str, Any], allowed: Iterable[Enum] = (),
+               pipeline: Pipeline | None = None) -> tuple[str, str]:
+        """Change fields (and index entries) if the state allows; in a pipeline the outcome comes from execute()."""
+        outcome = self._update(keys=[self.kind.key(record_id)], args=self.update_args(record_id, changes, allowed),
+                               client=pipeline)
+        return ("", "") if pipeline is not None else self.outcome(record_id, outcome)
+
+    def outcome(self, record_id: int, outcome: list[bytes]) -> tuple[str, str]:
+        """A script's {status, state}, with a missing record raised as NotFound."""
+        status, state = outcome
+        if status == b"missing":
+            raise NotFound(f"{self.kind.name} {record_id} not found")
+        return status.decode(), state.decode()
+
+    def delete(self, record_id: int, allowed: Iterable[Enum] = (), busy: list[str] | None = None) -> tuple[str, str]:
+        """Delete it with its sub-keys, unless its state is not allowed or busy[0] meets one of busy[1:]."""
+        sub_keys = self.kind.sub_keys(record_id)
+        outcome = self._delete(
+            keys=[self.kind.key(record_id), *sub_keys, *(busy or [])],
+            args=[record_id, self.kind.index_prefix, json.dumps(self.kind.indexed), states(allowed), len(sub_keys)],
+        )
+        return self.outcome(record_id, outcome)
+
+    def ids_in(self, index_keys: list[str]) -> list[int]:
+        """The ids in every one of these indexes, lowest first."""
+        return sorted(int(i) for i in self.redis.zinter(index_keys))
+
+    def ids_by(self, field: str, value: Any) -> list[int]:
+        """The ids with this value of an indexed field, lowest first."""
+        return [int(i) for i in self.redis.zrange(self.kind.index_key(field, value), 0, -1)]
+
+    def page(self, filters: dict[str, Any], page: int, page_size: int) -> tuple[int, list[dict[str, Any]]]:
+        """One page, newest first, of the records matching every filter (an intersection of indexes)."""
+        index_keys = [self.kind.index_key(f, v) for f, v in filters.items() if v is not None] or [self.kind.all_key]
+        start, stop = (page - 1) * page_size, page * page_size - 1
+        if len(index_keys) == 1:
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zcard(index_keys[0])
+                pipe.zrevrange(index_keys[0], start, stop)
+                count, ids = pipe.execute()
+        else:
+            tmp = keys.tmp(uuid.uuid4().hex)
+            with self.redis.pipeline() as pipe:
+                pipe.zinterstore(tmp, index_keys, aggregate="MAX")
+                pipe.zrevrange(tmp, start, stop)
+                pipe.delete(tmp)
+                count, ids, _ = pipe.execute()
+        return count, self.get_many(ids)
+
+    def count_by(self, field: str, values: Iterable[Any]) -> list[int]:
+        """How many records have each of these values of an indexed field."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for value in values:
+                pipe.zcard(self.kind.index_key(field, value))
+            return pipe.execute()

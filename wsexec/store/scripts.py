@@ -1,0 +1,193 @@
+"""The Lua scripts that keep multi-key writes atomic; each says what its KEYS and ARGV are and what it returns.
+
+Keys reach a script as KEYS or, where a script derives them from ids, as prefixes built from wsexec.store.keys.
+"""
+
+from __future__ import annotations
+
+# A fragment: the record (local hash) must exist and be in one of the allowed states (local allowed; empty: any).
+_STATE_CHECK = """
+if redis.call('EXISTS', hash) == 0 then return {'missing', ''} end
+local state = redis.call('HGET', hash, 'state') or ''
+if #allowed > 0 then
+  local ok = false
+  for _, s in ipairs(allowed) do if s == state then ok = true end end
+  if not ok then return {'state', state} end
+end
+"""
+
+# A fragment: write the changes (null removes a field), moving the record between the indexes of indexed fields.
+_APPLY_CHANGES = """
+local is_indexed = {}
+for _, f in ipairs(indexed) do is_indexed[f] = true end
+for f, v in pairs(changes) do
+  if is_indexed[f] then
+    local old = redis.call('HGET', hash, f)
+    if old then redis.call('ZREM', prefix .. f .. ':' .. old, id) end
+    if v ~= cjson.null then redis.call('ZADD', prefix .. f .. ':' .. v, id, id) end
+  end
+  if v == cjson.null then redis.call('HDEL', hash, f) else redis.call('HSET', hash, f, v) end
+end
+"""
+
+_UPDATE_ARGS = """
+local hash, id, prefix = KEYS[1], ARGV[1], ARGV[2]
+local indexed, allowed, changes = cjson.decode(ARGV[3]), cjson.decode(ARGV[4]), cjson.decode(ARGV[5])
+"""
+
+UPDATE = """
+-- Change one record's fields if its state allows.
+-- KEYS[1] the record's hash
+-- ARGV[1] its id, ARGV[2] its kind's index prefix, ARGV[3] JSON list of indexed fields,
+-- ARGV[4] JSON list of allowed states (empty: any), ARGV[5] JSON object of changes (null: remove the field)
+-- returns {status, state found}: status 'ok', 'missing' or 'state' (not in an allowed state)
+""" + _UPDATE_ARGS + _STATE_CHECK + _APPLY_CHANGES + """
+return {'ok', state}
+"""
+
+TRANSITION = """
+-- A task's update together with its lease: 'hold:<ttl>:<owner>' (a worker has it), 'release' (it is finished),
+-- 'reap' (finished because its lease expired: refused while the lease lives).
+-- KEYS[1] the task's hash, KEYS[2] its lease, KEYS[3] the held zset, KEYS[4] the finished zset,
+-- KEYS[5], KEYS[6] its stdout and stderr
+-- ARGV[1..5] as UPDATE, ARGV[6] the lease operation (or ''), ARGV[7] seconds before Redis expires a finished task
+-- returns {status, state found}: as UPDATE, or 'leased' when a reap found the lease alive
+""" + _UPDATE_ARGS + """
+local lease_key, held_key, lease_op = KEYS[2], KEYS[3], ARGV[6]
+""" + _STATE_CHECK + """
+if lease_op == 'reap' and redis.call('EXISTS', lease_key) == 1 then return {'leased', state} end
+""" + _APPLY_CHANGES + """
+if string.sub(lease_op, 1, 5) == 'hold:' then
+  local ttl, owner = string.match(lease_op, 'hold:(%d+):(.*)')
+  redis.call('SET', lease_key, owner, 'EX', ttl)
+  redis.call('ZADD', held_key, id, id)
+elseif lease_op == 'release' or lease_op == 'reap' then
+  redis.call('DEL', lease_key)
+  redis.call('ZREM', held_key, id)
+  -- finished: the retention sweep finds it by its end time; EXPIRE is the backstop if no sweep runs
+  redis.call('ZADD', KEYS[4], changes['end'] or redis.call('TIME')[1], id)
+  for _, k in ipairs({hash, KEYS[5], KEYS[6]}) do redis.call('EXPIRE', k, ARGV[7]) end
+end
+return {'ok', state}
+"""
+
+# A fragment: give each record (local records) the next id, store it and add it to its indexes; local ids.
+_WRITE_RECORDS = """
+local ids = {}
+for _, r in ipairs(records) do
+  local id = redis.call('INCR', counter)
+  r['id'] = tostring(id)
+  for f, v in pairs(r) do redis.call('HSET', record_prefix .. id, f, v) end
+  redis.call('ZADD', index_prefix .. 'all', id, id)
+  for _, f in ipairs(indexed) do
+    if r[f] then redis.call('ZADD', index_prefix .. f .. ':' .. r[f], id, id) end
+  end
+  table.insert(ids, id)
+end
+"""
+
+_CREATE_ARGS = """
+local counter, record_prefix, index_prefix = KEYS[1], ARGV[1], ARGV[2]
+local indexed, records = cjson.decode(ARGV[3]), cjson.decode(ARGV[4])
+"""
+
+CREATE = """
+-- Store several records at once with new ids.
+-- KEYS[1] their kind's id counter
+-- ARGV[1] record key prefix, ARGV[2] index prefix, ARGV[3] JSON list of indexed fields, ARGV[4] JSON list of records
+-- returns {'ok', ids}
+""" + _CREATE_ARGS + _WRITE_RECORDS + """
+return {'ok', ids}
+"""
+
+CREATE_TASKS = """
+-- Store tasks at once with new ids, all or none: none if one's instance is missing or not ACTIVE.
+-- KEYS[1] the task id counter
+-- ARGV[1..4] as CREATE, ARGV[5] the instance key prefix
+-- returns {'ok', ids}, or {'instance', index of the refused task, 'missing' or the instance's state}
+""" + _CREATE_ARGS + """
+local instance_prefix = ARGV[5]
+for i, r in ipairs(records) do
+  local state = redis.call('HGET', instance_prefix .. r['instance'], 'state')
+  if not state then return {'instance', i - 1, 'missing'} end
+  if state ~= 'ACTIVE' then return {'instance', i - 1, state} end
+end
+""" + _WRITE_RECORDS + """
+return {'ok', ids}
+"""
+
+DELETE = """
+-- Delete one record, its sub-keys and its index entries, if its state allows and it is not busy.
+-- KEYS[1] the record's hash, KEYS[2 .. 1 + ARGV[5]] its sub-keys,
+-- then optionally busy indexes: the first intersected with each of the others must be empty
+-- ARGV[1] id, ARGV[2] index prefix, ARGV[3] JSON list of indexed fields, ARGV[4] JSON list of allowed states,
+-- ARGV[5] how many sub-keys
+-- returns {status, state found}: status 'ok', 'missing', 'state' or 'busy'
+"""  + """
+local hash = KEYS[1]
+local id, prefix, indexed, allowed = ARGV[1], ARGV[2], cjson.decode(ARGV[3]), cjson.decode(ARGV[4])
+local busy = 2 + tonumber(ARGV[5])
+""" + _STATE_CHECK + """
+for i = busy + 1, #KEYS do
+  if redis.call('ZINTERCARD', 2, KEYS[busy], KEYS[i], 'LIMIT', 1) > 0 then return {'busy', state} end
+end
+for _, f in ipairs(indexed) do
+  local v = redis.call('HGET', hash, f)
+  if v then redis.call('ZREM', prefix .. f .. ':' .. v, id) end
+end
+redis.call('ZREM', prefix .. 'all', id)
+for i = 1, busy - 1 do redis.call('DEL', KEYS[i]) end
+return {'ok', state}
+"""
+
+PURGE = """
+-- Delete finished tasks that ended before a cutoff, with their index entries and sub-keys, a batch at a time.
+-- KEYS[1] the finished zset
+-- ARGV[1] the cutoff (unix time), ARGV[2] batch size, ARGV[3] task key prefix, ARGV[4] index prefix,
+-- ARGV[5] JSON list of indexed fields, ARGV[6] JSON list of sub-key suffixes
+-- returns {how many it looked at, ids whose hash had already expired (their index values are unknown)}
+local finished, cutoff, limit = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local record_prefix, index_prefix = ARGV[3], ARGV[4]
+local indexed, suffixes = cjson.decode(ARGV[5]), cjson.decode(ARGV[6])
+local ids = redis.call('ZRANGEBYSCORE', finished, '-inf', cutoff, 'LIMIT', 0, limit)
+local gone = {}
+for _, id in ipairs(ids) do
+  local hash = record_prefix .. id
+  if redis.call('EXISTS', hash) == 1 then
+    for _, f in ipairs(indexed) do
+      local v = redis.call('HGET', hash, f)
+      if v then redis.call('ZREM', index_prefix .. f .. ':' .. v, id) end
+    end
+  else
+    table.insert(gone, id)
+  end
+  redis.call('ZREM', index_prefix .. 'all', id)
+  redis.call('ZREM', finished, id)
+  redis.call('DEL', hash)
+  for _, suffix in ipairs(suffixes) do redis.call('DEL', hash .. suffix) end
+end
+return {#ids, gone}
+"""
+
+IDEMPOTENCY_BEGIN = """
+-- The first request with an idempotency key stores its pending record; later ones get what is stored.
+-- KEYS[1] the idempotency key
+-- ARGV[1] the pending record (JSON), ARGV[2] its TTL in seconds
+-- returns nil for the first request, else the stored record
+local found = redis.call('GET', KEYS[1])
+if found then return found end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return false
+"""
+
+APPEND = """
+-- Append a chunk of output, never past the cap; a call retried after a lost reply must not append twice.
+-- KEYS[1] the output stream's key
+-- ARGV[1] the cap in bytes, ARGV[2] the chunk, ARGV[3] the byte offset the chunk starts at
+-- returns the room that was left before the chunk (0: a repeated chunk, ignored)
+local length = redis.call('STRLEN', KEYS[1])
+if length > tonumber(ARGV[3]) then return 0 end
+local room = tonumber(ARGV[1]) - length
+if room > 0 then redis.call('APPEND', KEYS[1], string.sub(ARGV[2], 1, room)) end
+return room
+"""
