@@ -10,7 +10,7 @@ from redis import Redis
 from redis.client import Pipeline
 
 from wsexec.store import keys
-from wsexec.store.records import TASK
+from wsexec.store.records import TASK, as_ints
 from wsexec.store.states import RUNNING_STATES, TaskState
 from wsexec.store.tasks import Tasks
 
@@ -49,7 +49,7 @@ class Leases:
     def reap_lost(self, task_ids: Iterable[int] | None = None) -> list[int]:
         """ABORT held tasks whose worker stopped renewing their lease (killed, machine lost); all held by default."""
         if task_ids is None:
-            task_ids = [int(i) for i in self.redis.zrange(keys.HELD, 0, -1)]
+            task_ids = as_ints(self.redis.zrange(keys.HELD, 0, -1))
         reaped = []
         for task_id in task_ids:
             changes = {"state": TaskState.ABORT, "error": "worker lost", "end": time.time()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 
 from redis import Redis
 from redis.client import Pipeline
@@ -35,11 +36,13 @@ class Metrics:
 
     def run_times(self, state: TaskState) -> tuple[list[int], float]:
         """Per-bucket counts (not cumulative) in RUN_TIME_BUCKETS order, and the sum of the run times."""
-        raw = {k.decode(): v for k, v in self.redis.hgetall(keys.run_seconds(encode_value(state))).items()}
+        stored = cast(dict[bytes, bytes], self.redis.hgetall(keys.run_seconds(encode_value(state))))
+        raw = {k.decode(): v for k, v in stored.items()}
         return [int(raw.get(f"{b:g}", 0)) for b in RUN_TIME_BUCKETS], float(raw.get("sum", 0))
 
     def count_ssh_failure(self, reason: str, pipeline: Pipeline | None = None) -> None:
         (pipeline if pipeline is not None else self.redis).hincrby(keys.SSH_FAILURES, reason, 1)
 
     def ssh_failures(self) -> dict[str, int]:
-        return {k.decode(): int(v) for k, v in self.redis.hgetall(keys.SSH_FAILURES).items()}
+        stored = cast(dict[bytes, bytes], self.redis.hgetall(keys.SSH_FAILURES))
+        return {k.decode(): int(v) for k, v in stored.items()}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from redis import Redis
 from redis.client import Pipeline
 
@@ -24,4 +26,4 @@ class Output:
 
     def read(self, task_id: int, stream: str, offset: int = 0) -> bytes:
         """The stored bytes of one stream from a byte offset (bounded by the cap)."""
-        return self.redis.getrange(keys.output(task_id, stream), offset, -1)
+        return cast(bytes, self.redis.getrange(keys.output(task_id, stream), offset, -1))

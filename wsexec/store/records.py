@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis
 from redis.client import Pipeline
@@ -96,6 +96,11 @@ INSTANCE = Kind(
 )
 
 
+def as_ints(values: Any) -> list[int]:
+    """Ids as Redis answers them (bytes) as ints."""
+    return [int(value) for value in values]
+
+
 def states(allowed: Iterable[Enum]) -> str:
     """The allowed states as the scripts take them."""
     return json.dumps([s.value for s in allowed])
@@ -111,7 +116,7 @@ class Records:
         self._delete = redis.register_script(scripts.DELETE)
 
     def get(self, record_id: int) -> dict[str, Any]:
-        raw = self.redis.hgetall(self.kind.key(record_id))
+        raw = cast(dict[bytes, bytes], self.redis.hgetall(self.kind.key(record_id)))
         if not raw:
             raise NotFound(f"{self.kind.name} {record_id} not found")
         return self.kind.decode(raw)
@@ -166,11 +171,11 @@ class Records:
 
     def ids_in(self, index_keys: list[str]) -> list[int]:
         """The ids in every one of these indexes, lowest first."""
-        return sorted(int(i) for i in self.redis.zinter(index_keys))
+        return sorted(as_ints(self.redis.zinter(index_keys)))
 
     def ids_by(self, field: str, value: Any) -> list[int]:
         """The ids with this value of an indexed field, lowest first."""
-        return [int(i) for i in self.redis.zrange(self.kind.index_key(field, value), 0, -1)]
+        return as_ints(self.redis.zrange(self.kind.index_key(field, value), 0, -1))
 
     def page(self, filters: dict[str, Any], page: int, page_size: int) -> tuple[int, list[dict[str, Any]]]:
         """One page, newest first, of the records matching every filter (an intersection of indexes)."""

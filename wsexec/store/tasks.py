@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis
 from redis.client import Pipeline
@@ -102,7 +102,7 @@ class Tasks:
         return state
 
     def cancel_requested_by(self, task_id: int) -> str | None:
-        value = self.records.redis.hget(TASK.key(task_id), "cancel_requested")
+        value = cast(bytes | None, self.records.redis.hget(TASK.key(task_id), "cancel_requested"))
         return value.decode() if value else None
 
     def finish(self, task_id: int, state: TaskState, **fields: Any) -> bool:
