@@ -42,14 +42,7 @@ class Runtime:
 
     @classmethod
     def create(cls, settings: Settings, redis: Redis) -> Runtime:
-        options = SshOptions(
-            connect_timeout=settings.connect_timeout,
-            keepalive=settings.ssh_keepalive,
-            idle_seconds=settings.ssh_idle,
-            channels_per_connection=settings.channels_per_connection,
-            connects_per_host=settings.connects_per_host,
-        )
-        pool = ConnectionPool(settings.ssh_key, settings.known_hosts, options)
+        pool = ConnectionPool(settings.ssh_key, settings.known_hosts, SshOptions.from_settings(settings))
         return cls(settings, redis, Store.from_settings(redis, settings), pool)
 
 
