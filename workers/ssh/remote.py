@@ -6,16 +6,13 @@ import select
 import shlex
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import paramiko
 
 from workers.ssh.connection import Connection
 from workers.ssh.errors import SshError, Stopped
 from workers.ssh.options import Endpoint
-
-if TYPE_CHECKING:
-    from workers.ssh.pool import ConnectionPool
 
 OutputCallback = Callable[[bytes], None]
 StopCheck = Callable[[], "str | None"]
@@ -25,11 +22,19 @@ STOP_POLL_SECONDS = 0.2
 CHANNEL_ATTEMPTS = 50
 
 
+class Connections(Protocol):
+    """Where a Remote gets its connections (the pool): the open one for an endpoint, and rid of a dead one."""
+
+    def connection(self, endpoint: Endpoint) -> Connection: ...
+
+    def discard(self, endpoint: Endpoint, connection: Connection) -> None: ...
+
+
 class Remote:
     """Runs one script: splits the PID line off stdout, streams the rest, kills the process group when stopped."""
 
     def __init__(
-        self, pool: ConnectionPool, endpoint: Endpoint, on_stdout: OutputCallback, on_stderr: OutputCallback
+        self, pool: Connections, endpoint: Endpoint, on_stdout: OutputCallback, on_stderr: OutputCallback
     ) -> None:
         self.pool = pool
         self.endpoint = endpoint
