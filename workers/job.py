@@ -13,7 +13,8 @@ from typing import Any
 
 from redis import Redis
 
-from workers.rq_adapter import fail_abandoned_jobs
+from workers.reconcile import Reconciler
+from workers.rq_adapter import fail_abandoned_jobs, make_queue
 from workers.ssh import ConnectionPool, Endpoint, SshError, SshOptions, Stopped
 from wsexec.config import Settings
 from wsexec.exceptions import NotFound
@@ -146,7 +147,6 @@ def _execute(runtime: Runtime, task: dict[str, Any]) -> tuple[TaskState, dict[st
         by = store.cancel_requested_by(task_id)
         return f"cancelled by {by}" if by else None
 
-    fields: dict[str, Any]
     try:
         rc = runtime.pool.run(endpoint, task["script"], out.feed, err.feed, task["timeout"], tick)
         state, fields = TaskState.DONE, {"rc": rc}
@@ -176,7 +176,8 @@ def on_job_failure(job: Any, connection: Redis, exc_type: Any = None, exc: Any =
 
 
 class LeaseKeeper(threading.Thread):
-    """Renews the leases of this worker's running tasks, aborts tasks whose worker died (kill -9), sweeps old ones."""
+    """Renews the leases of this worker's running tasks, aborts tasks whose worker died (kill -9), sweeps old ones,
+    and reconciles INIT tasks with RQ."""
 
     def __init__(self, runtime: Runtime, interval: float | None = None) -> None:
         super().__init__(name="wsexec-leases", daemon=True)
@@ -186,6 +187,10 @@ class LeaseKeeper(threading.Thread):
         # the retention sweep: every minute, or twice per retention period when that is shorter (tests)
         self.purge_interval = min(PURGE_SECONDS, runtime.settings.retention_seconds / 2)
         self.next_purge = 0.0
+        grace = runtime.settings.reconcile_grace
+        self.reconciler = Reconciler(runtime.store, make_queue(runtime.connection, runtime.settings.queue), grace)
+        self.reconcile_interval = min(PURGE_SECONDS, max(grace / 2, 1.0))
+        self.next_reconcile = time.monotonic() + self.reconcile_interval
 
     def run(self) -> None:
         while not self.stopping.wait(self.interval):
@@ -200,6 +205,9 @@ class LeaseKeeper(threading.Thread):
                 if time.monotonic() >= self.next_purge:
                     self.next_purge = time.monotonic() + self.purge_interval
                     store.purge_expired()
+                if time.monotonic() >= self.next_reconcile:
+                    self.next_reconcile = time.monotonic() + self.reconcile_interval
+                    self.reconciler.run()
             except Exception:  # Redis down or restarting: try again next round
                 log.exception("lease keeping failed")
                 time.sleep(self.interval)

@@ -1,12 +1,22 @@
-"""The worker side's use of RQ beyond running jobs: failing the jobs of a dead worker at once, with RQ's own API."""
+"""The worker side's use of RQ beyond running jobs, with RQ's own API: failing a dead worker's jobs at once, and
+telling the reconciler which jobs RQ still holds."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
 
 from redis import Redis
+from rq import Queue
+from rq.exceptions import InvalidJobOperation
 from rq.executions import Execution
+from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
+
+from wsexec.jobs import make_queue
+
+__all__ = ["ENDED", "fail_abandoned_jobs", "job_statuses", "make_queue", "release_if_orphaned"]
+
+ENDED = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
 
 
 def fail_abandoned_jobs(connection: Redis, queue_name: str, job_ids: Collection[str]) -> None:
@@ -28,3 +38,22 @@ def fail_abandoned_jobs(connection: Redis, queue_name: str, job_ids: Collection[
                 registry.add_execution(execution, pipe, ttl=0, xx=True)  # expires now
             pipe.execute()
         registry.cleanup()
+
+
+def job_statuses(queue: Queue, job_ids: list[str]) -> dict[str, JobStatus | None]:
+    """Each job's status in RQ (queued, scheduled, deferred, started, ended...), None for a job RQ does not have."""
+    found = Job.fetch_many(job_ids, connection=queue.connection, serializer=queue.serializer)
+    return {job_id: job.get_status(refresh=False) if job else None for job_id, job in zip(job_ids, found, strict=True)}
+
+
+def release_if_orphaned(queue: Queue, job_id: str) -> bool:
+    """Queue a deferred job whose parents have all ended or are gone (RQ would never release it); True if done."""
+    job = Job.fetch(job_id, connection=queue.connection, serializer=queue.serializer)
+    parents = Job.fetch_many(job.dependency_ids, connection=queue.connection, serializer=queue.serializer)
+    if any(parent is not None and parent.get_status(refresh=False) not in ENDED for parent in parents):
+        return False
+    try:
+        queue.deferred_job_registry.requeue(job)
+    except InvalidJobOperation:  # released meanwhile, by RQ or another worker's reconciler
+        return False
+    return True

@@ -22,17 +22,6 @@ DEFAULT_COMMANDS = {
 }
 
 
-_PARSERS = {"int": int, "float": float}
-
-
-def _commands(raw: str) -> dict[str, str]:
-    """WSEXEC_COMMANDS: a JSON object of name -> command line."""
-    commands = json.loads(raw)
-    if not isinstance(commands, dict) or not all(isinstance(v, str) for v in commands.values()):
-        raise ValueError("not a JSON object of name -> command line")
-    return commands
-
-
 @dataclass(frozen=True)
 class Settings:
     """Typed settings; each field maps to WSEXEC_<NAME upper-cased>."""
@@ -61,6 +50,7 @@ class Settings:
     worker_threads: int = 16  # tasks one job runs at the same time (at most channels_per_connection per host)
     lease_seconds: int = 10
     retention_days: float = 30  # finished tasks and their output are deleted this long after they end
+    reconcile_grace: float = 60  # seconds before an INIT task that RQ holds nowhere is ended ABORT by the workers
     idempotency_window: int = 86400  # seconds a POST's answer is kept for retries with the same Idempotency-Key
     audit_max: int = 100_000  # audit log entries kept (the oldest are dropped)
     commands: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_COMMANDS))
@@ -71,14 +61,15 @@ class Settings:
         source = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in fields(cls):
-            name = f"WSEXEC_{f.name.upper()}"
-            raw = source.get(name)
+            raw = source.get(f"WSEXEC_{f.name.upper()}")
             if raw is None:
                 continue
-            try:
-                values[f.name] = _PARSERS.get(str(f.type), str)(raw) if f.name != "commands" else _commands(raw)
-            except ValueError as exc:  # a service that won't start should say which variable is wrong
-                raise ValueError(f"{name}={raw!r}: {exc}") from None
+            if f.name == "commands":
+                values[f.name] = json.loads(raw)
+            elif f.type in ("int", "float"):
+                values[f.name] = {"int": int, "float": float}[f.type](raw)
+            else:
+                values[f.name] = raw
         values.update(overrides)
         return cls(**values)
 

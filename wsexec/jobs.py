@@ -11,12 +11,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import WatchError
 from rq import Callback, Queue, Worker
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
-from rq.job import Dependency, Job
+from rq.job import Dependency, Job, JobStatus
 
 JOB_FUNCTION = "workers.job.run_tasks"
 FAILURE_CALLBACK = "workers.job.on_job_failure"
+JOB_PREFIX = "wsexec-job-"  # a job's id is this and its first task's id: the store records it when it stores the task
 JOB_MARGIN_SECONDS = 60  # RQ's own timeout only backs up the tasks', which the worker enforces itself
 RESULT_TTL = 24 * 3600
 
@@ -25,23 +27,16 @@ def make_queue(redis: Redis, name: str) -> Queue:
     return Queue(name, connection=redis)
 
 
-def job_id(first_task_id: int) -> str:
-    return f"wsexec-job-{first_task_id}"
-
-
 @dataclass
 class JobPlan:
     """One RQ job: the tasks it runs (at once, up to `threads` at a time), when, and after which jobs."""
 
+    id: str
     task_ids: list[int]
     task_timeout: int  # the longest of its tasks' timeouts
     threads: int
     after: list[str] = field(default_factory=list)  # jobs of dependencies that had not finished
     scheduled_at: float = 0.0
-
-    @property
-    def id(self) -> str:
-        return job_id(self.task_ids[0])
 
     def options(self) -> dict[str, Any]:
         rounds = -(-len(self.task_ids) // self.threads)
@@ -58,17 +53,44 @@ class JobPlan:
 
 
 def enqueue(queue: Queue, plans: list[JobPlan], now: float) -> None:
-    """Schedule the plans due later (RQ schedules by whole seconds), queue the others in one round trip."""
-    prepared = []
+    """Schedule the plans due later (RQ schedules by whole seconds), queue the others (those ready in one trip)."""
+    ready = []
     for plan in plans:
         options = plan.options()
         if plan.scheduled_at > now:
             when = datetime.fromtimestamp(math.ceil(plan.scheduled_at), tz=UTC)
             queue.enqueue_at(when, JOB_FUNCTION, *options.pop("args"), job_timeout=options.pop("timeout"), **options)
+        elif plan.after:
+            _enqueue_after(queue, queue.create_job(JOB_FUNCTION, **options), plan.after)
         else:
-            prepared.append(Queue.prepare_data(JOB_FUNCTION, **options))
-    if prepared:
-        queue.enqueue_many(prepared)
+            ready.append(Queue.prepare_data(JOB_FUNCTION, **options))
+    if ready:
+        queue.enqueue_many(ready)
+
+
+def _enqueue_after(queue: Queue, job: Job, parents: list[str]) -> None:
+    """Queue a job once its parents are done; a parent RQ does not have yet counts as not done.
+
+    RQ takes a dependency on a job it does not know as met; ours is a task whose own POST may still be enqueueing it
+    (they were stored unfinished a moment ago). So until every parent exists the job is deferred on them the way
+    RQ's setup_dependencies defers on an unfinished one, under WATCH so that a parent saved meanwhile is seen.
+    """
+    parent_keys = [Job.key_for(parent) for parent in parents]
+    with queue.connection.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(*parent_keys)
+                if all(pipe.exists(key) for key in parent_keys):
+                    break  # RQ's own path from here: it defers on unfinished parents and queues after finished ones
+                pipe.multi()
+                job.set_status(JobStatus.DEFERRED, pipeline=pipe)
+                job.register_dependency(pipeline=pipe)
+                job.save(pipeline=pipe)
+                pipe.execute()
+                return
+            except WatchError:
+                continue
+    queue.enqueue_job(job)
 
 
 def cancel(queue: Queue, job: str, task_id: int) -> None:

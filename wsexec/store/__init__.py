@@ -55,7 +55,6 @@ class Store:
         self.list_tasks = self.tasks.page
         self.batch_tasks = self.tasks.batch
         self.update_task = self.tasks.update
-        self.set_jobs = self.tasks.set_jobs
         self.delete_task = self.tasks.delete
         self.abort_queued = self.tasks.abort_queued
         self.request_cancel = self.tasks.request_cancel

@@ -71,18 +71,25 @@ end
 return {'ok', state}
 """
 
-# A fragment: give each record (local records) the next id, store it and add it to its indexes; local ids.
-_WRITE_RECORDS = """
+# A fragment: new ids for the records (local records), taken with one INCRBY; local ids.
+_ALLOCATE_IDS = """
+local last = redis.call('INCRBY', counter, #records)
 local ids = {}
-for _, r in ipairs(records) do
-  local id = redis.call('INCR', counter)
-  r['id'] = tostring(id)
+for i, r in ipairs(records) do
+  ids[i] = last - #records + i
+  r['id'] = tostring(ids[i])
+end
+"""
+
+# A fragment: store each record under its id and add it to its indexes.
+_WRITE_RECORDS = """
+for i, r in ipairs(records) do
+  local id = ids[i]
   for f, v in pairs(r) do redis.call('HSET', record_prefix .. id, f, v) end
   redis.call('ZADD', index_prefix .. 'all', id, id)
   for _, f in ipairs(indexed) do
     if r[f] then redis.call('ZADD', index_prefix .. f .. ':' .. r[f], id, id) end
   end
-  table.insert(ids, id)
 end
 """
 
@@ -96,24 +103,52 @@ CREATE = """
 -- KEYS[1] their kind's id counter
 -- ARGV[1] record key prefix, ARGV[2] index prefix, ARGV[3] JSON list of indexed fields, ARGV[4] JSON list of records
 -- returns {'ok', ids}
-""" + _CREATE_ARGS + _WRITE_RECORDS + """
+""" + _CREATE_ARGS + _ALLOCATE_IDS + _WRITE_RECORDS + """
 return {'ok', ids}
 """
 
 CREATE_TASKS = """
--- Store tasks at once with new ids, all or none: none if one's instance is missing or not ACTIVE.
+-- Store tasks at once with new ids and the RQ job of each, all or none: none if one's instance is missing or not
+-- ACTIVE, or if one of its run_after tasks does not exist (checked here, so a dependency deleted meanwhile is seen).
+-- Tasks due now and waiting for nothing share jobs, up to ARGV[8] a job; the others get one each. A job's id is
+-- ARGV[9] followed by the id of its first task, so it is known before RQ has it.
 -- KEYS[1] the task id counter
--- ARGV[1..4] as CREATE, ARGV[5] the instance key prefix
--- returns {'ok', ids}, or {'instance', index of the refused task, 'missing' or the instance's state}
+-- ARGV[1..4] as CREATE, ARGV[5] the instance key prefix, ARGV[6] JSON list, per task, of its run_after ids (strings),
+-- ARGV[7] now (unix time), ARGV[8] tasks per job, ARGV[9] the job id prefix
+-- returns {'ok', ids, per task the jobs of its unfinished dependencies (space-separated)},
+-- or {'instance', index of the refused task, 'missing' or the instance's state},
+-- or {'run_after', index of the refused task, index of the missing dependency}
 """ + _CREATE_ARGS + """
-local instance_prefix = ARGV[5]
+local instance_prefix, run_after, now = ARGV[5], cjson.decode(ARGV[6]), tonumber(ARGV[7])
+local per_job, job_prefix = tonumber(ARGV[8]), ARGV[9]
+local after = {}
 for i, r in ipairs(records) do
   local state = redis.call('HGET', instance_prefix .. r['instance'], 'state')
   if not state then return {'instance', i - 1, 'missing'} end
   if state ~= 'ACTIVE' then return {'instance', i - 1, state} end
+  local jobs = {}
+  for j, dependency in ipairs(run_after[i]) do
+    local found = redis.call('HMGET', record_prefix .. dependency, 'state', 'job')
+    if not found[1] then return {'run_after', i - 1, j - 1} end
+    if (found[1] == 'INIT' or found[1] == 'CURRENT') and found[2] then table.insert(jobs, found[2]) end
+  end
+  after[i] = jobs
+end
+""" + _ALLOCATE_IDS + """
+local group, in_group = nil, 0
+local waits = {}
+for i, r in ipairs(records) do
+  if #after[i] > 0 or tonumber(r['scheduled_at'] or '0') > now then
+    r['job'] = job_prefix .. ids[i]
+  else
+    if group == nil or in_group == per_job then group, in_group = ids[i], 0 end
+    in_group = in_group + 1
+    r['job'] = job_prefix .. group
+  end
+  waits[i] = table.concat(after[i], ' ')
 end
 """ + _WRITE_RECORDS + """
-return {'ok', ids}
+return {'ok', ids, waits}
 """
 
 DELETE = """

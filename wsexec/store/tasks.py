@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import time
 from collections.abc import Iterable
@@ -9,10 +11,11 @@ from typing import Any, cast
 
 from redis import Redis
 from redis.client import Pipeline
+from redis.exceptions import RedisError
 
 from wsexec.exceptions import Conflict, Unprocessable
 from wsexec.store import keys, scripts
-from wsexec.store.records import INSTANCE, TASK, Records
+from wsexec.store.records import INSTANCE, TASK, Records, as_ints
 from wsexec.store.states import FINISHED_STATES, RUNNING_STATES, STREAMS, TaskState
 
 EXPIRY_GRACE_SECONDS = 3600  # Redis's own expiry of a finished task: a backstop, this long after the sweep's turn
@@ -27,19 +30,63 @@ class Tasks:
         self._create = redis.register_script(scripts.CREATE_TASKS)
         self._transition = redis.register_script(scripts.TRANSITION)
 
-    def create(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Store tasks (state INIT) atomically, refusing all of them if one instance is not ACTIVE."""
-        now = time.time()
+    def create(self, tasks: list[dict[str, Any]], now: float, job_prefix: str, tasks_per_job: int
+               ) -> tuple[list[dict[str, Any]], dict[int, list[str]]]:
+        """Store tasks (state INIT, each with its RQ job's id) atomically, or none (see scripts.CREATE_TASKS).
+
+        Also answers, per task that waits for some, the jobs of its dependencies that had not finished.
+        """
         records = [{**t, "state": TaskState.INIT, "created_at": now} for t in tasks]
-        outcome = self._create(keys=[TASK.counter_key], args=[*self.records.create_args(records), INSTANCE.key("")])
+        run_after = json.dumps([[str(d) for d in t.get("run_after") or []] for t in tasks])
+        outcome = self._create(
+            keys=[TASK.counter_key],
+            args=[*self.records.create_args(records), INSTANCE.key(""), run_after, repr(now), tasks_per_job,
+                  job_prefix],
+        )
+        where = f"item {outcome[1]}: " if len(records) > 1 and outcome[0] != b"ok" else ""
         if outcome[0] == b"instance":
             index, reason = outcome[1], outcome[2].decode()
-            where = f"item {index}: " if len(records) > 1 else ""
             instance = records[index]["instance"]
             if reason == "missing":
                 raise Unprocessable(f"{where}instance {instance} does not exist", {"instance": [f"unknown {instance}"]})
             raise Conflict(f"{where}instance {instance} is {reason}, not ACTIVE")
-        return self.records.get_many(outcome[1])
+        if outcome[0] == b"run_after":
+            dependency = records[outcome[1]]["run_after"][outcome[2]]
+            message = f"task {dependency} does not exist"
+            raise Unprocessable(f"{where}run_after: {message}", {"run_after": [message]})
+        _, ids, waits = outcome
+        after = {int(i): wait.decode().split() for i, wait in zip(ids, waits, strict=True) if wait}
+        return self.records.get_many(ids), after
+
+    def discard(self, task_ids: Iterable[int]) -> None:
+        """Delete tasks that are still INIT, whose creation could not be completed (RQ refused their jobs).
+
+        Best effort: if Redis refuses this too, the workers' reconciler ends them ABORT.
+        """
+        with contextlib.suppress(RedisError):
+            for task_id in task_ids:
+                self.records.delete(task_id, allowed=[TaskState.INIT])
+
+    def stale_init(self, created_before: float, batch: int = 500) -> list[tuple[int, str | None]]:
+        """The INIT tasks created before a time, oldest first, with their RQ job (None: none recorded)."""
+        redis, index = self.records.redis, TASK.index_key("state", TaskState.INIT)
+        found: list[tuple[int, str | None]] = []
+        start = 0
+        while True:
+            ids = as_ints(redis.zrange(index, start, start + batch - 1))
+            with redis.pipeline(transaction=False) as pipe:
+                for task_id in ids:
+                    pipe.hmget(TASK.key(task_id), "created_at", "job")
+                fields = pipe.execute()
+            for task_id, (created_at, job) in zip(ids, fields, strict=True):
+                if created_at is None:
+                    continue  # deleted meanwhile
+                if float(created_at) >= created_before:
+                    return found
+                found.append((task_id, job.decode() if job else None))
+            if len(ids) < batch:
+                return found
+            start += batch
 
     def get(self, task_id: int) -> dict[str, Any]:
         return self.records.get(task_id)
@@ -60,14 +107,6 @@ class Tasks:
     def update(self, task_id: int, changes: dict[str, Any]) -> dict[str, Any]:
         self.records.update(task_id, changes)
         return self.get(task_id)
-
-    def set_jobs(self, jobs: dict[int, str], pipeline: Pipeline | None = None) -> None:
-        """Record which RQ job runs each task (dependencies and cancel look it up)."""
-        pipe = pipeline if pipeline is not None else self.records.redis.pipeline(transaction=False)
-        for task_id, job in jobs.items():
-            pipe.hset(TASK.key(task_id), "job", job)
-        if pipeline is None:
-            pipe.execute()
 
     def delete(self, task_id: int) -> None:
         status, state = self.records.delete(task_id, allowed=FINISHED_STATES)

@@ -9,19 +9,29 @@ from typing import Any
 
 from wsexec import context, jobs
 from wsexec.exceptions import NotFound, Unprocessable
-from wsexec.store import FINISHED_STATES, RUNNING_STATES, TaskState
+from wsexec.store import FINISHED_STATES, TaskState
 
 CANCEL_WAIT_SECONDS = 2.0
 WAIT_POLL_SECONDS = 0.05
 
 
 def create(items: list[dict[str, Any]], created_by: str) -> list[dict[str, Any]]:
-    """Validate against live data, expand fan-out targets, store all tasks atomically, then enqueue them."""
+    """Validate against live data, expand fan-out targets, store all tasks atomically, then enqueue them.
+
+    Stored and queued, or neither: tasks whose jobs RQ did not take are removed again before the error is answered
+    (and if even that fails, the workers' reconciler ends them ABORT).
+    """
+    store, settings = context.store(), context.settings()
     records = [record for index, item in enumerate(items) for record in _records(index, item, len(items) > 1)]
     for record in records:
         record["created_by"] = created_by
-    tasks = context.store().create_tasks(records)
-    _enqueue(tasks)
+    now = time.time()
+    tasks, after = store.create_tasks(records, now, jobs.JOB_PREFIX, settings.tasks_per_job)
+    try:
+        jobs.enqueue(context.queue(), _plans(tasks, after, settings.worker_threads), now)
+    except Exception:
+        store.tasks.discard(task["id"] for task in tasks)
+        raise
     return tasks
 
 
@@ -63,33 +73,22 @@ def _records(index: int, item: dict[str, Any], many: bool) -> list[dict[str, Any
     return records
 
 
-def _enqueue(tasks: list[dict[str, Any]]) -> None:
-    """One RQ job per group of tasks ready now (run concurrently by a worker); one job each for the others."""
-    store, settings = context.store(), context.settings()
-    now = time.time()
-    ready: list[tuple[dict[str, Any], list[int]]] = []  # (task, the unfinished tasks it waits for)
-    waiting: list[tuple[dict[str, Any], list[int]]] = []
+def _plans(tasks: list[dict[str, Any]], after: dict[int, list[str]], threads: int) -> list[jobs.JobPlan]:
+    """The RQ jobs the store gave the tasks: a group of tasks ready now shares one, each waiting task has its own."""
+    groups: dict[str, list[dict[str, Any]]] = {}
     for task in tasks:
-        pending = [d for d in task.get("run_after", []) if store.get_task(d)["state"] in RUNNING_STATES]
-        scheduled = (task.get("scheduled_at") or 0) > now
-        (waiting if pending or scheduled else ready).append((task, pending))
-    groups = [ready[i : i + settings.tasks_per_job] for i in range(0, len(ready), settings.tasks_per_job)]
-    groups += [[item] for item in waiting]
-    for group in groups:
-        for task, _ in group:
-            task["job"] = jobs.job_id(group[0][0]["id"])
-    store.set_jobs({task["id"]: task["job"] for task in tasks})
-    plans = [
+        groups.setdefault(task["job"], []).append(task)
+    return [
         jobs.JobPlan(
-            [task["id"] for task, _ in group],
-            max(task["timeout"] for task, _ in group),
-            settings.worker_threads,
-            after=[store.get_task(d)["job"] for d in group[0][1]],
-            scheduled_at=group[0][0].get("scheduled_at") or 0,
+            job,
+            [task["id"] for task in group],
+            max(task["timeout"] for task in group),
+            threads,
+            after=after.get(group[0]["id"], []),
+            scheduled_at=group[0].get("scheduled_at") or 0,
         )
-        for group in groups
+        for job, group in groups.items()
     ]
-    jobs.enqueue(context.queue(), plans, now)
 
 
 def cancel(task_id: int, by: str) -> dict[str, Any]:
