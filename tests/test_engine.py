@@ -3,7 +3,9 @@ scheduling and dependencies, against real sshd, redis-server and worker processe
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import time
 import uuid
 from dataclasses import replace
@@ -273,3 +275,42 @@ def test_run_after_unknown_task_is_refused(api: Api, instance: dict) -> None:
     response = api.post("/tasks", json={"name": "n", "tag": "t", "instance": instance["id"], "script": "true",
                                         "run_after": [999999]})
     assert response.status_code == 422
+
+
+def parent_pid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def sshd_sessions_above(pid: int, listener: int) -> list[int]:
+    """The sshd processes (privsep monitor and session child) between a remote process and the sshd listener."""
+    found = []
+    while (pid := parent_pid(pid)) not in (listener, 0, 1):
+        if Path(f"/proc/{pid}/comm").read_text().strip() == "sshd":
+            found.append(pid)
+    assert pid == listener, "the remote process is not served by this sshd"
+    return found
+
+
+def test_a_dropped_connection_aborts_the_task_and_its_dependents_and_kills_the_remote_process(
+    api: Api, instance: dict, workers: Any, sshd: Any
+) -> None:
+    marker = pid_file()
+    task = api.create_task(instance, f"echo $$ > {marker}; exec sleep 300")
+    dependent = api.create_task(instance, "echo never", run_after=[task["id"]])
+    workers.start(1)
+    pid = remote_pid(marker)
+    shell = parent_pid(pid)  # the bootstrap shell: the process group the worker kills
+    sessions = sshd_sessions_above(pid, sshd.proc.pid)
+    assert sessions
+    for session in sessions:  # the host stays up; only this connection's sshd dies
+        with contextlib.suppress(ProcessLookupError):  # the monitor may exit on its own once its child is gone
+            os.kill(session, signal.SIGKILL)
+    done = wait_finished(api, task["id"])
+    assert done["state"] == "ABORT", done
+    assert done["error"].startswith("connection lost"), done
+    assert "killed over a new connection" in done["error"], done
+    assert done.get("rc") is None
+    after = wait_finished(api, dependent["id"])
+    assert (after["state"], after["error"]) == ("ABORT", f"dependency {task['id']} ended ABORT"), after
+    assert after["stdout"] == ""
+    wait_for(lambda: not process_alive(pid) and not process_alive(shell), timeout=5)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Api, wait_finished, wait_for
+from tests.helpers import Api, task_body, wait_finished, wait_for
 from wsexec.config import Settings
 from wsexec.testing import SshServer, free_port
 
@@ -69,6 +69,7 @@ OUTPUTS = [
                  id="multi-line-loop"),
     pytest.param("cat; echo done", "done\n", "", 0, id="stdin-eof"),
     pytest.param("echo 42; echo 43", "42\n43\n", "", 0, id="digits-first-line"),
+    pytest.param("echo before; kill -KILL $$", "before\n", "Killed\n", 137, id="killed-by-a-signal"),
 ]
 
 
@@ -159,6 +160,14 @@ def test_pin_applies_to_an_already_open_connection(api: Api, run: Run, sshd: Ssh
     assert_aborted(run(instance_id, "echo should-not-run"), "host key", settings)
 
 
+def test_broken_known_hosts_lines_cost_only_themselves(run: Run, instance: dict[str, Any], known_hosts: Path,
+                                                      sshd: SshServer) -> None:
+    """A garbage line and a truncated key line (same host) before the real one: OpenSSH skips them, so do we."""
+    known_hosts.write_text(f"not a known_hosts line\n{sshd.known_hosts_line[:-7]}\n{known_hosts.read_text()}")
+    task = run(instance["id"], "echo ok")
+    assert (task["state"], task["stdout"]) == ("DONE", "ok\n"), task
+
+
 # -- unreachable hosts and refused logins ---------------------------------------------------------------
 
 @pytest.fixture
@@ -216,3 +225,57 @@ def test_current_while_running_then_done_with_times(api: Api, workers: Any, inst
     assert (done["state"], done["rc"], done["stdout"]) == ("DONE", 0, "slept\n"), done
     assert done["start"] == running["start"]
     assert done["end"] >= done["start"]
+
+
+# -- scripts travel on stdin: any accepted script runs as written ----------------------------------------
+
+CONTROL = "".join(chr(c) for c in range(1, 32) if chr(c) not in "\n'") + "\x7f"
+SCRIPTS = [
+    # quoting made these up to 5x longer as a command line: E2BIG, or a packet sshd reset the connection for
+    pytest.param("echo " + "'x'" * 21843, "x" * 21843 + "\n", id="quotes-64k"),
+    pytest.param(": " + "''" * 32767, "", id="empty-quotes-64k"),
+    pytest.param(f"printf %s '{'日' * 21800}' | wc -c", "65400\n", id="unicode-64k"),
+    pytest.param(f"printf %s '{CONTROL}'", CONTROL, id="control-bytes"),
+    pytest.param(f"# {UNICODE}\necho '{UNICODE}'", f"{UNICODE}\n", id="unicode-comment"),
+    pytest.param("echo one\n\n\n", "one\n", id="trailing-newlines"),
+    pytest.param("cat <<EOF\nhere\nEOF", "here\n", id="heredoc-without-final-newline"),
+    pytest.param('read line; echo "[$line]"; head -c 10; echo end', "[]\nend\n", id="reads-stdin-gets-eof"),
+]
+
+
+@pytest.mark.parametrize(("script", "stdout"), SCRIPTS)
+def test_scripts_run_as_written(run: Run, instance: dict[str, Any], settings: Settings, script: str,
+                                stdout: str) -> None:
+    assert len(script.encode()) <= settings.script_max
+    task = run(instance["id"], script)
+    assert (task["state"], task["rc"], task["stderr"]) == ("DONE", 0, ""), task
+    assert task["stdout"] == stdout
+
+
+def test_a_script_of_exactly_the_maximum_size_runs(run: Run, instance: dict[str, Any], settings: Settings) -> None:
+    script = "echo ok #" + "#" * (settings.script_max - 9)
+    assert len(script.encode()) == settings.script_max
+    assert run(instance["id"], script)["stdout"] == "ok\n"
+
+
+def test_a_shell_killed_without_exit_status_aborts_and_spares_the_connection(run: Run,
+                                                                              instance: dict[str, Any]) -> None:
+    """The bootstrap shell itself killed: no exit status, yet the connection is fine: ABORT, and say so."""
+    task = run(instance["id"], "echo $SSH_CLIENT; kill -KILL $PPID")
+    assert (task["state"], task.get("rc")) == ("ABORT", None), task
+    assert "ended without an exit status" in task["error"], task
+    assert run(instance["id"], "echo $SSH_CLIENT")["stdout"] == task["stdout"]  # the same connection serves on
+
+
+def test_big_scripts_never_touch_a_task_sharing_their_connection(api: Api, workers: Any,
+                                                                 instance: dict[str, Any]) -> None:
+    """One job runs these at once over the worker's one pooled connection: the long task must end DONE rc 0."""
+    big = [param.values[0] for param in SCRIPTS]
+    scripts = ["echo $SSH_CLIENT; sleep 3; echo long-done", *big, "sleep 1; echo $SSH_CLIENT"]
+    created = api.created("/tasks", [task_body(instance, script) for script in scripts])
+    workers.start(1)
+    tasks = [wait_finished(api, task["id"]) for task in created]
+    assert [(t["state"], t["rc"]) for t in tasks] == [("DONE", 0)] * len(scripts), tasks
+    long, last = tasks[0]["stdout"].splitlines(), tasks[-1]["stdout"]
+    assert long[1] == "long-done"
+    assert long[0] + "\n" == last  # same client port: the connection was never reset and reopened

@@ -18,8 +18,27 @@ OutputCallback = Callable[[bytes], None]
 StopCheck = Callable[[], "str | None"]
 
 READ_SIZE = 64 * 1024
+SEND_SIZE = 32 * 1024
 STOP_POLL_SECONDS = 0.2
 CHANNEL_ATTEMPTS = 50
+LOST_GRACE_SECONDS = 1.0
+KILL_TIMEOUT = 5.0
+KILL_ATTEMPTS = 20
+
+# What the login shell runs: a fixed /bin/sh bootstrap; the script itself comes on the channel's stdin, never as an
+# argument (quoting made the command line up to 5x the script: E2BIG, or a packet sshd resets the connection for).
+# The bootstrap makes a private temp file, prints its PID (sshd made it a session leader, so that is the process
+# group a stop kills), reads exactly $1 bytes into the file (no EOF is ever sent: an EOF racing with a fast
+# command's close makes sshd drop the whole connection), refuses a short read (the connection died mid-way), and
+# runs the file with stdin from /dev/null. It does not exec the script, so the exit status always comes back
+# (128+n when the script dies of signal n) and the temp file is removed, also on a TERM from a stop.
+BOOTSTRAP = (
+    "f=$(mktemp) || exit 125; "
+    "trap 'rm -f \"$f\"' EXIT; trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM; "
+    "echo $$; "
+    'head -c "$1" >"$f" && [ "$(wc -c <"$f")" -eq "$1" ] || exit 125; '
+    '/bin/sh "$f" </dev/null'
+)
 
 
 class Connections(Protocol):
@@ -30,8 +49,19 @@ class Connections(Protocol):
     def discard(self, endpoint: Endpoint, connection: Connection) -> None: ...
 
 
+def bootstrap_command(size: int) -> str:
+    """The exec request for a script of `size` bytes: small and the same whatever the script says."""
+    return f"exec /bin/sh -c {shlex.quote(BOOTSTRAP)} wsexec {size}"
+
+
+def group_kill_command(pid: int) -> str:
+    """TERM the process group now and KILL it a second later; exits 1 when no such group is left."""
+    group = f"-{pid}"
+    return f"kill -TERM -- {group} 2>/dev/null && {{ (sleep 1; kill -KILL -- {group} 2>/dev/null) >/dev/null 2>&1 & }}"
+
+
 class Remote:
-    """Runs one script: splits the PID line off stdout, streams the rest, kills the process group when stopped."""
+    """Runs one script: sends it once the PID line came, streams the output, kills the process group when stopped."""
 
     def __init__(
         self, pool: Connections, endpoint: Endpoint, on_stdout: OutputCallback, on_stderr: OutputCallback
@@ -41,17 +71,14 @@ class Remote:
         self.on_stdout = on_stdout
         self.on_stderr = on_stderr
         self.pid: int | None = None
-        self._head: bytes | None = b""
+        self._head = b""
 
     def run(self, script: str, timeout: float, should_stop: StopCheck) -> int:
         """Run `script` with /bin/sh on the host and return its exit status; raise Stopped or SshError."""
-        # The login shell prints its PID (its process group) first, so a stop can kill the whole group. Stdin is
-        # /dev/null: a script that reads it gets EOF (sending our own EOF races with a fast command's close, and
-        # sshd drops the whole connection for an EOF on a channel it has already freed).
-        command = f"echo $$; exec /bin/sh -c {shlex.quote(script)} </dev/null"
-        connection, channel = self._start(command)
+        payload = script.encode()
+        connection, channel = self._start(bootstrap_command(len(payload)))
         try:
-            return self._wait(connection, channel, timeout, should_stop)
+            return self._wait(connection, channel, payload, timeout, should_stop)
         finally:
             try:
                 channel.close()
@@ -83,17 +110,19 @@ class Remote:
         raise SshError("channels", f"{self.endpoint} refused {CHANNEL_ATTEMPTS} channel opens (MaxSessions)")
 
     def _stdout(self, data: bytes) -> None:
-        if self._head is not None:
+        """Output before the PID line is the login shell's (rc files); the first all-digit line is the PID."""
+        if self.pid is None:
             self._head += data
-            line, newline, rest = self._head.partition(b"\n")
-            if not newline:
-                return
-            self._head = None
-            if line.strip().isdigit():
-                self.pid = int(line)
-                data = rest
-            else:
-                data = line + newline + rest
+            while self.pid is None:
+                line, newline, rest = self._head.partition(b"\n")
+                if not newline:
+                    return
+                self._head = rest
+                if line.strip().isdigit():
+                    self.pid = int(line)
+                else:
+                    self.on_stdout(line + newline)
+            data, self._head = self._head, b""
         if data:
             self.on_stdout(data)
 
@@ -103,18 +132,38 @@ class Remote:
         while channel.recv_stderr_ready():
             self.on_stderr(channel.recv_stderr(READ_SIZE))
 
-    def _wait(self, connection: Connection, channel: paramiko.Channel, timeout: float, should_stop: StopCheck) -> int:
+    @staticmethod
+    def _send(channel: paramiko.Channel, pending: bytes) -> bytes:
+        """Send what the window takes now; what is left goes next round (the bootstrap reads all before it runs)."""
+        try:
+            while pending and channel.send_ready():
+                sent = channel.send(pending[:SEND_SIZE])
+                if not sent:
+                    break
+                pending = pending[sent:]
+        except OSError:
+            return b""  # the channel closed under us: the exit status (or its absence) tells what happened
+        return pending
+
+    def _wait(
+        self, connection: Connection, channel: paramiko.Channel, payload: bytes, timeout: float, should_stop: StopCheck
+    ) -> int:
         deadline = time.monotonic() + timeout
         next_stop_check = time.monotonic() + STOP_POLL_SECONDS
+        pending = payload
         while True:
-            select.select([channel], [], [], STOP_POLL_SECONDS)
+            sending = self.pid is not None and bool(pending)
+            select.select([channel], [], [], 0.01 if sending else STOP_POLL_SECONDS)
             self._drain(channel)
+            if self.pid is not None and pending:
+                pending = self._send(channel, pending)
             # The end is EOF, not the exit status: sshd may send the status before the last output under load.
             finished = channel.eof_received or channel.closed
             if finished and not channel.recv_ready() and not channel.recv_stderr_ready():
-                if self._head:  # output without a newline before exit
-                    self.on_stdout(self._head)
-                return channel.recv_exit_status()
+                if channel.status_event.wait(STOP_POLL_SECONDS):  # set by the exit status, or by a close without one
+                    if self._head:  # output without a newline before exit
+                        self.on_stdout(self._head)
+                    return self._exit_status(connection, channel)
             now = time.monotonic()
             if now >= deadline:
                 self._kill(connection)
@@ -126,15 +175,52 @@ class Remote:
                     self._kill(connection)
                     raise Stopped(reason)
 
-    def _kill(self, connection: Connection) -> None:
-        """TERM then KILL the remote process group: closing the channel alone leaves the process running."""
+    def _exit_status(self, connection: Connection, channel: paramiko.Channel) -> int:
+        """The script's rc; a channel that closed without one is a lost connection (or a shell killed by a signal)."""
+        if channel.exit_status >= 0:  # paramiko's -1 means no exit-status message came
+            return channel.exit_status
+        transport = connection.transport
+        if transport is not None and transport.is_alive():
+            transport.join(LOST_GRACE_SECONDS)  # a dying transport closes its channels first, then goes inactive
+        if connection.is_connected:
+            outcome = self._kill(connection)
+            raise SshError("signal", f"the task's shell on {self.endpoint} ended without an exit status "
+                                     f"(killed by a signal?); {outcome}")
+        self.pool.discard(self.endpoint, connection)
+        raise SshError("lost", f"connection lost to {self.endpoint} while the task ran; {self._kill(None)}")
+
+    def _kill(self, connection: Connection | None) -> str:
+        """TERM then KILL the remote process group (closing the channel alone leaves it running); say how it went.
+
+        Over `connection` when it is still up, else over a new one: a lost connection leaves the processes running.
+        """
         if self.pid is None:
-            return
-        group = f"-{self.pid}"
-        command = f"kill -TERM -- {group} 2>/dev/null; (sleep 1; kill -KILL -- {group} 2>/dev/null) >/dev/null 2>&1 &"
+            return "the script had not started"
+        via = "the same connection"
         try:
-            killer = connection.session(command, timeout=5)
-            killer.recv_exit_status()
-            killer.close()
-        except (paramiko.SSHException, EOFError, OSError):
-            pass  # the connection is gone, and with it (no pty, but sshd closes the session) nothing more to do
+            if connection is None or not connection.is_connected:
+                connection, via = self.pool.connection(self.endpoint), "a new connection"
+            rc = self._run_killer(connection, self.pid)
+        except (SshError, paramiko.SSHException, EOFError, OSError) as exc:
+            return f"its remote process group {self.pid} could not be killed: {exc}"
+        if rc != 0:
+            return f"its remote process group {self.pid} was already gone"
+        return f"its remote process group {self.pid} was killed over {via}"
+
+    @staticmethod
+    def _run_killer(connection: Connection, pid: int) -> int:
+        """The kill takes no channel slot (its task holds one, and may be the one stopping every other), so it may
+        meet sshd's MaxSessions: retry that a while."""
+        for attempt in range(KILL_ATTEMPTS):
+            try:
+                killer = connection.session(group_kill_command(pid), timeout=KILL_TIMEOUT)
+            except paramiko.ChannelException:
+                time.sleep(0.01 * (attempt + 1))
+                continue
+            try:
+                if not killer.status_event.wait(KILL_TIMEOUT) or killer.exit_status < 0:
+                    raise SshError("kill", f"no answer from the kill on {connection.endpoint}")
+                return killer.exit_status
+            finally:
+                killer.close()
+        raise SshError("channels", f"{connection.endpoint} had no session free for the kill")
