@@ -7,8 +7,7 @@ import logging
 import os
 import socket
 
-from rq import Queue
-
+from workers.rq_adapter import SERIALIZER, make_queue
 from workers.worker import TaskWorker
 from wsexec.config import Settings
 from wsexec.store import connect
@@ -24,8 +23,8 @@ def main() -> None:
     logging.getLogger("paramiko").setLevel(logging.CRITICAL)
     settings = Settings.from_env()
     redis = connect(settings.redis_url)
-    queue = Queue(settings.queue, connection=redis)
-    worker = TaskWorker([queue], connection=redis, name=args.name, settings=settings)
+    queue = make_queue(redis, settings.queue)
+    worker = TaskWorker([queue], connection=redis, name=args.name, settings=settings, serializer=SERIALIZER)
     worker.work(burst=args.burst, with_scheduler=True, logging_level="WARNING")
 
 

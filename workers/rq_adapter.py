@@ -12,9 +12,9 @@ from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
-from wsexec.jobs import make_queue
+from wsexec.jobs import SERIALIZER, make_queue
 
-__all__ = ["ENDED", "fail_abandoned_jobs", "job_statuses", "make_queue", "release_if_orphaned"]
+__all__ = ["ENDED", "SERIALIZER", "fail_abandoned_jobs", "job_statuses", "make_queue", "release_if_orphaned"]
 
 ENDED = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
 
@@ -26,7 +26,7 @@ def fail_abandoned_jobs(connection: Redis, queue_name: str, job_ids: Collection[
     the failure callback and, above all, the dependents (run_after) of those tasks, which run at once and end ABORT
     instead of waiting.
     """
-    registry = StartedJobRegistry(queue_name, connection=connection)
+    registry = StartedJobRegistry(queue_name, connection=connection, serializer=SERIALIZER)
     executions = [
         Execution(execution_id, job_id, connection)
         for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False)

@@ -15,16 +15,19 @@ from redis.exceptions import WatchError
 from rq import Callback, Queue, Worker
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Dependency, Job, JobStatus
+from rq.serializers import JSONSerializer
 
 JOB_FUNCTION = "workers.job.run_tasks"
 FAILURE_CALLBACK = "workers.job.on_job_failure"
 JOB_PREFIX = "wsexec-job-"  # a job's id is this and its first task's id: the store records it when it stores the task
 JOB_MARGIN_SECONDS = 60  # RQ's own timeout only backs up the tasks', which the worker enforces itself
 RESULT_TTL = 24 * 3600
+# Jobs carry only task ids, so JSON: with RQ's default (pickle) anyone who can write to Redis runs code in every worker.
+SERIALIZER = JSONSerializer
 
 
 def make_queue(redis: Redis, name: str) -> Queue:
-    return Queue(name, connection=redis)
+    return Queue(name, connection=redis, serializer=SERIALIZER)
 
 
 @dataclass
