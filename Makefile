@@ -14,8 +14,12 @@ run: setup
 demo-host: setup
 	scripts/demo-host.sh
 
+# The suite waits on daemons more than it computes: 4 pytest-xdist processes (each with its own Redis and sshd
+# daemons) even on 2 cores. TEST_WORKERS=0 runs it in this one process.
+TEST_WORKERS ?= 4
+
 test: dev-setup
-	.venv/bin/python -m pytest -q $(PYTEST_ARGS)
+	.venv/bin/python -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 test-unit: dev-setup
 	.venv/bin/python -m pytest -q tests/unit $(PYTEST_ARGS)

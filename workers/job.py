@@ -147,6 +147,7 @@ def _execute(runtime: Runtime, task: dict[str, Any]) -> tuple[TaskState, dict[st
         by = store.cancel_requested_by(task_id)
         return f"cancelled by {by}" if by else None
 
+    fields: dict[str, Any]
     try:
         rc = runtime.pool.run(endpoint, task["script"], out.feed, err.feed, task["timeout"], tick)
         state, fields = TaskState.DONE, {"rc": rc}

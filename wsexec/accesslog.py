@@ -4,6 +4,7 @@ fake entry or drive the terminal of whoever reads the log. Imports nothing but g
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 from gunicorn.glogging import Logger
@@ -36,6 +37,6 @@ class AccessLogger(Logger):
     def _get_user(self, environ: dict[str, Any]) -> str | None:
         return environ.get(USER_ENVIRON_KEY)
 
-    def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
+    def atoms(self, resp: Any, req: Any, environ: MutableMapping[str, Any], request_time: Any) -> Any:
         atoms = super().atoms(resp, req, environ, request_time)
         return {key: escape(value) if isinstance(value, str) else value for key, value in atoms.items()}

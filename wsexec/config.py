@@ -22,6 +22,17 @@ DEFAULT_COMMANDS = {
 }
 
 
+_PARSERS = {"int": int, "float": float}
+
+
+def _commands(raw: str) -> dict[str, str]:
+    """WSEXEC_COMMANDS: a JSON object of name -> command line."""
+    commands = json.loads(raw)
+    if not isinstance(commands, dict) or not all(isinstance(v, str) for v in commands.values()):
+        raise ValueError("not a JSON object of name -> command line")
+    return commands
+
+
 @dataclass(frozen=True)
 class Settings:
     """Typed settings; each field maps to WSEXEC_<NAME upper-cased>."""
@@ -61,15 +72,14 @@ class Settings:
         source = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = source.get(f"WSEXEC_{f.name.upper()}")
+            name = f"WSEXEC_{f.name.upper()}"
+            raw = source.get(name)
             if raw is None:
                 continue
-            if f.name == "commands":
-                values[f.name] = json.loads(raw)
-            elif f.type in ("int", "float"):
-                values[f.name] = {"int": int, "float": float}[f.type](raw)
-            else:
-                values[f.name] = raw
+            try:
+                values[f.name] = _PARSERS.get(str(f.type), str)(raw) if f.name != "commands" else _commands(raw)
+            except ValueError as exc:  # a service that won't start should say which variable is wrong
+                raise ValueError(f"{name}={raw!r}: {exc}") from None
         values.update(overrides)
         return cls(**values)
 
