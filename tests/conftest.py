@@ -104,6 +104,9 @@ def settings(
         known_hosts=str(known_hosts),
         connect_timeout=3.0,
         lease_seconds=4,
+        # the suite's own walks with wrong credentials would lock 127.0.0.1 out; tests/test_logins.py sets them low
+        login_failures_per_address=100_000,
+        login_failures_per_user=100_000,
     )
 
 

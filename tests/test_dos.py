@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import ssl
 import threading
@@ -9,15 +10,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
+import pytest
 import requests
 
 from tests.helpers import PASSWORDS
+from wsexec.config import Settings
 
 VIEWER = ("viewer", PASSWORDS["viewer"])
 OPERATOR = ("operator", PASSWORDS["operator"])
 ADMIN = ("admin", PASSWORDS["admin"])
 SLOW_CLIENTS = 24  # three times what froze 2 gthread workers x 4 threads
 ANSWER_WITHIN = 10  # seconds: not a timing assertion, a bound so a frozen server fails the test instead of hanging it
+WAITERS_PER_USER = 6  # 12 waits in all: more than 2 gthread workers x 4 threads had
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Room for every wait of the flood (the per-user limit is tests/test_quotas.py's subject)."""
+    return dataclasses.replace(settings, user_waits_max=WAITERS_PER_USER)
 
 
 @contextmanager
@@ -63,7 +73,7 @@ def test_waiting_requests_do_not_hold_the_api(gunicorn_url: str) -> None:
                                  json={"instance": instance["id"]})
         statuses.append(response.status_code)
 
-    waiters = [threading.Thread(target=wait, args=(auth,)) for auth in [OPERATOR, ADMIN] * 6]
+    waiters = [threading.Thread(target=wait, args=(auth,)) for auth in [OPERATOR, ADMIN] * WAITERS_PER_USER]
     for thread in waiters:
         thread.start()
     try:

@@ -199,6 +199,7 @@ def test_silent_port_times_out(api: Api, run: Run, silent_port: int, settings: S
 
 def test_unknown_user_is_an_authentication_error(api: Api, run: Run, instance: dict[str, Any],
                                                  settings: Settings) -> None:
+    api.patch(f"/instances/{instance['id']}", json={"login_users": ["nosuchuser"]})  # allowed, but not on the host
     task = run(instance["id"], "echo should-not-run", user="nosuchuser")
     assert_aborted(task, "authentication failed", settings)
     assert "nosuchuser" in task["error"]

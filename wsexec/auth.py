@@ -17,9 +17,9 @@ from typing import Any
 
 from flask import Flask, current_app, g, request
 from flask_httpauth import HTTPBasicAuth, HTTPTokenAuth, MultiAuth
-from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.security import generate_password_hash
 
-from wsexec import accesslog, offload
+from wsexec import accesslog, logins
 from wsexec.blueprint import access_of
 from wsexec.config import Settings
 from wsexec.errors import error_response
@@ -78,7 +78,7 @@ def _password_matches(stored_hash: str, password: str) -> bool:
     key = (stored_hash, hmac.new(_CACHE_SECRET, password.encode(), hashlib.sha256).digest())
     if key in _verified:
         return True
-    if not offload.blocking(check_password_hash, stored_hash, password):
+    if not logins.hash_matches(stored_hash, password):
         return False
     if len(_verified) >= _VERIFIED_MAX:
         _verified.clear()
@@ -94,20 +94,32 @@ def _authenticated(principal: Principal) -> Principal:
 
 @basic.verify_password
 def verify_password(username: str, password: str) -> Principal | None:
-    stored = _credentials().passwords.get(username)
-    if stored and _password_matches(stored[0], password):
+    """Locked-out guessers are refused before any hashing; unknown names cost what wrong passwords cost."""
+    if not username:  # no credentials at all (flask-httpauth asks anyway): nothing to count or check
+        return None
+    logins.refuse_if_locked(username)
+    passwords = _credentials().passwords
+    stored = passwords.get(username)
+    if stored is None:
+        logins.check_unknown_user(password, [known_hash for known_hash, _ in passwords.values()])
+    elif _password_matches(stored[0], password):
         return _authenticated(Principal(username, stored[1]))
+    logins.failed(username)
     return None
 
 
 @bearer.verify_token
 def verify_token(token: str) -> Principal | None:
+    logins.refuse_if_locked(None)
     digest = hashlib.sha256(token.encode()).hexdigest()
     found = None
     for stored, principal in _credentials().tokens.items():
         if hmac.compare_digest(stored, digest):
             found = principal
-    return found and _authenticated(found)
+    if found is None:
+        logins.failed(None)
+        return None
+    return _authenticated(found)
 
 
 @basic.get_user_roles

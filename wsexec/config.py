@@ -64,6 +64,12 @@ class Settings:
     reconcile_grace: float = 60  # seconds before an INIT task that RQ holds nowhere is ended ABORT by the workers
     idempotency_window: int = 86400  # seconds a POST's answer is kept for retries with the same Idempotency-Key
     audit_max: int = 100_000  # audit log entries kept (the oldest are dropped)
+    login_failures_per_address: int = 10  # failed logins (passwords or tokens) from one address per window: then 429
+    login_failures_per_user: int = 30  # failed passwords for one user name per window, from anywhere: then 429
+    login_window: int = 300  # seconds a failure counts, from the first of the window
+    user_waits_max: int = 4  # ?wait requests one user may have open at once (beyond: 429)
+    user_tasks_max: int = 2000  # tasks one user may have INIT or CURRENT at once (beyond: 429)
+    login_users: str = ""  # login users allowed on instances without their own login_users (besides their user)
     commands: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_COMMANDS))
 
     @classmethod

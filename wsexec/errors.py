@@ -128,7 +128,7 @@ def init_app(app: Flask) -> Api:
 
     @app.errorhandler(WsexecError)
     def handle_domain_error(error: WsexecError) -> Any:
-        return error_response(error.status, error.message, error.detail)
+        return error_response(error.status, error.message, error.detail, error.headers)
 
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception) -> Any:

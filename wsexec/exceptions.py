@@ -9,11 +9,18 @@ class WsexecError(Exception):
     """Base of every error the API reports with its own status."""
 
     status = 500
+    headers: dict[str, str] = {}  # extra response headers (read only)
 
     def __init__(self, message: str, detail: Any = None) -> None:
         super().__init__(message)
         self.message = message
         self.detail = detail
+
+
+class Forbidden(WsexecError):
+    """Allowed for the role, not for this target (a login user the instance does not allow)."""
+
+    status = 403
 
 
 class NotFound(WsexecError):
@@ -26,6 +33,16 @@ class Conflict(WsexecError):
 
 class Unprocessable(WsexecError):
     status = 422
+
+
+class TooManyRequests(WsexecError):
+    """A limit that time lifts (failed logins, concurrent waits, queued tasks): the client may retry after a while."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: int, detail: dict[str, Any] | None = None) -> None:
+        super().__init__(message, {**(detail or {}), "retry_after": retry_after})
+        self.headers = {"Retry-After": str(retry_after)}
 
 
 class TaskFailed(WsexecError):

@@ -3,8 +3,8 @@
 flask-smorest builds the document from the blueprints' decorators; the two apispec plugins here add what every
 route shares, so a new blueprint is documented completely without repeating it:
 - security: HTTP basic and bearer for everything, `security: []` for public blueprints (health);
-- the error answers a route can give, from how it is called: 401 (and 403 when the role needed is above viewer)
-  unless public, 404 with a path parameter, 400/413/415 for a method with a body, 422 with a JSON body;
+- the error answers a route can give, from how it is called: 401, 429 (and 403 when the role needed is above
+  viewer) unless public, 404 with a path parameter, 400/413/415 for a method with a body, 422 with a JSON body;
 - ApiSchema answers fill every unset field with null, so their optional fields are documented nullable; request
   bodies of the same schema get their own `...Input` component, where null is not accepted.
 """
@@ -143,6 +143,7 @@ class AccessPlugin(BasePlugin):
                 role = access.role_for(method)
                 operation["x-required-role"] = role.label
                 errors += [HTTPStatus.UNAUTHORIZED] + ([HTTPStatus.FORBIDDEN] if role > Role.VIEWER else [])
+                errors.append(HTTPStatus.TOO_MANY_REQUESTS)  # failed logins; per-user waits and tasks (wsexec.quotas)
             if "{" in (path or ""):
                 errors.append(HTTPStatus.NOT_FOUND)
             if method in BODY_METHODS:  # any body sent is checked (errors.require_json_body), documented or not
@@ -162,3 +163,6 @@ def declare_security(spec: APISpec) -> None:
     unauthorized = spec.components._subsections_lazy["response"].get("UNAUTHORIZED")
     if unauthorized is not None:  # flask-smorest registers one lazy response per status
         unauthorized["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Basic, Bearer"}}
+    too_many = spec.components._subsections_lazy["response"].get("TOO_MANY_REQUESTS")
+    if too_many is not None:
+        too_many["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Response, current_app, jsonify
 from flask.views import MethodView
 
-from wsexec import context
+from wsexec import context, quotas
 from wsexec.auth import current_user
 from wsexec.blueprint import Blueprint
 from wsexec.commands import service
@@ -41,10 +41,11 @@ class Command(MethodView):
     @blp.alt_response(504, response="GATEWAY_TIMEOUT")
     def post(self, body: dict[str, Any], name: str, wait: int | None = None) -> Any:
         """Run a configured command on an instance; with ?wait=SECONDS answer its output as text/plain."""
-        task = service.start(name, service.command_line(name), body["instance"], body.get("user"),
-                             current_user().name)
-        if wait is None:
-            return task, 202
-        task = service.finished(task["id"], wait)
+        with quotas.wait_slot(wait):
+            task = service.start(name, service.command_line(name), body["instance"], body.get("user"),
+                                 current_user().name)
+            if wait is None:
+                return task, 202
+            task = service.finished(task["id"], wait)
         headers = {"X-Wsexec-Task": str(task["id"]), "X-Wsexec-Rc": str(task.get("rc"))}
         return current_app.response_class(service.stdout(task["id"]), mimetype="text/plain", headers=headers)

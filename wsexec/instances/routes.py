@@ -6,7 +6,7 @@ from typing import Any
 
 from flask.views import MethodView
 
-from wsexec import audit, context
+from wsexec import audit, context, quotas
 from wsexec.auth import current_user
 from wsexec.blueprint import Blueprint
 from wsexec.instances import facts
@@ -70,4 +70,5 @@ class Facts(MethodView):
     @blp.alt_response(504, response="GATEWAY_TIMEOUT")
     def post(self, instance_id: int, wait: int) -> dict[str, Any]:
         """Gather os, kernel, cpu cores, memory, disks and uptime over SSH (one task) and store them as facts."""
-        return facts.gather(instance_id, wait, current_user().name)
+        with quotas.wait_slot(wait):
+            return facts.gather(instance_id, wait, current_user().name)

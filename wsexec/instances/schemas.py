@@ -11,6 +11,7 @@ from wsexec.schemas import ApiSchema
 from wsexec.store import InstanceState
 
 STATES = [s.value for s in InstanceState]
+LOGIN_USERS_MAX = 32
 
 
 class InstanceSchema(ApiSchema):
@@ -20,6 +21,12 @@ class InstanceSchema(ApiSchema):
     tag = fields.String(required=True, validate=validators.tag)
     state = fields.String(load_default=InstanceState.ACTIVE.value, validate=validate.OneOf(STATES))
     user = fields.String(allow_none=True, validate=validators.posix_user, metadata={"description": "default login"})
+    login_users = fields.List(
+        fields.String(validate=validators.posix_user),
+        allow_none=True,
+        validate=validate.Length(max=LOGIN_USERS_MAX),
+        metadata={"description": "other login users tasks may ask for (default: WSEXEC_LOGIN_USERS; null: default)"},
+    )
     host_key = fields.String(
         allow_none=True,
         validate=validators.host_key,

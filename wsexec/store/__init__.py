@@ -15,6 +15,7 @@ from wsexec.store.connection import connect
 from wsexec.store.idempotency import Idempotency
 from wsexec.store.instances import Instances
 from wsexec.store.leases import Leases
+from wsexec.store.limits import Limits
 from wsexec.store.metrics import RUN_TIME_BUCKETS, Metrics
 from wsexec.store.output import Output
 from wsexec.store.retention import Retention
@@ -41,6 +42,7 @@ class Store:
         self.audit = Audit(redis)
         self.idempotency = Idempotency(redis)
         self.metrics = Metrics(redis)
+        self.limits = Limits(redis)
         # today's call sites keep their short names: each is the bound method of the part that owns it
         self.create_instance = self.instances.create
         self.get_instance = self.instances.get

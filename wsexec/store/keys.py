@@ -22,6 +22,8 @@ AUDIT = PREFIX + "audit"  # list of JSON entries, newest first (audit.py)
 IDEMPOTENCY = PREFIX + "idempotency:{user}:{digest}"  # string: a POST's stored answer (idempotency.py)
 RUN_SECONDS = PREFIX + "metrics:run_seconds:{state}"  # hash: histogram bucket -> count, and "sum" (metrics.py)
 SSH_FAILURES = PREFIX + "metrics:ssh_failures"  # hash: reason -> count (metrics.py)
+LOGIN_FAILURES = PREFIX + "login_failures:{scope}:{who}"  # string: failures in the window, with its TTL (limits.py)
+WAITS = PREFIX + "waits:{user}"  # zset: a user's open ?wait requests, lease id -> expiry in ms (limits.py)
 
 
 def record(kind: str, record_id: int | str) -> str:
@@ -63,3 +65,12 @@ def idempotency(user: str, key: str) -> str:
 
 def run_seconds(state: str) -> str:
     return RUN_SECONDS.format(state=state)
+
+
+def login_failures(scope: str, who: str) -> str:
+    """scope "ip" (who: the client's address) or "user" (who: a digest of the name, whatever it holds)."""
+    return LOGIN_FAILURES.format(scope=scope, who=who)
+
+
+def waits(user: str) -> str:
+    return WAITS.format(user=user)

@@ -81,7 +81,7 @@ class Kind:
 
 TASK = Kind(
     "task",
-    indexed=("state", "instance", "tag", "name", "batch"),
+    indexed=("state", "instance", "tag", "name", "batch", "created_by"),
     ints=frozenset({"id", "instance", "rc", "timeout", "stdout_dropped", "stderr_dropped"}),
     floats=frozenset({"created_at", "start", "end", "scheduled_at"}),
     lists=frozenset({"run_after"}),
@@ -92,6 +92,7 @@ INSTANCE = Kind(
     indexed=("state", "tag"),
     ints=frozenset({"id", "port"}),
     floats=frozenset({"facts_at"}),
+    lists=frozenset({"login_users"}),
     dicts=frozenset({"facts"}),
 )
 

@@ -226,3 +226,43 @@ local room = tonumber(ARGV[1]) - length
 if room > 0 then redis.call('APPEND', KEYS[1], string.sub(ARGV[2], 1, room)) end
 return room
 """
+
+LIMITS_LOCKED = """
+-- Is any failure counter at its limit?
+-- KEYS counters (the client address's, then optionally the user name's), ARGV the limit of each, in that order
+-- returns the milliseconds until the last of the counters at their limit expires (0: none is)
+local wait = 0
+for i, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[i]) then
+    wait = math.max(wait, redis.call('PTTL', key))
+  end
+end
+return wait
+"""
+
+LIMITS_FAIL = """
+-- Count one failure on each counter; a counter's window starts with its first failure.
+-- KEYS counters, ARGV[1] the window in milliseconds
+-- returns nothing
+for _, key in ipairs(KEYS) do
+  if redis.call('INCR', key) == 1 or redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, ARGV[1]) end
+end
+"""
+
+LEASE_ACQUIRE = """
+-- Take one of a user's limited leases (concurrent waits), dropping those whose time is up (a crashed process's).
+-- KEYS[1] the user's zset of lease id -> expiry (ms, Redis clock)
+-- ARGV[1] the new lease's id, ARGV[2] its duration in ms, ARGV[3] how many the user may hold
+-- returns 0 if taken, else the milliseconds until the soonest held lease expires
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  local soonest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return math.max(1, tonumber(soonest[2]) - now_ms)
+end
+local expiry = now_ms + tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], expiry, ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""

@@ -30,6 +30,14 @@ class Tasks:
         self._create = redis.register_script(scripts.CREATE_TASKS)
         self._transition = redis.register_script(scripts.TRANSITION)
 
+    def active_count(self, created_by: str) -> int:
+        """How many of this user's tasks are INIT or CURRENT, from the indexes the state changes keep (no counter)."""
+        by_user = self.records.kind.index_key("created_by", created_by)
+        with self.records.redis.pipeline(transaction=False) as pipe:
+            for state in RUNNING_STATES:
+                pipe.zintercard(2, [by_user, self.records.kind.index_key("state", state)])
+            return sum(int(count) for count in pipe.execute())
+
     def create(self, tasks: list[dict[str, Any]], now: float, job_prefix: str, tasks_per_job: int
                ) -> tuple[list[dict[str, Any]], dict[int, list[str]]]:
         """Store tasks (state INIT, each with its RQ job's id) atomically, or none (see scripts.CREATE_TASKS).

@@ -7,8 +7,8 @@ import time
 import uuid
 from typing import Any
 
-from wsexec import context, jobs
-from wsexec.exceptions import NotFound, Unprocessable
+from wsexec import context, jobs, quotas
+from wsexec.exceptions import Forbidden, NotFound, Unprocessable
 from wsexec.store import FINISHED_STATES, TaskState
 
 CANCEL_WAIT_SECONDS = 2.0
@@ -23,6 +23,7 @@ def create(items: list[dict[str, Any]], created_by: str) -> list[dict[str, Any]]
     """
     store, settings = context.store(), context.settings()
     records = [record for index, item in enumerate(items) for record in _records(index, item, len(items) > 1)]
+    quotas.make_room_for_tasks(created_by, len(records))
     for record in records:
         record["created_by"] = created_by
     now = time.time()
@@ -68,9 +69,22 @@ def _records(index: int, item: dict[str, Any], many: bool) -> list[dict[str, Any
         user = item.get("user") or instance.get("user")
         if not user:
             raise refuse("user", f"required: instance {instance['id']} has no default user")
+        allowed = allowed_logins(instance)
+        if user not in allowed:
+            detail = {"instance": instance["id"], "user": user, "allowed": allowed}
+            raise Forbidden(f"{where}user {user!r} may not log in to instance {instance['id']}; allowed: "
+                            f"{', '.join(allowed) or 'none (set its user or login_users)'}",
+                            {**detail, "item": index} if many else detail)
         fields = {k: v for k, v in item.items() if k != "target"}
         records.append({**fields, "instance": instance["id"], "user": user, "timeout": timeout, "batch": batch})
     return records
+
+
+def allowed_logins(instance: dict[str, Any]) -> list[str]:
+    """Its own user, and its login_users or (if it has none) WSEXEC_LOGIN_USERS: nobody else, root included."""
+    listed = instance.get("login_users")
+    extra = context.settings().login_users.split() if listed is None else listed
+    return sorted({*([instance["user"]] if instance.get("user") else []), *extra})
 
 
 def _plans(tasks: list[dict[str, Any]], after: dict[int, list[str]], threads: int) -> list[jobs.JobPlan]:
