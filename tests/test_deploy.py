@@ -6,11 +6,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import pwd
 import re
 import shlex
 import shutil
-import socket
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -20,16 +18,16 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from requests.adapters import HTTPAdapter
 
 from tests import test_dos, test_readme
 from tests.helpers import CRON_TOKEN, PASSWORDS, ROOT, wait_for
 from wsexec.config import Settings
-from wsexec.testing import Daemon, SshServer, free_port
+from wsexec.testing import SshServer
+from wsexec.testing.http import FromAddress
+from wsexec.testing.nginx import NGINX, Nginx
 
 EXPORTME = ROOT / "EXPORTME.txt"
 SITE = ROOT / "nginx" / "wsexec.conf"
-NGINX = "/usr/sbin/nginx"
 ADMIN = ("admin", PASSWORDS["admin"])
 CLIENT_IP = "127.0.0.7"  # the test's client connects from here; nginx reaches gunicorn from 127.0.0.1
 
@@ -85,104 +83,6 @@ def test_systemd_unit_verifies(unit: str, tmp_path: Path) -> None:
 
 # --- real nginx in front of real gunicorn ----------------------------------------------------------------------
 
-# The main nginx.conf around the site file: what Debian's /etc/nginx/nginx.conf does, with every path in the test's
-# directory and the worker processes running as whoever runs the tests.
-MAIN_CONF = """\
-user {user};
-worker_processes 1;
-error_log {dir}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log {dir}/access.log;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    include {dir}/wsexec.conf;
-}}
-"""
-
-
-def render_site(upstream: str, http_port: int, https_port: int, cert: Path, key: Path) -> str:
-    """The shipped nginx/wsexec.conf with only its lines marked "(test: ...)" changed, each exactly once."""
-    substitutions = {
-        "upstream": ("server 127.0.0.1:5000;", f"server {upstream};"),
-        "http listen": ("listen 80;", f"listen 127.0.0.1:{http_port};"),
-        "https listen": ("listen 443 ssl http2;", f"listen 127.0.0.1:{https_port} ssl http2;"),
-        "certificate": (r"ssl_certificate \S+;", f"ssl_certificate {cert};"),
-        "key": (r"ssl_certificate_key \S+;", f"ssl_certificate_key {key};"),
-    }
-    lines = []
-    for line in SITE.read_text().splitlines():
-        marker = re.search(r"\(test: ([a-z ]+)\)", line)
-        if marker:
-            pattern, replacement = substitutions.pop(marker.group(1))
-            line, count = re.subn(pattern, replacement, line)
-            assert count == 1, f"{SITE}: marked line no longer matches {pattern!r}: {line}"
-        lines.append(line)
-    assert not substitutions, f"{SITE}: markers gone: {list(substitutions)}"
-    return "\n".join(lines) + "\n"
-
-
-class Nginx(Daemon):
-    """Debian's nginx in the foreground as our child, serving the rendered site file on two loopback ports."""
-
-    name = "nginx"
-
-    def __init__(self, workdir: Path, upstream: str) -> None:
-        super().__init__(workdir, "127.0.0.1", free_port())
-        self.http_port = free_port()
-        self.cert, self.key = self.workdir / "cert.pem", self.workdir / "key.pem"
-        self.upstream = upstream
-
-    @property
-    def https(self) -> str:
-        return f"https://127.0.0.1:{self.port}/wsexec"
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}/wsexec"
-
-    def start(self) -> Nginx:
-        """Make a self-signed certificate, render the site file, check it (nginx -t), serve; no-op if running."""
-        if self.running:
-            return self
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                        "-nodes", "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
-                        "-keyout", str(self.key), "-out", str(self.cert)], check=True, capture_output=True)
-        site = render_site(self.upstream, self.http_port, self.port, self.cert, self.key)
-        (self.workdir / "wsexec.conf").write_text(site)
-        user = pwd.getpwuid(os.geteuid()).pw_name
-        (self.workdir / "nginx.conf").write_text(MAIN_CONF.format(user=user, dir=self.workdir))
-        command = [NGINX, "-p", str(self.workdir), "-e", str(self.workdir / "error.log"),
-                   "-c", str(self.workdir / "nginx.conf"), "-g", f"daemon off; pid {self.workdir}/nginx.pid;"]
-        subprocess.run([*command, "-t", "-q"], check=True, capture_output=True)
-        self._spawn(command, self._listening)
-        return self
-
-    def _listening(self) -> bool:
-        """Both servers accept connections."""
-        for port in (self.port, self.http_port):
-            try:
-                socket.create_connection((self.host, port), timeout=1).close()
-            except OSError:
-                return False
-        return True
-
-
-class FromAddress(HTTPAdapter):
-    """Connect from another loopback address, so the client's IP differs from nginx's own (127.0.0.1)."""
-
-    def __init__(self, source: str = CLIENT_IP) -> None:
-        self.source = source
-        super().__init__()
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, source_address=(self.source, 0), **kwargs)
-
-
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     """The shipped production setting for the app behind nginx (deploy/wsexec.env.example)."""
@@ -193,7 +93,7 @@ def settings(settings: Settings) -> Settings:
 def nginx(tmp_path: Path, gunicorn_url: str) -> Iterator[Nginx]:
     if not os.access(NGINX, os.X_OK):
         pytest.fail(f"{NGINX} missing: scripts/setup.sh dev installs Debian's nginx-light")
-    with Nginx(tmp_path / "nginx", urlsplit(gunicorn_url).netloc).start() as server:
+    with Nginx(tmp_path / "nginx", urlsplit(gunicorn_url).netloc, SITE).start() as server:
         yield server
 
 
@@ -203,8 +103,8 @@ def client(nginx: Nginx) -> requests.Session:
     session = requests.Session()
     session.trust_env = False  # REQUESTS_CA_BUNDLE would replace verify, a *_PROXY variable would leave loopback
     session.verify = str(nginx.cert)
-    session.mount("https://", FromAddress())
-    session.mount("http://", FromAddress())
+    session.mount("https://", FromAddress(CLIENT_IP))
+    session.mount("http://", FromAddress(CLIENT_IP))
     return session
 
 
