@@ -9,11 +9,11 @@ from typing import Any
 from flask import Flask, current_app, jsonify, request
 from flask_smorest import Api
 from marshmallow import Schema, fields
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge, UnsupportedMediaType
 
 from wsexec import openapi
-from wsexec.exceptions import WsexecError
+from wsexec.exceptions import StoreFull, WsexecError
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,9 @@ def init_app(app: Flask) -> Api:
     def handle_unexpected(error: Exception) -> Any:
         if isinstance(error, HTTPException):
             return api.handle_http_exception(error)
+        if isinstance(error, OutOfMemoryError):  # at its memory budget: the scripts refused the whole write
+            log.error("Redis full on %s %s: %s", request.method, request.path, error)
+            return handle_domain_error(StoreFull())
         if isinstance(error, RedisError):  # Redis restarting or gone: nothing wrong with the request, try again
             log.error("Redis unavailable on %s %s: %s", request.method, request.path, error)
             return error_response(503, "storage unavailable, try again shortly", headers={"Retry-After": "5"})

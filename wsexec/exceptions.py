@@ -45,6 +45,16 @@ class TooManyRequests(WsexecError):
         self.headers = {"Retry-After": str(retry_after)}
 
 
+class StoreFull(WsexecError):
+    """Redis is at its memory budget (maxmemory, noeviction) and refuses writes: nothing of the request was kept."""
+
+    status = 507
+
+    def __init__(self) -> None:
+        super().__init__("the task store is full: Redis is at its memory limit (maxmemory) and refused the write, so "
+                         "nothing was changed; delete finished tasks or give Redis more memory, then retry")
+
+
 class TaskFailed(WsexecError):
     """A task the request waited for ended ABORT or gave an unusable answer (the remote side failed)."""
 

@@ -4,7 +4,7 @@ flask-smorest builds the document from the blueprints' decorators; the two apisp
 route shares, so a new blueprint is documented completely without repeating it:
 - security: HTTP basic and bearer for everything, `security: []` for public blueprints (health);
 - the error answers a route can give, from how it is called: 401, 429 (and 403 when the role needed is above
-  viewer) unless public, 404 with a path parameter, 400/413/415 for a method with a body, 422 with a JSON body;
+  viewer) unless public, 404 with a path parameter, 400/413/415/507 for a method with a body, 422 with a JSON body;
 - ApiSchema answers fill every unset field with null, so their optional fields are documented nullable; request
   bodies of the same schema get their own `...Input` component, where null is not accepted.
 """
@@ -148,7 +148,7 @@ class AccessPlugin(BasePlugin):
                 errors.append(HTTPStatus.NOT_FOUND)
             if method in BODY_METHODS:  # any body sent is checked (errors.require_json_body), documented or not
                 errors += [HTTPStatus.BAD_REQUEST, HTTPStatus.REQUEST_ENTITY_TOO_LARGE]
-                errors.append(HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
+                errors += [HTTPStatus.UNSUPPORTED_MEDIA_TYPE, HTTPStatus.INSUFFICIENT_STORAGE]  # 507: Redis is full
                 if "requestBody" in operation:
                     errors.append(HTTPStatus.UNPROCESSABLE_ENTITY)
             for status in errors:  # flask-smorest registers a response named after each status, with ERROR_SCHEMA

@@ -8,20 +8,18 @@ from typing import Any
 from redis import Redis
 from redis.client import Pipeline
 
-from wsexec.store import keys
+from wsexec.store import keys, scripts
 
 
 class Audit:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
+        self._add = redis.register_script(scripts.AUDIT_ADD)
 
     def add(self, entry: dict[str, Any], keep: int, pipeline: Pipeline | None = None) -> None:
-        """Prepend an entry and drop the oldest beyond `keep`, in one transaction unless a pipeline is given."""
-        pipe = pipeline if pipeline is not None else self.redis.pipeline()
-        pipe.lpush(keys.AUDIT, json.dumps(entry, separators=(",", ":"), default=str))
-        pipe.ltrim(keys.AUDIT, 0, keep - 1)
-        if pipeline is None:
-            pipe.execute()
+        """Prepend an entry and drop the oldest beyond `keep` (also when Redis is full: the change has happened)."""
+        line = json.dumps(entry, separators=(",", ":"), default=str)
+        self._add(keys=[keys.AUDIT], args=[line, keep], client=pipeline)
 
     def page(self, page: int, page_size: int) -> tuple[int, list[dict[str, Any]]]:
         """One page of the audit log, newest first."""

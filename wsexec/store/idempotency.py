@@ -15,6 +15,7 @@ class Idempotency:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self._begin = redis.register_script(scripts.IDEMPOTENCY_BEGIN)
+        self._save = redis.register_script(scripts.IDEMPOTENCY_SAVE)
 
     key = staticmethod(keys.idempotency)
 
@@ -24,7 +25,8 @@ class Idempotency:
         return json.loads(found) if found else None
 
     def save(self, user: str, key: str, record: dict[str, Any], ttl: int, pipeline: Pipeline | None = None) -> None:
-        (pipeline if pipeline is not None else self.redis).set(keys.idempotency(user, key), json.dumps(record), ex=ttl)
+        """Keep the answer for retries (also when Redis is full: what it answers has happened)."""
+        self._save(keys=[keys.idempotency(user, key)], args=[json.dumps(record), ttl], client=pipeline)
 
     def release(self, user: str, key: str, pipeline: Pipeline | None = None) -> None:
         (pipeline if pipeline is not None else self.redis).delete(keys.idempotency(user, key))

@@ -1,9 +1,19 @@
 """The Lua scripts that keep multi-key writes atomic; each says what its KEYS and ARGV are and what it returns.
 
 Keys reach a script as KEYS or, where a script derives them from ids, as prefixes built from wsexec.store.keys.
+
+Each script starts with a shebang, which makes Redis decide about memory once, before the script runs: while
+Redis is at its maxmemory (noeviction) a script that writes is refused whole, so nothing is ever half-written
+(a script without one would be refused only at its first write that needs memory, and run on after a write
+that does not). The few flagged allow-oom run even then: they free memory, end a task, record what has already
+happened, or keep the login and wait limits working; each writes a few bytes at most.
 """
 
 from __future__ import annotations
+
+WRITES = "#!lua\n"  # refused whole while Redis is full
+ALLOW_OOM = "#!lua flags=allow-oom\n"  # runs while Redis is full
+READS = "#!lua flags=no-writes\n"  # writes nothing (so runs while Redis is full too)
 
 # A fragment: the record (local hash) must exist and be in one of the allowed states (local allowed; empty: any).
 _STATE_CHECK = """
@@ -35,7 +45,7 @@ local hash, id, prefix = KEYS[1], ARGV[1], ARGV[2]
 local indexed, allowed, changes = cjson.decode(ARGV[3]), cjson.decode(ARGV[4]), cjson.decode(ARGV[5])
 """
 
-UPDATE = """
+UPDATE = WRITES + """
 -- Change one record's fields if its state allows.
 -- KEYS[1] the record's hash
 -- ARGV[1] its id, ARGV[2] its kind's index prefix, ARGV[3] JSON list of indexed fields,
@@ -45,7 +55,7 @@ UPDATE = """
 return {'ok', state}
 """
 
-TRANSITION = """
+TRANSITION = ALLOW_OOM + """
 -- A task's update together with its lease: 'hold:<ttl>:<owner>' (a worker has it), 'release' (it is finished),
 -- 'reap' (finished because its lease expired: refused while the lease lives).
 -- KEYS[1] the task's hash, KEYS[2] its lease, KEYS[3] the held zset, KEYS[4] the finished zset,
@@ -98,7 +108,7 @@ local counter, record_prefix, index_prefix = KEYS[1], ARGV[1], ARGV[2]
 local indexed, records = cjson.decode(ARGV[3]), cjson.decode(ARGV[4])
 """
 
-CREATE = """
+CREATE = WRITES + """
 -- Store several records at once with new ids.
 -- KEYS[1] their kind's id counter
 -- ARGV[1] record key prefix, ARGV[2] index prefix, ARGV[3] JSON list of indexed fields, ARGV[4] JSON list of records
@@ -107,7 +117,7 @@ CREATE = """
 return {'ok', ids}
 """
 
-CREATE_TASKS = """
+CREATE_TASKS = WRITES + """
 -- Store tasks at once with new ids and the RQ job of each, all or none: none if one's instance is missing or not
 -- ACTIVE, or if one of its run_after tasks does not exist (checked here, so a dependency deleted meanwhile is seen).
 -- Tasks due now and waiting for nothing share jobs, up to ARGV[8] a job; the others get one each. A job's id is
@@ -151,7 +161,7 @@ end
 return {'ok', ids, waits}
 """
 
-DELETE = """
+DELETE = ALLOW_OOM + """
 -- Delete one record, its sub-keys and its index entries, if its state allows and it is not busy.
 -- KEYS[1] the record's hash, KEYS[2 .. 1 + ARGV[5]] its sub-keys,
 -- then optionally busy indexes: the first intersected with each of the others must be empty
@@ -175,7 +185,7 @@ for i = 1, busy - 1 do redis.call('DEL', KEYS[i]) end
 return {'ok', state}
 """
 
-PURGE = """
+PURGE = ALLOW_OOM + """
 -- Delete finished tasks that ended before a cutoff, with their index entries and sub-keys, a batch at a time.
 -- KEYS[1] the finished zset
 -- ARGV[1] the cutoff (unix time), ARGV[2] batch size, ARGV[3] task key prefix, ARGV[4] index prefix,
@@ -204,7 +214,7 @@ end
 return {#ids, gone}
 """
 
-IDEMPOTENCY_BEGIN = """
+IDEMPOTENCY_BEGIN = WRITES + """
 -- The first request with an idempotency key stores its pending record; later ones get what is stored.
 -- KEYS[1] the idempotency key
 -- ARGV[1] the pending record (JSON), ARGV[2] its TTL in seconds
@@ -215,7 +225,7 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return false
 """
 
-APPEND = """
+APPEND = WRITES + """
 -- Append a chunk of output, never past the cap; a call retried after a lost reply must not append twice.
 -- KEYS[1] the output stream's key
 -- ARGV[1] the cap in bytes, ARGV[2] the chunk, ARGV[3] the byte offset the chunk starts at
@@ -227,7 +237,7 @@ if room > 0 then redis.call('APPEND', KEYS[1], string.sub(ARGV[2], 1, room)) end
 return room
 """
 
-LIMITS_LOCKED = """
+LIMITS_LOCKED = READS + """
 -- Is any failure counter at its limit?
 -- KEYS counters (the client address's, then optionally the user name's), ARGV the limit of each, in that order
 -- returns the milliseconds until the last of the counters at their limit expires (0: none is)
@@ -240,7 +250,7 @@ end
 return wait
 """
 
-LIMITS_FAIL = """
+LIMITS_FAIL = ALLOW_OOM + """
 -- Count one failure on each counter; a counter's window starts with its first failure.
 -- KEYS counters, ARGV[1] the window in milliseconds
 -- returns nothing
@@ -249,7 +259,7 @@ for _, key in ipairs(KEYS) do
 end
 """
 
-LEASE_ACQUIRE = """
+LEASE_ACQUIRE = ALLOW_OOM + """
 -- Take one of a user's limited leases (concurrent waits), dropping those whose time is up (a crashed process's).
 -- KEYS[1] the user's zset of lease id -> expiry (ms, Redis clock)
 -- ARGV[1] the new lease's id, ARGV[2] its duration in ms, ARGV[3] how many the user may hold
@@ -265,4 +275,19 @@ local expiry = now_ms + tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], expiry, ARGV[1])
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
+"""
+
+IDEMPOTENCY_SAVE = ALLOW_OOM + """
+-- Keep a request's answer for its retries: the change it reports has happened, even if Redis is now full.
+-- KEYS[1] the idempotency key
+-- ARGV[1] the record (JSON), ARGV[2] its TTL in seconds
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+"""
+
+AUDIT_ADD = ALLOW_OOM + """
+-- Log a change that has happened (even if Redis is now full), keeping only the newest entries.
+-- KEYS[1] the audit list
+-- ARGV[1] the entry (JSON), ARGV[2] how many entries to keep
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
 """
