@@ -1,4 +1,4 @@
-"""`python -m workers [--burst]`: one wsexec worker on the configured queue (run several for more throughput)."""
+"""`python -m workers [--burst]`: one wsexec worker process running WSEXEC_WORKER_JOBS RQ jobs at a time."""
 
 from __future__ import annotations
 
@@ -6,26 +6,22 @@ import argparse
 import logging
 import os
 import socket
+import sys
 
-from workers.rq_adapter import SERIALIZER, make_queue
-from workers.worker import TaskWorker
+from workers.process import WorkerProcess
 from wsexec.config import Settings
-from wsexec.store import connect
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
-    parser.add_argument("--name", default=f"{socket.gethostname()}.{os.getpid()}", help="default: host.pid")
+    parser.add_argument("--name", default=f"{socket.gethostname()}.{os.getpid()}",
+                        help="default: host.pid; its RQ workers (job slots) are NAME.slot-N")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # paramiko logs every MaxSessions refusal as an ERROR, but the pool retries them; task errors are ours to log.
     logging.getLogger("paramiko").setLevel(logging.CRITICAL)
-    settings = Settings.from_env()
-    redis = connect(settings.redis_url)
-    queue = make_queue(redis, settings.queue)
-    worker = TaskWorker([queue], connection=redis, name=args.name, settings=settings, serializer=SERIALIZER)
-    worker.work(burst=args.burst, with_scheduler=True, logging_level="WARNING")
+    sys.exit(WorkerProcess(Settings.from_env(), args.name).run(burst=args.burst))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ PURGE_SECONDS = 60.0
 
 @dataclass
 class Runtime:
-    """What a worker process keeps between jobs: settings, the store and the SSH pool."""
+    """What a worker process keeps between jobs and shares between its job slots: settings, store, SSH pool."""
 
     settings: Settings
     connection: Redis  # RQ's; the store has its own view of the same Redis
@@ -36,10 +36,13 @@ class Runtime:
     pool: ConnectionPool
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     running: set[int] = field(default_factory=set)
+    halted: str | None = None  # set when the worker must stop now: running tasks are killed and end ABORT with it
     threads: ThreadPoolExecutor = field(init=False)  # made once: starting threads per job cost ~8% of a worker
 
     def __post_init__(self) -> None:
-        self.threads = ThreadPoolExecutor(max_workers=self.settings.worker_threads, thread_name_prefix="task")
+        # enough for every slot's job to run worker_threads tasks at once, so no job waits for another's
+        size = self.settings.worker_threads * self.settings.worker_jobs
+        self.threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="task")
 
     @classmethod
     def create(cls, settings: Settings, redis: Redis) -> Runtime:
@@ -101,18 +104,30 @@ def run_tasks(task_ids: list[int]) -> dict[str, int]:
     held = runtime.store.hold(task_ids, runtime.name, runtime.settings.lease_seconds)
     runtime.running.update(held)
     try:
-        if len(held) == 1:
-            states = [run_task(runtime, held[0])]
-        else:
-            states = list(runtime.threads.map(lambda task_id: run_task(runtime, task_id), held))
+        states = [run_task(runtime, held[0])] if len(held) == 1 else _run_at_once(runtime, held)
     finally:
         runtime.running.difference_update(held)
     return {state: states.count(state) for state in set(states)}
 
 
+def _run_at_once(runtime: Runtime, task_ids: list[int]) -> list[str]:
+    """Up to worker_threads of the job's tasks at a time on the shared pool, which has room for every slot's."""
+    gate = threading.Semaphore(runtime.settings.worker_threads)
+    futures = []
+    for task_id in task_ids:
+        gate.acquire()
+        future = runtime.threads.submit(run_task, runtime, task_id)
+        future.add_done_callback(lambda _: gate.release())
+        futures.append(future)
+    return [future.result() for future in futures]
+
+
 def run_task(runtime: Runtime, task_id: int) -> str:
     """Claim the task (INIT -> CURRENT, so it never runs twice), run it, record the outcome."""
     store = runtime.store
+    if runtime.halted:  # held but not started when the worker was told to stop now
+        store.finish(task_id, TaskState.ABORT, error=runtime.halted, rc=None)
+        return TaskState.ABORT.value
     task = store.claim(task_id, runtime.name, runtime.settings.lease_seconds)
     if task is None:
         return "skipped"
@@ -145,7 +160,7 @@ def _execute(runtime: Runtime, task: dict[str, Any]) -> tuple[TaskState, dict[st
         out.flush()
         err.flush()
         by = store.cancel_requested_by(task_id)
-        return f"cancelled by {by}" if by else None
+        return f"cancelled by {by}" if by else runtime.halted
 
     fields: dict[str, Any]
     try:

@@ -11,6 +11,7 @@ from rq.exceptions import InvalidJobOperation
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
+from rq.timeouts import TimerDeathPenalty
 
 from wsexec.jobs import SERIALIZER, make_queue
 
@@ -26,7 +27,9 @@ def fail_abandoned_jobs(connection: Redis, queue_name: str, job_ids: Collection[
     the failure callback and, above all, the dependents (run_after) of those tasks, which run at once and end ABORT
     instead of waiting.
     """
-    registry = StartedJobRegistry(queue_name, connection=connection, serializer=SERIALIZER)
+    # the failure callbacks run in the calling thread: time them with a timer, SIGALRM reaches only the main thread
+    registry = StartedJobRegistry(queue_name, connection=connection, serializer=SERIALIZER,
+                                  death_penalty_class=TimerDeathPenalty)
     executions = [
         Execution(execution_id, job_id, connection)
         for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False)

@@ -1,9 +1,11 @@
-"""The RQ worker class wsexec runs: SimpleWorker, so jobs run in the worker process itself.
+"""One job slot: the RQ worker class wsexec runs, a SimpleWorker living in a thread of a worker process.
 
 RQ's default Worker forks a work horse per job, which would throw the SSH pool away after every task (and pay
-a fork per task). SimpleWorker keeps RQ's queues, registries, job timeouts and `rq info`; what it loses is the
-horse that RQ could kill, which wsexec does not need: a task is stopped by killing its remote process, and a
-worker killed outright is detected by its task leases (LeaseKeeper) and RQ's started-job registry.
+a fork per task). SimpleWorker keeps RQ's queues, registries, executions, heartbeats, callbacks and `rq info`,
+and runs the job in its own thread; a worker process runs several (workers/process.py) so that long tasks do not
+hold up every other job. What it loses is the horse that RQ could kill, which wsexec does not need: a task is
+stopped by killing its remote process, and a worker killed outright is detected by its task leases
+(LeaseKeeper) and RQ's started-job registry.
 """
 
 from __future__ import annotations
@@ -11,24 +13,40 @@ from __future__ import annotations
 from typing import Any
 
 from rq import SimpleWorker
+from rq.job import Job
+from rq.queue import Queue
+from rq.timeouts import TimerDeathPenalty
 
-from workers.job import LeaseKeeper, Runtime, install_runtime
-from wsexec.config import Settings
+POLL_SECONDS = 2  # an idle slot waits for a job this long at a time, so it notices a stop as soon
 
 
 class TaskWorker(SimpleWorker):
-    def __init__(self, *args: Any, settings: Settings | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.runtime = Runtime.create(settings or Settings.from_env(), self.connection)
-        self.runtime.name = self.name
-        install_runtime(self.runtime)
-        self.lease_keeper = LeaseKeeper(self.runtime)
+    # RQ's default job timeout is SIGALRM, which only the main thread can receive; a timer raises in the slot's own
+    death_penalty_class = TimerDeathPenalty
 
-    def work(self, *args: Any, **kwargs: Any) -> bool:
-        self.lease_keeper.start()
-        try:
-            self.runtime.store.reap_lost()
-            return super().work(*args, **kwargs)
-        finally:
-            self.lease_keeper.stopping.set()
-            self.runtime.pool.close()
+    def stop_taking_jobs(self) -> None:
+        """RQ's warm shutdown without Redis I/O (safe in a signal handler): finish the current job, take no other."""
+        self._stop_requested = True
+
+    @property
+    def should_run_maintenance_tasks(self) -> bool:
+        """Never in the slot's thread: RQ's registry cleanup times callbacks by SIGALRM, so the main thread does it."""
+        return False
+
+    def maintain(self) -> None:
+        """RQ's maintenance (registry cleanup, scheduler restart) when due; called by the process's main thread."""
+        if super().should_run_maintenance_tasks:
+            self.run_maintenance_tasks()
+
+    def _install_signal_handlers(self) -> None:
+        """Signals are the process's (signal.signal fails outside the main thread), which stops every slot."""
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        """Wait for a job in short rounds (RQ's blocking pop lasts minutes) so a stopping slot quits at once."""
+        if timeout is None:  # burst: RQ does not block
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        while not self._stop_requested:
+            found: tuple[Job, Queue] | None = super().dequeue_job_and_maintain_ttl(POLL_SECONDS, POLL_SECONDS)
+            if found is not None:
+                return found
+        return None

@@ -59,6 +59,8 @@ class Settings:
     connects_per_host: int = 8
     tasks_per_job: int = 50  # tasks ready at once are run in groups: one RQ job runs up to this many
     worker_threads: int = 16  # tasks one job runs at the same time (at most channels_per_connection per host)
+    worker_jobs: int = 8  # RQ jobs one worker process runs at the same time (job slots sharing its SSH pool)
+    stop_grace: int = 3600  # seconds a stopping worker lets its running tasks finish before it kills them
     lease_seconds: int = 10
     retention_days: float = 30  # finished tasks and their output are deleted this long after they end
     reconcile_grace: float = 60  # seconds before an INIT task that RQ holds nowhere is ended ABORT by the workers

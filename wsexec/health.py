@@ -22,7 +22,7 @@ class HealthErrorSchema(Schema):
 class HealthSchema(Schema):
     status = fields.String(metadata={"description": "ok, or degraded when Redis or the workers are missing"})
     redis = fields.Boolean()
-    workers = fields.Integer(metadata={"description": "RQ workers registered on the queue"})
+    workers = fields.Integer(metadata={"description": "worker processes on the queue (each runs several jobs)"})
 
 
 @blp.route("")

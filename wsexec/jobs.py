@@ -20,6 +20,7 @@ from rq.serializers import JSONSerializer
 JOB_FUNCTION = "workers.job.run_tasks"
 FAILURE_CALLBACK = "workers.job.on_job_failure"
 JOB_PREFIX = "wsexec-job-"  # a job's id is this and its first task's id: the store records it when it stores the task
+SLOT_SEPARATOR = ".slot-"  # a worker process registers one RQ worker per job slot: NAME.slot-N
 JOB_MARGIN_SECONDS = 60  # RQ's own timeout only backs up the tasks', which the worker enforces itself
 RESULT_TTL = 24 * 3600
 # Jobs carry only task ids, so JSON: with RQ's default (pickle) anyone who can write to Redis runs code in every worker.
@@ -107,7 +108,12 @@ def cancel(queue: Queue, job: str, task_id: int) -> None:
 
 
 def workers_seen(queue: Queue) -> int:
-    """RQ workers registered on the queue (alive: their registration expires without heartbeats)."""
+    """Worker processes registered on the queue (alive: their registrations expire without heartbeats)."""
+    return len({key.rpartition(SLOT_SEPARATOR)[0] or key for key in Worker.all_keys(queue=queue)})
+
+
+def job_slots_seen(queue: Queue) -> int:
+    """RQ workers registered on the queue: the jobs the worker processes can run at once."""
     return Worker.count(queue=queue)
 
 

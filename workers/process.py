@@ -1,0 +1,107 @@
+"""One wsexec worker process: several RQ job slots in threads, sharing one runtime (settings, store, SSH pool).
+
+RQ runs one job at a time per worker, so two long tasks would hold up every job queued behind them however idle
+the SSH side is. Each slot is a whole RQ worker (own name, Redis connection, registration, heartbeats and
+executions), so the job lifecycle, `rq info`, dependencies, scheduled jobs and failure callbacks stay RQ's. One
+worker running perform_job from a thread pool was the alternative, but RQ keeps one state, stopped-job id and
+heartbeat TTL per worker and would mix them up between jobs. Signals reach the main thread only: it stops the
+slots, and the slots' threads end with the jobs they are running.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from types import FrameType
+
+from workers.job import LeaseKeeper, Runtime, install_runtime
+from workers.rq_adapter import SERIALIZER
+from workers.worker import TaskWorker
+from wsexec.config import Settings
+from wsexec.jobs import SLOT_SEPARATOR
+from wsexec.store import connect
+
+log = logging.getLogger(__name__)
+
+SETTLE_SECONDS = 15  # after killing its tasks, how long a stopping worker waits for them to record their end
+
+
+class WorkerProcess:
+    """The slots, the lease keeper and the stop: SIGTERM takes no new job, a second one (or the grace) kills tasks."""
+
+    def __init__(self, settings: Settings, name: str) -> None:
+        self.settings = settings
+        self.runtime = Runtime.create(settings, connect(settings.redis_url))
+        self.runtime.name = name
+        install_runtime(self.runtime)
+        self.lease_keeper = LeaseKeeper(self.runtime)
+        self.slots = [
+            TaskWorker([settings.queue], connection=connect(settings.redis_url), name=f"{name}{SLOT_SEPARATOR}{n}",
+                       serializer=SERIALIZER)
+            for n in range(settings.worker_jobs)
+        ]
+        self.stopping_since: float | None = None
+        self.halted_since: float | None = None
+
+    def run(self, burst: bool = False) -> int:
+        """Work until stopped (or, in burst mode, until the queue is empty); the exit status."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        self.lease_keeper.start()
+        self.runtime.store.reap_lost()
+        threads = [
+            # only one slot runs RQ's scheduler: it moves due jobs to the queue, which every slot serves
+            threading.Thread(target=slot.work, name=slot.name, daemon=True,
+                             kwargs={"burst": burst, "with_scheduler": number == 0, "logging_level": "WARNING"})
+            for number, slot in enumerate(self.slots)
+        ]
+        for thread in threads:
+            thread.start()
+        status = 0
+        while alive := [thread for thread in threads if thread.is_alive()]:
+            if len(alive) < len(threads) and not burst and self.stopping_since is None:
+                log.error("a job slot quit (see above): stopping this worker so that its supervisor restarts it")
+                status = 1
+                self.stop()
+            if self.stopping_since is not None and time.monotonic() > self.stopping_since + self.settings.stop_grace:
+                self.halt(f"worker stopped: still running {self.settings.stop_grace} s after it was told to stop")
+            if self.halted_since is not None and time.monotonic() > self.halted_since + SETTLE_SECONDS:
+                log.error("tasks did not end in %d s (Redis down?): leaving them to their leases", SETTLE_SECONDS)
+                logging.shutdown()
+                os._exit(1)  # the task threads may hang in Redis retries; their leases expire and others reap them
+            self._maintain()
+            alive[0].join(0.5)
+        self.lease_keeper.stopping.set()
+        self.runtime.pool.close()
+        return status
+
+    def stop(self) -> None:
+        """Take no new job; let the running ones finish (for up to stop_grace seconds)."""
+        self.stopping_since = time.monotonic()
+        for slot in self.slots:
+            slot.stop_taking_jobs()
+
+    def halt(self, reason: str) -> None:
+        """Kill every running task now; each ends ABORT with `reason`."""
+        if self.halted_since is None:
+            log.warning("%s: ending the running tasks", reason)
+            self.halted_since = time.monotonic()
+            self.runtime.halted = reason
+
+    def _maintain(self) -> None:
+        try:
+            self.slots[0].maintain()  # one slot's registrations cover the queue, as any one RQ worker's would
+        except Exception:  # Redis down or restarting: the next round tries again
+            log.exception("RQ maintenance failed")
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.stopping_since is None:
+            log.warning("%s: taking no new job; running tasks may take %d s (%s again ends them now)",
+                        name, self.settings.stop_grace, name)
+            self.stop()
+        else:
+            self.halt(f"worker stopped by a second {name}")
