@@ -10,11 +10,13 @@ slots, and the slots' threads end with the jobs they are running.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
 import threading
 import time
+from functools import partial
 from types import FrameType
 
 from workers.job import LeaseKeeper, Runtime, install_runtime
@@ -27,6 +29,7 @@ from wsexec.store import connect
 log = logging.getLogger(__name__)
 
 SETTLE_SECONDS = 15  # after killing its tasks, how long a stopping worker waits for them to record their end
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class WorkerProcess:
@@ -50,13 +53,16 @@ class WorkerProcess:
         """Work until stopped (or, in burst mode, until the queue is empty); the exit status."""
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        os.register_at_fork(after_in_child=partial(_die_with, os.getpid()))
+        # One scheduler (RQ forks it) moves due jobs to the queue, which every slot serves. Forked before any thread
+        # starts, so the child cannot inherit a lock some thread held; slot 0 owns it (stops and restarts it).
+        self.slots[0]._start_scheduler(burst, logging_level="WARNING")
         self.lease_keeper.start()
         self.runtime.store.reap_lost()
         threads = [
-            # only one slot runs RQ's scheduler: it moves due jobs to the queue, which every slot serves
             threading.Thread(target=slot.work, name=slot.name, daemon=True,
-                             kwargs={"burst": burst, "with_scheduler": number == 0, "logging_level": "WARNING"})
-            for number, slot in enumerate(self.slots)
+                             kwargs={"burst": burst, "logging_level": "WARNING"})
+            for slot in self.slots
         ]
         for thread in threads:
             thread.start()
@@ -105,3 +111,13 @@ class WorkerProcess:
             self.stop()
         else:
             self.halt(f"worker stopped by a second {name}")
+
+
+def _die_with(parent: int) -> None:
+    """In a forked child (RQ's scheduler): SIGTERM when the worker dies, even by SIGKILL, rather than live on with
+    the scheduler lock; the scheduler installs its own handler, which releases the lock and exits."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before prctl
+        os.kill(os.getpid(), signal.SIGTERM)
