@@ -9,6 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import Api, WorkerProcesses, wait_finished
+from wsexec.config import Settings
 from wsexec.testing import free_port
 
 
@@ -22,7 +23,7 @@ def scrape(api: Api, **headers: str) -> dict[tuple[str, tuple[tuple[str, str], .
 
 
 def test_counts_tasks_queue_run_times_failures_and_workers(api: Api, instance: dict[str, Any], ssh_user: str,
-                                                           workers: WorkerProcesses) -> None:
+                                                           workers: WorkerProcesses, settings: Settings) -> None:
     closed = api.post("/instances", json={"ip": "127.0.0.1", "port": free_port(), "tag": "x", "user": ssh_user}).json
     task = {"name": "m", "tag": "m", "script": "true"}
     created = api.post("/tasks", json=[{**task, "instance": instance["id"]}, {**task, "instance": closed["id"]},
@@ -43,6 +44,7 @@ def test_counts_tasks_queue_run_times_failures_and_workers(api: Api, instance: d
     assert after[("wsexec_queue_jobs", (("state", "scheduled"),))] == 1
     assert after[("wsexec_ssh_failures_total", (("reason", "refused"),))] == 1
     assert after[("wsexec_workers", ())] == 1
+    assert after[("wsexec_job_slots", ())] == settings.worker_jobs
     for state in ("DONE", "ABORT"):
         assert after[("wsexec_task_run_seconds_count", (("state", state),))] == 1
         assert after[("wsexec_task_run_seconds_bucket", (("le", "+Inf"), ("state", state)))] == 1

@@ -58,7 +58,10 @@ class WsexecCollector(Collector):
             failures.add_metric([reason], count)
         yield failures
 
-        yield GaugeMetricFamily("wsexec_workers", "RQ workers alive on the queue", value=jobs.workers_seen(self.queue))
+        yield GaugeMetricFamily("wsexec_workers", "worker processes alive on the queue",
+                                value=jobs.workers_seen(self.queue))
+        yield GaugeMetricFamily("wsexec_job_slots", "RQ workers (job slots) alive on the queue",
+                                value=jobs.job_slots_seen(self.queue))
 
 
 @blp.route("")
