@@ -15,8 +15,8 @@ import pytest
 from rq import Worker
 from rq.registry import FailedJobRegistry
 
-from tests.conftest import Api, WorkerProcesses, wait_finished, wait_for
-from tests.test_engine import pid_file, post_task, process_alive, remote_pid, wait_state
+from tests.helpers import Api, WorkerProcesses, wait_finished, wait_for
+from tests.test_engine import pid_file, process_alive, remote_pid, wait_state
 from wsexec.config import Settings
 
 
@@ -42,7 +42,7 @@ def cancel(api: Api, tasks: list[dict[str, Any]]) -> None:
 
 def test_two_long_tasks_do_not_hold_up_an_admin_command(api: Api, instance: dict, workers: Any) -> None:
     operator = api.as_user("operator")
-    sleepers = [post_task(operator, instance, "sleep 20") for _ in range(2)]  # two POSTs: two RQ jobs
+    sleepers = [operator.create_task(instance, "sleep 20") for _ in range(2)]  # two POSTs: two RQ jobs
     workers.start(1)
     for task in sleepers:
         wait_state(api, task["id"], "CURRENT")
@@ -73,14 +73,14 @@ def test_a_job_of_many_long_tasks_leaves_room_for_other_jobs(api: Api, instance:
 
 def test_sigterm_finishes_running_tasks_takes_no_new_one_and_unregisters(api: Api, instance: dict, workers: Any,
                                                                          settings: Settings, redis: Any) -> None:
-    running = [post_task(api, instance, "sleep 8; echo finished") for _ in range(2)]
+    running = [api.create_task(instance, "sleep 8; echo finished") for _ in range(2)]
     (worker,) = workers.start(1)
     for task in running:
         wait_state(api, task["id"], "CURRENT")
     assert rq_workers(redis) == slots_of(worker, settings)  # every slot is an RQ worker of its own
     worker.terminate()
     wait_for(lambda: len(rq_workers(redis)) == 2)  # the idle slots quit at once; the busy ones finish first
-    late = post_task(api, instance, "echo too late")
+    late = api.create_task(instance, "echo too late")
     assert worker.wait(30) == 0
     assert [api.get(f"/tasks/{task['id']}").json["stdout"] for task in running] == ["finished\n", "finished\n"]
     assert [state(api, task) for task in running] == ["DONE", "DONE"]
@@ -94,7 +94,7 @@ def test_a_forced_stop_kills_running_tasks_and_ends_them_abort(api: Api, instanc
     workers = WorkerProcesses(replace(settings, stop_grace=1 if how == "grace" else 3600))
     try:
         marker = pid_file()
-        task = post_task(api, instance, f"echo $$ > {marker}; exec sleep 300")
+        task = api.create_task(instance, f"echo $$ > {marker}; exec sleep 300")
         (worker,) = workers.start(1)
         wait_state(api, task["id"], "CURRENT")
         pid = remote_pid(marker)
@@ -115,7 +115,7 @@ def test_a_forced_stop_kills_running_tasks_and_ends_them_abort(api: Api, instanc
 
 def test_killed_worker_with_several_busy_slots_leaves_each_task_abort_worker_lost(api: Api, instance: dict,
                                                                                  workers: Any, redis: Any) -> None:
-    tasks = [post_task(api, instance, "sleep 60") for _ in range(3)]
+    tasks = [api.create_task(instance, "sleep 60") for _ in range(3)]
     (doomed,) = workers.start(1)
     for task in tasks:
         wait_state(api, task["id"], "CURRENT")
@@ -131,11 +131,11 @@ def test_killed_worker_with_several_busy_slots_leaves_each_task_abort_worker_los
 
 def test_run_after_and_scheduled_at_across_slots(api: Api, instance: dict, workers: Any) -> None:
     go = Path(f"/tmp/wsexec-test-{uuid.uuid4().hex}.go")
-    first = post_task(api, instance, f"until [ -e {go} ]; do sleep 0.1; done; echo first")
-    second = post_task(api, instance, "echo second", run_after=[first["id"]])
+    first = api.create_task(instance, f"until [ -e {go} ]; do sleep 0.1; done; echo first")
+    second = api.create_task(instance, "echo second", run_after=[first["id"]])
     at = time.time() + 3
-    scheduled = post_task(api, instance, "echo scheduled", scheduled_at=at)
-    meanwhile = post_task(api, instance, "echo meanwhile")
+    scheduled = api.create_task(instance, "echo scheduled", scheduled_at=at)
+    meanwhile = api.create_task(instance, "echo meanwhile")
     workers.start(1)
     assert wait_finished(api, meanwhile["id"])["stdout"] == "meanwhile\n"  # while `first` holds another slot
     scheduled_done = wait_finished(api, scheduled["id"])
