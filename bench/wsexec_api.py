@@ -21,6 +21,7 @@ from rq import Queue, Worker
 from bench.cpu import CpuGroups
 from bench.lab import Lab
 from wsexec.config import Settings
+from wsexec.jobs import SLOT_SEPARATOR
 from wsexec.store import Store
 from wsexec.testing import SshServer, free_port
 
@@ -132,7 +133,7 @@ class WsexecService:
         for proc in self.workers:
             if proc.poll() is not None:
                 raise RuntimeError(f"a worker exited with {proc.returncode}, see {self.logs}/worker-*.log")
-        return Worker.count(queue=self.queue)
+        return Worker.count(queue=self.queue)  # RQ workers: each process registers one per job slot
 
     def start_workers(self) -> None:
         """New worker processes (so, empty SSH pools), returning once all are registered with RQ."""
@@ -141,7 +142,8 @@ class WsexecService:
                                self.logs / f"worker-{self.generation}-{n}.log",
                                partial(self.cpu.join, "workers"))
                         for n in range(self.worker_count)]
-        _until(lambda: self._registered_workers() == self.worker_count, "the workers to register with RQ")
+        slots = self.worker_count * self.settings.worker_jobs
+        _until(lambda: self._registered_workers() == slots, "the workers' job slots to register with RQ")
         time.sleep(0.3)  # registered comes just before the first dequeue: let every worker reach it
 
     def restart_workers(self) -> None:
@@ -198,7 +200,8 @@ class Wsexec:
         raise RuntimeError(f"could not warm every worker's pool: still missing {sorted(wanted)}")
 
     def _worker_names(self) -> set[str]:
-        return {w.name for w in Worker.all(connection=self.redis)}
+        """The worker processes' names, which tasks record (their job slots register as NAME.slot-N)."""
+        return {w.name.rpartition(SLOT_SEPARATOR)[0] or w.name for w in Worker.all(connection=self.redis)}
 
     # -- workloads ---------------------------------------------------------------------------------
 
