@@ -55,6 +55,16 @@ def test_quickstart_and_follow(gunicorn_url: str, workers: Any, demo_host: SshSe
     assert done.stderr == task["stdout"] + task["stderr"]  # what follow printed
 
 
+def test_events_replay(gunicorn_url: str, workers: Any, demo_host: SshServer, tmp_path: Path) -> None:
+    workers.start(1)
+    done = run_blocks(["quickstart", "events"], gunicorn_url, demo_host.port, tmp_path)
+    assert done.returncode == 0, done.stderr
+    replayed = done.stdout.split("\nretry: ", 1)[1]
+    assert [line.removeprefix("event: ") for line in replayed.splitlines() if line.startswith("event: ")] == [
+        "created", "started", "finished"]
+    assert '"task":1,"tag":"demo","instance":1,"state":"DONE","rc":3' in replayed
+
+
 def test_commands_fanout_and_cron(gunicorn_url: str, workers: Any, demo_host: SshServer, tmp_path: Path) -> None:
     workers.start(1)
     json_lines(run_blocks(["quickstart"], gunicorn_url, demo_host.port, tmp_path))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from wsexec import auth, errors, jobs
+from wsexec import auth, errors, jobs, sse
 from wsexec.config import Settings
 from wsexec.store import Store, connect
 
@@ -31,17 +31,19 @@ def create_app(settings: Settings | None = None) -> Flask:
     redis = connect(settings.redis_url, retries=8)  # a request waits about a second for Redis, not 30
     app.extensions["wsexec_store"] = Store.from_settings(redis, settings)
     app.extensions["wsexec_queue"] = jobs.make_queue(redis, settings.queue)
+    app.extensions["wsexec_streams"] = sse.StreamSlots(settings.events_streams_max)
 
     api = errors.init_app(app)
     auth.init_app(app, settings)  # first: nothing is answered, not even 415, before credentials are checked
     app.before_request(errors.require_json_body)
 
-    from wsexec import audit, batches, metrics
+    from wsexec import audit, batches, events, metrics
     from wsexec.commands.routes import blp as commands_blp
     from wsexec.health import blp as health_blp
     from wsexec.instances.routes import blp as instances_blp
     from wsexec.tasks.routes import blp as tasks_blp
 
-    for blueprint in (health_blp, instances_blp, tasks_blp, commands_blp, audit.blp, batches.blp, metrics.blp):
+    for blueprint in (health_blp, instances_blp, tasks_blp, commands_blp, audit.blp, batches.blp, events.blp,
+                      metrics.blp):
         api.register_blueprint(blueprint, url_prefix=f"/wsexec/{blueprint.name}")
     return app

@@ -71,6 +71,9 @@ class Settings:
     login_window: int = 300  # seconds a failure counts, from the first of the window
     user_waits_max: int = 4  # ?wait requests one user may have open at once (beyond: 429)
     user_tasks_max: int = 2000  # tasks one user may have INIT or CURRENT at once (beyond: 429)
+    events_window: int = 10_000  # lifecycle events kept in Redis for /wsexec/events to resume from (about)
+    events_heartbeat: float = 5.0  # seconds between comment heartbeats on an idle /wsexec/events stream
+    events_streams_max: int = 200  # /wsexec/events streams one web process serves at once (beyond: 503)
     login_users: str = ""  # login users allowed on instances without their own login_users (besides their user)
     commands: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_COMMANDS))
 

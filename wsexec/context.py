@@ -6,6 +6,7 @@ from flask import current_app
 from rq import Queue
 
 from wsexec.config import Settings
+from wsexec.sse import StreamSlots
 from wsexec.store import Store
 
 
@@ -19,3 +20,7 @@ def store() -> Store:
 
 def queue() -> Queue:
     return current_app.extensions["wsexec_queue"]
+
+
+def streams() -> StreamSlots:
+    return current_app.extensions["wsexec_streams"]

@@ -45,6 +45,12 @@ class TooManyRequests(WsexecError):
         self.headers = {"Retry-After": str(retry_after)}
 
 
+class Saturated(TooManyRequests):
+    """This process holds as many long-lived answers (event streams) as it may: another process, or later, can."""
+
+    status = 503
+
+
 class StoreFull(WsexecError):
     """Redis is at its memory budget (maxmemory, noeviction) and refuses writes: nothing of the request was kept."""
 

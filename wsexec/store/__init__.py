@@ -12,6 +12,7 @@ from redis import Redis
 
 from wsexec.store.audit import Audit
 from wsexec.store.connection import connect
+from wsexec.store.events import Event, Events
 from wsexec.store.idempotency import Idempotency
 from wsexec.store.instances import Instances
 from wsexec.store.leases import Leases
@@ -25,17 +26,19 @@ from wsexec.store.tasks import Tasks
 if TYPE_CHECKING:
     from wsexec.config import Settings
 
-__all__ = ["FINISHED_STATES", "RUNNING_STATES", "RUN_TIME_BUCKETS", "STREAMS", "InstanceState", "Store", "TaskState",
-           "connect"]
+__all__ = ["FINISHED_STATES", "RUNNING_STATES", "RUN_TIME_BUCKETS", "STREAMS", "Event", "InstanceState", "Store",
+           "TaskState", "connect"]
 
 
 class Store:
     """The wsexec data model on one Redis connection: a part per concept, and today's call sites as short names."""
 
-    def __init__(self, redis: Redis, output_cap: int = 1024 * 1024, retention_seconds: float = 30 * 86400) -> None:
+    def __init__(self, redis: Redis, output_cap: int = 1024 * 1024, retention_seconds: float = 30 * 86400,
+                 events_window: int = 10_000) -> None:
         self._redis = redis
         self.instances = Instances(redis)
-        self.tasks = Tasks(redis, retention_seconds)
+        self.tasks = Tasks(redis, retention_seconds, events_window)
+        self.events = Events(redis)
         self.leases = Leases(redis, self.tasks)
         self.output = Output(redis, output_cap)
         self.retention = Retention(redis, retention_seconds)
@@ -84,8 +87,8 @@ class Store:
 
     @classmethod
     def from_settings(cls, redis: Redis, settings: Settings) -> Store:
-        """The store as settings configure it: output cap and retention."""
-        return cls(redis, settings.output_cap, settings.retention_seconds)
+        """The store as settings configure it: output cap, retention and the events window."""
+        return cls(redis, settings.output_cap, settings.retention_seconds, settings.events_window)
 
     def ping(self) -> bool:
         """Redis answers (raises RedisError if not)."""

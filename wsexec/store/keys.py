@@ -18,6 +18,7 @@ OUTPUT = PREFIX + "task:{id}:{stream}"  # string: one output stream, capped (out
 HELD = PREFIX + "tasks:held"  # zset: tasks a worker has taken and not finished, what the reaper watches (leases.py)
 FINISHED = PREFIX + "tasks:finished"  # zset: finished tasks scored by end time, what retention reads (retention.py)
 
+EVENTS = PREFIX + "events"  # stream: task lifecycle events, trimmed to a window (the task scripts, events.py)
 AUDIT = PREFIX + "audit"  # list of JSON entries, newest first (audit.py)
 IDEMPOTENCY = PREFIX + "idempotency:{user}:{digest}"  # string: a POST's stored answer (idempotency.py)
 RUN_SECONDS = PREFIX + "metrics:run_seconds:{state}"  # hash: histogram bucket -> count, and "sum" (metrics.py)

@@ -40,6 +40,20 @@ for f, v in pairs(changes) do
 end
 """
 
+# A fragment: emit(stream, maxlen, type, id, hash) appends one lifecycle event about the task in hash to the events
+# stream, trimmed to about maxlen entries, in the same atomic step as the change it reports.
+_EMIT = """
+local function emit(stream, maxlen, kind, id, hash)
+  local names = {'batch', 'tag', 'instance', 'state', 'rc', 'error'}
+  local values = redis.call('HMGET', hash, unpack(names))
+  local entry = {'type', kind, 'task', tostring(id)}
+  for i, name in ipairs(names) do
+    if values[i] then table.insert(entry, name); table.insert(entry, values[i]) end
+  end
+  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(entry))
+end
+"""
+
 _UPDATE_ARGS = """
 local hash, id, prefix = KEYS[1], ARGV[1], ARGV[2]
 local indexed, allowed, changes = cjson.decode(ARGV[3]), cjson.decode(ARGV[4]), cjson.decode(ARGV[5])
@@ -59,10 +73,11 @@ TRANSITION = ALLOW_OOM + """
 -- A task's update together with its lease: 'hold:<ttl>:<owner>' (a worker has it), 'release' (it is finished),
 -- 'reap' (finished because its lease expired: refused while the lease lives).
 -- KEYS[1] the task's hash, KEYS[2] its lease, KEYS[3] the held zset, KEYS[4] the finished zset,
--- KEYS[5], KEYS[6] its stdout and stderr
--- ARGV[1..5] as UPDATE, ARGV[6] the lease operation (or ''), ARGV[7] seconds before Redis expires a finished task
+-- KEYS[5], KEYS[6] its stdout and stderr, KEYS[7] the events stream (a state change adds 'started' or 'finished')
+-- ARGV[1..5] as UPDATE, ARGV[6] the lease operation (or ''), ARGV[7] seconds before Redis expires a finished task,
+-- ARGV[8] the events stream's length (about)
 -- returns {status, state found}: as UPDATE, or 'leased' when a reap found the lease alive
-""" + _UPDATE_ARGS + """
+""" + _UPDATE_ARGS + _EMIT + """
 local lease_key, held_key, lease_op = KEYS[2], KEYS[3], ARGV[6]
 """ + _STATE_CHECK + """
 if lease_op == 'reap' and redis.call('EXISTS', lease_key) == 1 then return {'leased', state} end
@@ -77,6 +92,10 @@ elseif lease_op == 'release' or lease_op == 'reap' then
   -- finished: the retention sweep finds it by its end time; EXPIRE is the backstop if no sweep runs
   redis.call('ZADD', KEYS[4], changes['end'] or redis.call('TIME')[1], id)
   for _, k in ipairs({hash, KEYS[5], KEYS[6]}) do redis.call('EXPIRE', k, ARGV[7]) end
+end
+local new_state = changes['state']
+if new_state and new_state ~= cjson.null and new_state ~= state then
+  emit(KEYS[7], ARGV[8], new_state == 'CURRENT' and 'started' or 'finished', id, hash)
 end
 return {'ok', state}
 """
@@ -122,9 +141,9 @@ CREATE_TASKS = WRITES + """
 -- ACTIVE, or if one of its run_after tasks does not exist (checked here, so a dependency deleted meanwhile is seen).
 -- Tasks due now and waiting for nothing share jobs, up to ARGV[8] a job; the others get one each. A job's id is
 -- ARGV[9] followed by the id of its first task, so it is known before RQ has it.
--- KEYS[1] the task id counter
+-- KEYS[1] the task id counter, KEYS[2] the events stream (a 'created' event per task)
 -- ARGV[1..4] as CREATE, ARGV[5] the instance key prefix, ARGV[6] JSON list, per task, of its run_after ids (strings),
--- ARGV[7] now (unix time), ARGV[8] tasks per job, ARGV[9] the job id prefix
+-- ARGV[7] now (unix time), ARGV[8] tasks per job, ARGV[9] the job id prefix, ARGV[10] the events stream's length
 -- returns {'ok', ids, per task the jobs of its unfinished dependencies (space-separated)},
 -- or {'instance', index of the refused task, 'missing' or the instance's state},
 -- or {'run_after', index of the refused task, index of the missing dependency}
@@ -157,7 +176,8 @@ for i, r in ipairs(records) do
   end
   waits[i] = table.concat(after[i], ' ')
 end
-""" + _WRITE_RECORDS + """
+""" + _WRITE_RECORDS + _EMIT + """
+for i, id in ipairs(ids) do emit(KEYS[2], ARGV[10], 'created', id, record_prefix .. id) end
 return {'ok', ids, waits}
 """
 

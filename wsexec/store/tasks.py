@@ -24,9 +24,10 @@ EXPIRY_GRACE_SECONDS = 3600  # Redis's own expiry of a finished task: a backstop
 class Tasks:
     """The task records and their lifecycle: INIT -> CURRENT -> DONE/ABORT, never back."""
 
-    def __init__(self, redis: Redis, retention_seconds: float) -> None:
+    def __init__(self, redis: Redis, retention_seconds: float, events_window: int) -> None:
         self.records = Records(redis, TASK)
         self.expire_seconds = math.ceil(retention_seconds) + EXPIRY_GRACE_SECONDS
+        self.events_window = events_window
         self._create = redis.register_script(scripts.CREATE_TASKS)
         self._transition = redis.register_script(scripts.TRANSITION)
 
@@ -47,9 +48,9 @@ class Tasks:
         records = [{**t, "state": TaskState.INIT, "created_at": now} for t in tasks]
         run_after = json.dumps([[str(d) for d in t.get("run_after") or []] for t in tasks])
         outcome = self._create(
-            keys=[TASK.counter_key],
+            keys=[TASK.counter_key, keys.EVENTS],
             args=[*self.records.create_args(records), INSTANCE.key(""), run_after, repr(now), tasks_per_job,
-                  job_prefix],
+                  job_prefix, self.events_window],
         )
         where = f"item {outcome[1]}: " if len(records) > 1 and outcome[0] != b"ok" else ""
         if outcome[0] == b"instance":
@@ -127,8 +128,9 @@ class Tasks:
         """Update a task and its lease at once (see scripts.TRANSITION); in a pipeline, execute() has the outcome."""
         outcome = self._transition(
             keys=[TASK.key(task_id), keys.lease(task_id), keys.HELD, keys.FINISHED,
-                  *(keys.output(task_id, s) for s in STREAMS)],
-            args=[*self.records.update_args(task_id, changes, allowed), lease_op, self.expire_seconds],
+                  *(keys.output(task_id, s) for s in STREAMS), keys.EVENTS],
+            args=[*self.records.update_args(task_id, changes, allowed), lease_op, self.expire_seconds,
+                  self.events_window],
             client=pipeline,
         )
         return ("", "") if pipeline is not None else self.records.outcome(task_id, outcome)

@@ -1,0 +1,89 @@
+"""Server-Sent Events of the task lifecycle: framing, the per-process cap on open streams, and the read loop.
+
+The loop reads with XREAD BLOCK (a blocked greenlet under gunicorn's gevent worker, one Redis connection each),
+so an idle stream costs nothing but its heartbeat; nothing here sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from wsexec.store import Event
+from wsexec.store.events import Events
+
+RETRY_MS = 3000  # what the stream tells EventSource clients to wait before reconnecting
+STREAMS_RETRY_AFTER = 5  # seconds: streams end at their clients' pace; a hint, not a promise
+
+
+def frame(event: str, data: Any, event_id: str | None = None) -> str:
+    """One SSE event: its name, optional id, and JSON data on one line."""
+    head = f"event: {event}\n" + (f"id: {event_id}\n" if event_id else "")
+    return head + f"data: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+class StreamSlots:
+    """A per-process cap on open streams: each holds a greenlet and a Redis connection while it is open."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.open = limit, 0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> bool:
+        with self._lock:
+            if self.open >= self.limit:
+                return False
+            self.open += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self.open -= 1
+
+
+def matches(event: Event, filters: dict[str, Any]) -> bool:
+    return all(event.fields.get(name) == value for name, value in filters.items())
+
+
+def follow(events: Events, after: str | None, filters: dict[str, Any], heartbeat: float,
+           seconds: int | None) -> Iterator[str]:
+    """The events after `after` (default: from now on) that match every filter, until `seconds` run out (if given).
+
+    A gap event first if some of them were trimmed away; an error event, then the end, if Redis stays unreachable
+    beyond the client's retries (the client reconnects with its Last-Event-ID and loses nothing still kept).
+    """
+    yield f"retry: {RETRY_MS}\n\n"  # also sends the headers at once
+    deadline = None if seconds is None else time.monotonic() + seconds
+    try:
+        if after is None:
+            position = events.position()
+        else:
+            position = after
+            oldest = events.lost_after(after)
+            if oldest:
+                yield frame("gap", {"after": after, "oldest": oldest,
+                                    "detail": "events after this id were dropped from the window "
+                                              "(WSEXEC_EVENTS_WINDOW); the stream goes on from the oldest kept"})
+        sent = time.monotonic()
+        while True:
+            remaining = heartbeat if deadline is None else deadline - time.monotonic()
+            block = max(1, int(min(heartbeat, remaining) * 1000)) if remaining > 0 else None
+            batch = events.read(position, block)
+            for event in batch:
+                position = event.id
+                if matches(event, filters):
+                    yield frame(event.type, event.fields, event.id)
+                    sent = time.monotonic()
+            if remaining <= 0 and not batch:
+                return
+            if time.monotonic() - sent >= heartbeat:
+                yield ": keepalive\n\n"
+                sent = time.monotonic()
+    except RedisError as exc:
+        yield frame("error", {"error": "Redis unreachable: the stream ends; reconnect with Last-Event-ID",
+                              "detail": str(exc)})
