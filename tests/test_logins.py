@@ -75,6 +75,18 @@ def test_a_name_guessed_from_many_addresses_is_locked_everywhere(client: FlaskCl
     assert get(client, OTHER, user="viewer", password=PASSWORDS["viewer"]).status_code == 200
 
 
+def test_a_guessed_name_does_not_lock_its_owner_out_of_addresses_it_used(client: FlaskClient) -> None:
+    home = "10.2.0.1"
+    assert get(client, home, password=PASSWORDS["admin"]).status_code == 200
+    for n in range(PER_USER):
+        get(client, f"10.1.0.{n}")
+    assert_locked(get(client, OTHER, password=PASSWORDS["admin"]))  # a new address: the name's lock holds
+    assert get(client, home, password=PASSWORDS["admin"]).status_code == 200
+    for _ in range(PER_ADDRESS):
+        assert get(client, home).status_code == 401  # its own failures still count for the address
+    assert_locked(get(client, home, password=PASSWORDS["admin"]))
+
+
 def test_a_locked_out_guesser_costs_no_hashing(client: FlaskClient, hash_checks: list[str]) -> None:
     for _ in range(PER_ADDRESS):
         get(client, GUESSER)

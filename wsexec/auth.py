@@ -103,6 +103,7 @@ def verify_password(username: str, password: str) -> Principal | None:
     if stored is None:
         logins.check_unknown_user(password, [known_hash for known_hash, _ in passwords.values()])
     elif _password_matches(stored[0], password):
+        logins.succeeded(username)
         return _authenticated(Principal(username, stored[1]))
     logins.failed(username)
     return None

@@ -1,6 +1,7 @@
 """Password guessing costs the guesser, not everyone: failed logins are counted per client address and per user
 name in Redis (so every gunicorn process and machine shares the counts) and checked BEFORE the expensive hash, so a
-locked-out guesser costs nothing; a name that does not exist is checked against a dummy hash of the same scheme,
+locked-out guesser costs nothing. A name guessed from many addresses is locked, but not for the addresses its
+owner logged in from before. A name that does not exist is checked against a dummy hash of the same scheme,
 so the time of a refusal does not tell which names exist."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from wsexec import context, offload
 from wsexec.exceptions import TooManyRequests
 
 DEFAULT_SCHEME = "scrypt"  # werkzeug's default, what `python -m wsexec.auth hash` writes
+KNOWN_ADDRESS_SECONDS = 30 * 86400  # an address a user logged in from is spared that user name's lock this long
 
 
 def refuse_if_locked(user: str | None) -> None:
@@ -25,6 +27,11 @@ def refuse_if_locked(user: str | None) -> None:
     )
     if seconds:
         raise TooManyRequests(f"too many failed logins; try again in {seconds} s", seconds)
+
+
+def succeeded(user: str) -> None:
+    """A right password: from now on this address is not locked out by others guessing the same name."""
+    context.store().limits.login_succeeded(_address(), user, KNOWN_ADDRESS_SECONDS)
 
 
 def failed(user: str | None) -> None:

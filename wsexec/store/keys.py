@@ -24,6 +24,7 @@ IDEMPOTENCY = PREFIX + "idempotency:{user}:{digest}"  # string: a POST's stored 
 RUN_SECONDS = PREFIX + "metrics:run_seconds:{state}"  # hash: histogram bucket -> count, and "sum" (metrics.py)
 SSH_FAILURES = PREFIX + "metrics:ssh_failures"  # hash: reason -> count (metrics.py)
 LOGIN_FAILURES = PREFIX + "login_failures:{scope}:{who}"  # string: failures in the window, with its TTL (limits.py)
+LOGIN_KNOWN = PREFIX + "login_known:{who}"  # zset: addresses a user name logged in from -> until, ms (limits.py)
 WAITS = PREFIX + "waits:{user}"  # zset: a user's open ?wait requests, lease id -> expiry in ms (limits.py)
 
 
@@ -71,6 +72,11 @@ def run_seconds(state: str) -> str:
 def login_failures(scope: str, who: str) -> str:
     """scope "ip" (who: the client's address) or "user" (who: a digest of the name, whatever it holds)."""
     return LOGIN_FAILURES.format(scope=scope, who=who)
+
+
+def login_known(who: str) -> str:
+    """who: the digest of the user name, as for login_failures."""
+    return LOGIN_KNOWN.format(who=who)
 
 
 def waits(user: str) -> str:

@@ -1,16 +1,21 @@
 """Counters and leases that expire on their own, shared by every web process on every machine: failed logins per
-client address and per user name (fixed windows), and each user's concurrent waits (leases). A crashed web process
-leaves nothing wrong for longer than a window or a lease."""
+client address and per user name (fixed windows), the addresses each user logged in from (so guessing a name from
+elsewhere does not lock its owner out), and each user's concurrent waits (leases). A crashed web process leaves
+nothing wrong for longer than a window or a lease."""
 
 from __future__ import annotations
 
 import hashlib
 import math
+import time
 import uuid
 
 from redis import Redis
 
 from wsexec.store import keys, scripts
+
+KNOWN_REWRITE_SECONDS = 3600  # a process writes a (user, address) it has seen log in again after this long
+KNOWN_MEMO_MAX = 4096
 
 
 class Limits:
@@ -18,19 +23,40 @@ class Limits:
         self.redis = redis
         self._locked = redis.register_script(scripts.LIMITS_LOCKED)
         self._fail = redis.register_script(scripts.LIMITS_FAIL)
+        self._known = redis.register_script(scripts.LOGIN_KNOWN)
         self._acquire = redis.register_script(scripts.LEASE_ACQUIRE)
+        self._known_written: dict[tuple[str, str], float] = {}  # (user, address) -> when this process wrote it
 
     @staticmethod
-    def _failure_keys(address: str, user: str | None) -> list[str]:
+    def _who(user: str) -> str:
+        """Names are hashed: any bytes a client sends, one short key."""
+        return hashlib.sha256(user.encode(errors="replace")).hexdigest()[:32]
+
+    def _failure_keys(self, address: str, user: str | None) -> list[str]:
         found = [keys.login_failures("ip", address)]
-        if user is not None:  # names are hashed: any bytes a client sends, one short key
-            found.append(keys.login_failures("user", hashlib.sha256(user.encode(errors="replace")).hexdigest()[:32]))
+        if user is not None:
+            found.append(keys.login_failures("user", self._who(user)))
         return found
 
     def login_locked(self, address: str, user: str | None, per_address: int, per_user: int) -> int:
-        """Seconds until this address (and user name) may try again: 0 while under both limits."""
-        milliseconds = self._locked(keys=self._failure_keys(address, user), args=[per_address, per_user])
+        """Seconds until this address (and user name) may try again: 0 while under both limits.
+
+        The name's limit does not apply from an address the name logged in from (login_succeeded).
+        """
+        known = [keys.login_known(self._who(user))] if user is not None else []
+        milliseconds = self._locked(keys=[*self._failure_keys(address, user), *known],
+                                    args=[per_address, per_user, address])
         return math.ceil(int(milliseconds) / 1000)
+
+    def login_succeeded(self, address: str, user: str, seconds: int) -> None:
+        """Remember for `seconds` that the user logged in from this address (written at most hourly per process)."""
+        now = time.monotonic()
+        if now - self._known_written.get((user, address), -KNOWN_REWRITE_SECONDS) < KNOWN_REWRITE_SECONDS:
+            return
+        if len(self._known_written) >= KNOWN_MEMO_MAX:
+            self._known_written.clear()
+        self._known(keys=[keys.login_known(self._who(user))], args=[address, seconds * 1000])
+        self._known_written[(user, address)] = now
 
     def login_failed(self, address: str, user: str | None, window: int) -> None:
         """Count one failure for the address (and the name); each count lives `window` seconds from its first."""

@@ -258,16 +258,29 @@ return room
 """
 
 LIMITS_LOCKED = READS + """
--- Is any failure counter at its limit?
--- KEYS counters (the client address's, then optionally the user name's), ARGV the limit of each, in that order
+-- Is a failure counter at its limit? The user name's does not lock out an address the user logged in from before.
+-- KEYS[1] the client address's counter; optionally KEYS[2] the user name's and KEYS[3] the name's known addresses
+-- ARGV[1] the address limit, ARGV[2] the user limit, ARGV[3] the client's address
 -- returns the milliseconds until the last of the counters at their limit expires (0: none is)
 local wait = 0
-for i, key in ipairs(KEYS) do
-  if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[i]) then
-    wait = math.max(wait, redis.call('PTTL', key))
-  end
+if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[1]) then wait = redis.call('PTTL', KEYS[1]) end
+if KEYS[2] and tonumber(redis.call('GET', KEYS[2]) or '0') >= tonumber(ARGV[2]) then
+  local now = redis.call('TIME')
+  local known_until = tonumber(redis.call('ZSCORE', KEYS[3], ARGV[3]) or '0')
+  if known_until <= tonumber(now[1]) * 1000 then wait = math.max(wait, redis.call('PTTL', KEYS[2])) end
 end
 return wait
+"""
+
+LOGIN_KNOWN = WRITES + """
+-- Remember an address a user logged in from, for a while (the per-user lock spares it), forgetting expired ones.
+-- KEYS[1] the name's zset of address -> until (ms, Redis clock); ARGV[1] the address, ARGV[2] for how long in ms
+-- returns nothing
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 """
 
 LIMITS_FAIL = ALLOW_OOM + """
