@@ -6,8 +6,9 @@ bind = os.environ.get("WSEXEC_BIND", "127.0.0.1:5000")
 workers = int(os.environ.get("WSEXEC_GUNICORN_WORKERS", "2"))
 # gevent: every connection is a greenlet, not a thread. A ?wait=SECONDS request, a client that sends its headers one
 # byte a minute (slowloris), or (later) an SSE stream or a websocket costs a few KB, not one of a handful of threads.
-# The worker monkey-patches the standard library before loading the app, so redis-py, RQ's enqueueing and the 50 ms
-# wait loop yield instead of blocking; CPU-bound password hashing runs in a thread pool (wsexec.offload).
+# The worker monkey-patches the standard library before loading the app, so redis-py (a ?wait's or a stream's XREAD
+# BLOCK) and RQ's enqueueing yield instead of blocking; CPU-bound password hashing runs in a thread pool
+# (wsexec.offload).
 worker_class = "gevent"
 worker_connections = int(os.environ.get("WSEXEC_GUNICORN_CONNECTIONS", "1000"))  # open connections per worker
 timeout = int(os.environ.get("WSEXEC_GUNICORN_TIMEOUT", "330"))  # above the longest ?wait (300 s)

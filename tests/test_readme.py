@@ -76,7 +76,8 @@ def test_commands_fanout_and_cron(gunicorn_url: str, workers: Any, demo_host: Ss
 
     tasks, batch = json_lines(run_blocks(["fanout"], gunicorn_url, demo_host.port, tmp_path))
     assert [t["instance"] for t in tasks] == [1]  # the one instance tagged demo
-    assert batch["total"] == 1 and batch["tasks"] == [tasks[0]["id"]]
+    assert tasks[0]["state"] == "DONE" and tasks[0]["stdout"].strip(), "?wait answered once it had finished"
+    assert batch["total"] == 1 and batch["tasks"] == [tasks[0]["id"]] and batch["finished"]
 
     (tmp_path / "nightly.token").write_text(CRON_TOKEN + "\n")
     env = {**os.environ, "WSEXEC": f"{gunicorn_url}/wsexec", "TOKEN_FILE": str(tmp_path / "nightly.token")}

@@ -7,10 +7,12 @@ from typing import Any
 from flask.views import MethodView
 from marshmallow import Schema, fields
 
-from wsexec import context
+from wsexec import context, quotas
 from wsexec.blueprint import Blueprint
 from wsexec.exceptions import NotFound
 from wsexec.store import RUNNING_STATES, TaskState
+from wsexec.tasks import service
+from wsexec.waits import WaitArgs
 
 blp = Blueprint("batches", __name__, description="Tasks created together by a fan-out to a tag")
 
@@ -46,10 +48,14 @@ def summary(batch: str, tasks: list[dict[str, Any]]) -> dict[str, Any]:
 
 @blp.route("/<batch_id>")
 class Batch(MethodView):
+    @blp.arguments(WaitArgs, location="query", as_kwargs=True)
     @blp.response(200, BatchSchema)
-    def get(self, batch_id: str) -> dict[str, Any]:
-        """Counts per state, each instance's exit code, and the task ids of a batch."""
+    def get(self, batch_id: str, wait: int | None = None) -> dict[str, Any]:
+        """Counts per state, each instance's exit code, and the task ids of a batch; ?wait=SECONDS: once finished."""
         tasks = context.store().batch_tasks(batch_id)
         if not tasks:
             raise NotFound(f"batch {batch_id} not found")
+        if wait is not None:
+            with quotas.wait_slot(wait):
+                tasks = service.wait_finished([task["id"] for task in tasks], wait)
         return summary(batch_id, tasks)

@@ -11,10 +11,11 @@ from wsexec import context, quotas
 from wsexec.auth import current_user
 from wsexec.blueprint import Blueprint
 from wsexec.commands import service
-from wsexec.commands.schemas import COMMANDS_SCHEMA, OUTPUT_HEADERS, CommandRunSchema, WaitArgs
+from wsexec.commands.schemas import COMMANDS_SCHEMA, OUTPUT_HEADERS, CommandRunSchema
 from wsexec.idempotency import idempotent
 from wsexec.roles import Role
 from wsexec.tasks.schemas import TaskSchema
+from wsexec.waits import WaitArgs
 
 blp = Blueprint("commands", __name__, write_role=Role.OPERATOR,
                 description="Fixed commands, configured in WSEXEC_COMMANDS")

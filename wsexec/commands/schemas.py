@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from marshmallow import Schema, fields, validate
 
 from wsexec import validators
-
-WAIT_MAX = 300  # seconds; gunicorn's timeout and nginx's proxy_read_timeout are longer
 
 COMMANDS_SCHEMA = {  # GET /wsexec/commands: a plain object, name -> command line
     "type": "object",
@@ -26,12 +22,3 @@ class CommandRunSchema(Schema):
 
     instance = validators.Integer(required=True, validate=validate.Range(min=1))
     user = fields.String(validate=validators.posix_user, metadata={"description": "default: the instance's user"})
-
-
-def wait_field(**options: Any) -> fields.Field:
-    """?wait=SECONDS, 1 to WAIT_MAX: how long a request may hold its (gunicorn) thread waiting for a task."""
-    return validators.Integer(validate=validate.Range(min=1, max=WAIT_MAX), **options)
-
-
-class WaitArgs(Schema):
-    wait = wait_field(metadata={"description": "seconds to wait for the task to finish (504 with its id if not)"})

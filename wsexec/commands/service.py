@@ -6,7 +6,7 @@ from typing import Any
 
 from wsexec import audit, context
 from wsexec.exceptions import NotFound, TaskFailed, TaskPending
-from wsexec.store import TaskState
+from wsexec.store import RUNNING_STATES, TaskState
 from wsexec.tasks import service as tasks
 
 TAG = "command"
@@ -32,8 +32,8 @@ def start(name: str, script: str, instance: int, user: str | None, created_by: s
 
 def finished(task_id: int, seconds: int) -> dict[str, Any]:
     """The task once DONE; 504 if it is still running after `seconds`, 502 if it ended ABORT (both name it)."""
-    task = tasks.wait_finished(task_id, seconds)
-    if task is None:
+    (task,) = tasks.wait_finished([task_id], seconds)
+    if task["state"] in RUNNING_STATES:
         raise TaskPending(f"task {task_id} has not finished within {seconds} s; follow it at /wsexec/tasks/{task_id}",
                           {"task": task_id})
     if task["state"] == TaskState.ABORT:

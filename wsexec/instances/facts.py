@@ -10,8 +10,8 @@ from marshmallow import Schema
 
 from wsexec import context
 from wsexec.commands import service as commands
-from wsexec.commands.schemas import wait_field
 from wsexec.exceptions import TaskFailed
+from wsexec.waits import wait_field
 
 NAME = "facts"
 DEFAULT_WAIT = 30

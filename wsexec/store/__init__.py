@@ -22,6 +22,7 @@ from wsexec.store.output import Output
 from wsexec.store.retention import Retention
 from wsexec.store.states import FINISHED_STATES, RUNNING_STATES, STREAMS, InstanceState, TaskState
 from wsexec.store.tasks import Tasks
+from wsexec.store.waits import Waits
 
 if TYPE_CHECKING:
     from wsexec.config import Settings
@@ -39,6 +40,7 @@ class Store:
         self.instances = Instances(redis)
         self.tasks = Tasks(redis, retention_seconds, events_window)
         self.events = Events(redis)
+        self.waits = Waits(redis, self.tasks, self.events)
         self.leases = Leases(redis, self.tasks)
         self.output = Output(redis, output_cap)
         self.retention = Retention(redis, retention_seconds)
@@ -71,6 +73,8 @@ class Store:
         self.reap_lost = self.leases.reap_lost
         self.append_output = self.output.append
         self.read_output = self.output.read
+        self.read_outputs = self.output.read_all
+        self.until_finished = self.waits.until_finished
         self.output_key = self.output.key
         self.purge_expired = self.retention.purge_expired
         self.add_audit = self.audit.add

@@ -8,7 +8,7 @@ from flask import request
 from flask.views import MethodView
 from marshmallow import ValidationError
 
-from wsexec import audit, context
+from wsexec import audit, context, quotas
 from wsexec.auth import current_user
 from wsexec.blueprint import Blueprint
 from wsexec.exceptions import Unprocessable
@@ -17,6 +17,7 @@ from wsexec.pagination import PageArgs, envelope, page_schema
 from wsexec.roles import Role
 from wsexec.tasks import service
 from wsexec.tasks.schemas import OutputArgs, OutputSchema, TaskFilterSchema, TaskSchema, TaskUpdateSchema
+from wsexec.waits import WaitArgs
 
 blp = Blueprint("tasks", __name__, write_role=Role.OPERATOR, description="Scripts to run on instances")
 
@@ -54,26 +55,37 @@ class Tasks(MethodView):
         return envelope(count, tasks, page, page_size)
 
     @idempotent
+    @blp.arguments(WaitArgs, location="query", as_kwargs=True)
     @blp.doc(requestBody={"content": {"application/json": {"schema": ONE_OR_MANY}}, "required": True})
-    @blp.alt_response(201, schema=ONE_OR_MANY, description="the task; an array for an array or a target tag")
+    @blp.alt_response(201, schema=ONE_OR_MANY, description="the task; an array for an array or a target tag; with "
+                                                            "?wait, as they are once finished or the wait is over, "
+                                                            "output included")
     @blp.alt_response(409, response="CONFLICT")
-    def post(self) -> Any:
+    def post(self, wait: int | None = None) -> Any:
         """Create and enqueue a task, an array of tasks (all or nothing), or one task per instance of a tag."""
         body = request.get_json()
-        tasks = service.create(load_new_tasks(body), current_user().name)
-        ids = [task["id"] for task in tasks]
-        batches = sorted({task["batch"] for task in tasks if task.get("batch")})
-        audit.record("task.create", audit.target("task", ids), {"ids": ids, "batches": batches})
+        with quotas.wait_slot(wait):
+            tasks = service.create(load_new_tasks(body), current_user().name)
+            ids = [task["id"] for task in tasks]
+            batches = sorted({task["batch"] for task in tasks if task.get("batch")})
+            audit.record("task.create", audit.target("task", ids), {"ids": ids, "batches": batches})
+            if wait is not None:
+                tasks = service.with_outputs(service.wait_finished(ids, wait))
         many = isinstance(body, list) or "target" in body
         return TaskSchema(many=many).dump(tasks if many else tasks[0]), 201
 
 
 @blp.route("/<int:task_id>")
 class Task(MethodView):
+    @blp.arguments(WaitArgs, location="query", as_kwargs=True)
     @blp.response(200, TaskSchema)
-    def get(self, task_id: int) -> dict[str, Any]:
-        """One task with its output."""
-        return service.with_output(context.store().get_task(task_id))
+    def get(self, task_id: int, wait: int | None = None) -> dict[str, Any]:
+        """One task with its output; with ?wait=SECONDS, once it has finished (or as it is when the wait is over)."""
+        task = context.store().get_task(task_id)  # 404 before a wait slot is taken
+        if wait is None:
+            return service.with_output(task)
+        with quotas.wait_slot(wait):
+            return service.with_output(service.wait_finished([task_id], wait)[0])
 
     @blp.arguments(TaskUpdateSchema)
     @blp.response(200, TaskSchema)

@@ -12,7 +12,6 @@ from wsexec.exceptions import Forbidden, NotFound, Unprocessable
 from wsexec.store import FINISHED_STATES, TaskState
 
 CANCEL_WAIT_SECONDS = 2.0
-WAIT_POLL_SECONDS = 0.05
 
 
 def create(items: list[dict[str, Any]], created_by: str) -> list[dict[str, Any]]:
@@ -114,27 +113,27 @@ def cancel(task_id: int, by: str) -> dict[str, Any]:
         if "job" in task:
             jobs.cancel(context.queue(), task["job"], task_id)
         return task
-    return wait_finished(task_id, CANCEL_WAIT_SECONDS) or store.get_task(task_id)
+    return wait_finished([task_id], CANCEL_WAIT_SECONDS)[0]
 
 
-def wait_finished(task_id: int, seconds: float) -> dict[str, Any] | None:
-    """The task once DONE or ABORT, or None if still running after `seconds` (a cheap HGETALL every 50 ms)."""
-    store = context.store()
-    deadline = time.monotonic() + seconds
-    while True:
-        task = store.get_task(task_id)
-        if task["state"] in FINISHED_STATES:
-            return task
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(WAIT_POLL_SECONDS)
+def wait_finished(task_ids: list[int], seconds: float) -> list[dict[str, Any]]:
+    """The tasks once DONE or ABORT, or as they are when `seconds` run out (woken by their events, no polling)."""
+    tasks = context.store().until_finished(task_ids, seconds)
+    missing = sorted(set(task_ids) - {task["id"] for task in tasks})
+    if missing:  # deleted (or purged) while the request waited
+        raise NotFound(f"task {missing[0]} not found")
+    return tasks
+
+
+def with_outputs(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tasks and their stored output (at most the cap per stream), decoded for JSON, in one round trip."""
+    outputs = context.store().read_outputs(task["id"] for task in tasks)
+    return [{**task, **{s: data.decode("utf-8", "replace") for s, data in output.items()}}
+            for task, output in zip(tasks, outputs, strict=True)]
 
 
 def with_output(task: dict[str, Any]) -> dict[str, Any]:
-    """The task and its stored output (at most the cap per stream), decoded for JSON."""
-    store = context.store()
-    streams = {s: store.read_output(task["id"], s).decode("utf-8", "replace") for s in ("stdout", "stderr")}
-    return {**task, **streams}
+    return with_outputs([task])[0]
 
 
 def output_since(task_id: int, stdout_offset: int, stderr_offset: int) -> dict[str, Any]:
