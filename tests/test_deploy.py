@@ -156,6 +156,11 @@ def test_nginx_and_gunicorn_wait_longer_than_the_longest_wait() -> None:
     assert int(read_by_code()["WSEXEC_GUNICORN_TIMEOUT"]) > wait_max
 
 
+def test_redis_pool_outnumbers_a_gunicorn_workers_connections() -> None:
+    """Each connection's greenlet may block in a ?wait or a stream holding a Redis connection: the pool has room."""
+    assert Settings().redis_connections > int(read_by_code()["WSEXEC_GUNICORN_CONNECTIONS"])
+
+
 @pytest.mark.parametrize("extra, status, by_nginx", [(0, 422, False), (1, 413, True)])
 def test_body_limit_through_nginx(nginx: Nginx, client: requests.Session, extra: int, status: int,
                                   by_nginx: bool) -> None:

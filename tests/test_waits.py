@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 import requests
+from redis import Redis
 
-from tests.helpers import PASSWORDS, Api, task_body
+from tests.helpers import PASSWORDS, Api, task_body, wait_for
 from wsexec.store import Store, TaskState
 
 
@@ -81,6 +82,32 @@ def test_waits_miss_no_end_however_close_to_the_check(store: Store, api: Api, in
         store.finish(task["id"], TaskState.DONE, rc=0)
     for waiter in waiters:
         waiter.join(60)
+    assert answers == {task["id"]: "DONE" for task in tasks}
+
+
+def test_more_waits_at_once_than_redis_pys_default_pool(app: Any, api: Api, instance: dict,
+                                                          redis_server: Any) -> None:
+    """150 requests blocked at once, each holding a Redis connection: none fails "Too many connections" (100)."""
+    store = app.extensions["wsexec_store"]
+    tasks = api.created("/tasks", [task_body(instance)] * 150)
+    answers: dict[int, str] = {}
+
+    def wait(task_id: int) -> None:
+        answers[task_id] = store.until_finished([task_id], 60)[0]["state"]
+
+    waiters = [threading.Thread(target=wait, args=(task["id"],)) for task in tasks]
+    for waiter in waiters:
+        waiter.start()
+    admin = Redis.from_url(redis_server.url)
+    try:
+        wait_for(lambda: admin.info("clients")["blocked_clients"] >= len(tasks) or not any(
+            waiter.is_alive() for waiter in waiters), timeout=60)
+    finally:
+        for task in tasks:
+            assert store.claim(task["id"], "w", 60)
+            store.finish(task["id"], TaskState.DONE, rc=0)
+        for waiter in waiters:
+            waiter.join(60)
     assert answers == {task["id"]: "DONE" for task in tasks}
 
 

@@ -69,6 +69,7 @@ class Settings:
     login_failures_per_address: int = 10  # failed logins (passwords or tokens) from one address per window: then 429
     login_failures_per_user: int = 30  # failed passwords for one user name per window, from anywhere: then 429
     login_window: int = 300  # seconds a failure counts, from the first of the window
+    redis_connections: int = 1100  # Redis connections one web process may hold: above WSEXEC_GUNICORN_CONNECTIONS
     wait_max: int = 300  # seconds a ?wait=SECONDS may ask for (beyond: 422); keep nginx's and gunicorn's timeouts above
     user_waits_max: int = 4  # ?wait requests one user may have open at once (beyond: 429)
     user_tasks_max: int = 2000  # tasks one user may have INIT or CURRENT at once (beyond: 429)
