@@ -49,6 +49,13 @@ def test_wait_that_runs_out_answers_the_tasks_as_they_are(api: Api, instance: di
     assert done["state"] == "ABORT" and done["error"] == "cancelled by admin"
 
 
+def test_a_wait_longer_than_the_redis_socket_timeout_runs_its_course(api: Api, instance: dict) -> None:
+    """One blocking read longer than redis-py's 5 s socket timeout would be retried as a lost reply, again and again."""
+    task = api.create_task(instance)  # no worker: it stays INIT
+    response = api.get(f"/tasks/{task['id']}?wait=6")
+    assert response.status_code == 200 and response.json["state"] == "INIT"
+
+
 def test_get_task_and_batch_wait_for_a_finish_written_meanwhile(api: Api, store: Store, instance: dict) -> None:
     """A worker's finish while the request blocks wakes it (here the test plays the worker, from a thread)."""
     task = api.create_task(instance)

@@ -13,9 +13,12 @@ from redis import Redis
 from redis.exceptions import ResponseError
 
 from wsexec.store import keys
+from wsexec.store.connection import SOCKET_TIMEOUT
 
 INT_FIELDS = frozenset({"task", "instance", "rc"})
 START = "0-0"  # before every entry
+# One XREAD blocks at most this long: a longer one would outlast the socket timeout and be retried as a lost reply.
+BLOCK_MAX_MS = int(SOCKET_TIMEOUT * 1000 / 2)
 
 
 @dataclass(frozen=True)
@@ -72,8 +75,9 @@ class Events:
         return oldest if entry_id(after) < entry_id(oldest) else None
 
     def read(self, after: str, block_ms: int | None = None, count: int = 500) -> list[Event]:
-        """The events after an id, oldest first; with block_ms, wait that long for one if there is none yet."""
-        answer = self.redis.xread({keys.EVENTS: after}, count=count, block=block_ms)
+        """The events after an id, oldest first; with block_ms, wait up to that long (BLOCK_MAX_MS at most) for one."""
+        block = None if block_ms is None else min(block_ms, BLOCK_MAX_MS)
+        answer = self.redis.xread({keys.EVENTS: after}, count=count, block=block)
         if not answer:
             return []
         (_, entries), = cast(list[Any], answer)
