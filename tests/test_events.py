@@ -118,6 +118,14 @@ def test_idle_stream_sends_keepalive_comments(api: Api) -> None:
     assert ": keepalive\n\n" in answer
 
 
+def test_a_heartbeat_longer_than_the_redis_socket_timeout(settings: Settings, redis: Any) -> None:
+    """Idle for longer than redis-py's 5 s socket timeout: keepalives, and no error event from a read taken as lost."""
+    viewer = Api(create_app(dataclasses.replace(settings, events_heartbeat=6)).test_client(), "viewer")
+    with viewer.get("/events?timeout=7") as response:
+        answer = response.get_data(as_text=True)
+    assert ": keepalive" in answer and "event: error" not in answer
+
+
 def test_streams_beyond_the_cap_are_503_with_retry_after(settings: Settings, redis: Any) -> None:
     viewer = Api(create_app(dataclasses.replace(settings, events_streams_max=1)).test_client(), "viewer")
     first = viewer.get("/events", buffered=False)
