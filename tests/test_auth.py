@@ -152,6 +152,8 @@ ROLE_TABLE = [  # (user, method, path, body, status): what each role can do, as 
     ("viewer", "patch", "/tasks/1", {"state": "ABORT"}, 403),
     ("viewer", "delete", "/tasks/1", None, 403),
     ("viewer", "post", "/instances", {"ip": "127.0.0.2", "tag": "web"}, 403),
+    ("viewer", "post", "/notes", {"instance": 1, "content": "any user may write notes"}, 201),
+    ("viewer", "get", "/notes?instance=1", None, 200),
     ("operator", "post", "/tasks", {**TASK, "instance": 1}, 201),
     ("operator", "patch", "/tasks/1", {"name": "renamed"}, 200),
     ("operator", "post", "/instances", {"ip": "127.0.0.2", "tag": "web"}, 403),

@@ -17,12 +17,13 @@ from wsexec.config import Settings
 
 TASK = {"name": "uptime", "tag": "nightly", "script": "uptime"}
 INSTANCE = {"ip": "127.0.0.1", "tag": "web", "user": "nobody"}
-BODY_ROUTES = [("post", "/tasks"), ("post", "/instances"), ("patch", "/tasks/1"), ("put", "/instances/1")]
+BODY_ROUTES = [("post", "/tasks"), ("post", "/instances"), ("patch", "/tasks/1"), ("put", "/instances/1"),
+               ("post", "/notes"), ("patch", "/notes/1")]
 
 
 @pytest.fixture
 def seeded(api: Api) -> Api:
-    """Instance 1 and INIT tasks 1-3, so routes with an id reach real records (no worker runs them).
+    """Instance 1, INIT tasks 1-3 and note 1, so routes with an id reach real records (no worker runs them).
 
     The instance is then DEACTIVATE: routes that start a task and wait for it (facts, commands?wait) answer
     409 at once instead of waiting for a worker that never comes.
@@ -30,6 +31,7 @@ def seeded(api: Api) -> Api:
     assert api.post("/instances", json=INSTANCE).status_code == 201
     assert api.post("/tasks", json=[{**TASK, "instance": 1}] * 3).status_code == 201
     assert api.patch("/instances/1", json={"state": "DEACTIVATE"}).status_code == 200
+    assert api.post("/notes", json={"instance": 1, "content": "seeded"}).status_code == 201
     return api
 
 
@@ -141,6 +143,9 @@ GARBAGE_JSON: list[Any] = [
     {**INSTANCE, "host_key": "ssh-rsa //8="}, {**INSTANCE, "host_key": "SHA256:" + "A" * 43 + "\n"},
     {**INSTANCE, "port": "65535", "state": "DEACTIVE"}, {**INSTANCE, "facts": {"a": 1}, "facts_at": 1},
     {"a": {"b": {"c": {"d": [[[{"e": None}]]]}}}},
+    {"instance": 1, "content": "x" * 513}, {"instance": 1, "content": None}, {"instance": 10**30, "content": "x"},
+    {"instance": 1, "content": "x", "private": "maybe", "pinned": 2}, {"instance": 2, "content": "\u0000"},
+    {"content": "x", "author": "someone else", "created_at": -1},
 ]
 GARBAGE_RAW: list[bytes] = [
     b"", b"null", b"NaN", b"-Infinity", b'{"port": NaN, "ip": "h", "tag": "t"}', b'{"port": Infinity}',

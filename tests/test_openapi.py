@@ -132,6 +132,10 @@ def live_schema(
         store.finish(task_id, TaskState.DONE, rc=0)
     fan_out = api.post("/tasks", json={"name": "seed", "tag": "seed", "target": {"tag": "tag0"}, "script": "true"})
     assert fan_out.status_code == 201, fan_out.json
+    for number in range(SEEDED):  # public and private, pinned or not, on several instances
+        note = {"instance": number % 3 + 1, "content": f"seed {number}", "private": number % 3 == 0,
+                "pinned": number % 2 == 0}
+        assert api.post("/notes", json=note).status_code == 201
     seeded = {"name": next(iter(settings.commands)), "batch_id": fan_out.json[0]["batch"]}
 
     def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any] | None) -> Any:

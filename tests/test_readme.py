@@ -86,6 +86,18 @@ def test_commands_fanout_and_cron(gunicorn_url: str, workers: Any, demo_host: Ss
     assert first[0][0]["created_by"] == "nightly" and first[0][0]["script"] == "df -P /"
 
 
+def test_notes(gunicorn_url: str, demo_host: SshServer, tmp_path: Path) -> None:
+    done = run_blocks(["quickstart", "notes"], gunicorn_url, demo_host.port, tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    pinned, private, unpinned, listing = (json.loads(line) for line in lines[4:8])
+    assert pinned["pinned"] is True and pinned["author"] == "admin" and pinned["instance"] == 1
+    assert private["private"] is True and private["id"] == 2
+    assert unpinned["pinned"] is False and unpinned["content"] == pinned["content"]
+    assert [note["id"] for note in listing["results"]] == [1, 2]  # both unpinned now: the last updated first
+    assert lines[8:] == ["204"]
+
+
 def test_settings_commands() -> None:
     found = re.search(r"## Settings.*?```sh\n(.*?)```", README, re.S)
     assert found

@@ -21,6 +21,7 @@ ACTIONS = (
     "instance.create", "instance.update", "instance.delete",
     "task.create", "task.update", "task.cancel", "task.delete",
     "command.run",
+    "note.create", "note.update", "note.delete",
 )
 
 
@@ -49,7 +50,7 @@ class AuditEntrySchema(Schema):
     user = fields.String()
     role = fields.String(metadata={"enum": [role.label for role in Role]})
     action = fields.String(metadata={"description": "one of " + ", ".join(ACTIONS)})
-    target = fields.String(metadata={"description": "what was changed: task:7, task:7-9, instance:2, command:df"})
+    target = fields.String(metadata={"description": "what was changed: task:7, task:7-9, instance:2, note:3..."})
     detail = fields.Raw(allow_none=True, metadata={"description": "the fields given, the ids created..."})
     ip = fields.String(allow_none=True, metadata={"description": "the client's address (behind nginx: the real one)"})
 

@@ -18,6 +18,7 @@ from wsexec.store.instances import Instances
 from wsexec.store.leases import Leases
 from wsexec.store.limits import Limits
 from wsexec.store.metrics import RUN_TIME_BUCKETS, Metrics
+from wsexec.store.notes import Notes
 from wsexec.store.output import Output
 from wsexec.store.retention import Retention
 from wsexec.store.states import FINISHED_STATES, RUNNING_STATES, STREAMS, InstanceState, TaskState
@@ -38,6 +39,7 @@ class Store:
                  events_window: int = 10_000) -> None:
         self._redis = redis
         self.instances = Instances(redis)
+        self.notes = Notes(redis)
         self.tasks = Tasks(redis, retention_seconds, events_window)
         self.events = Events(redis)
         self.waits = Waits(redis, self.tasks, self.events)

@@ -1,4 +1,4 @@
-"""Instances: the servers tasks run on; one with INIT or CURRENT tasks cannot be deleted."""
+"""Instances: the servers tasks run on; one with INIT or CURRENT tasks cannot be deleted, its notes go with it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from redis import Redis
 
 from wsexec.exceptions import Conflict
-from wsexec.store.records import INSTANCE, TASK, Records
+from wsexec.store.records import INSTANCE, NOTE, TASK, Records
 from wsexec.store.states import RUNNING_STATES, InstanceState
 
 
@@ -37,6 +37,6 @@ class Instances:
 
     def delete(self, instance_id: int) -> None:
         busy = [TASK.index_key("instance", instance_id)] + [TASK.index_key("state", s) for s in RUNNING_STATES]
-        status, _ = self.records.delete(instance_id, busy=busy)
+        status, _ = self.records.delete(instance_id, busy=busy, dependents=[(NOTE, "instance")])
         if status == "busy":
             raise Conflict(f"instance {instance_id} has INIT or CURRENT tasks")

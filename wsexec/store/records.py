@@ -40,6 +40,7 @@ class Kind:
     floats: frozenset[str] = frozenset()
     lists: frozenset[str] = frozenset()
     dicts: frozenset[str] = frozenset()
+    bools: frozenset[str] = frozenset()
     sub_keys: Callable[[int | str], list[str]] = lambda record_id: []
 
     def key(self, record_id: int | str) -> str:
@@ -72,6 +73,8 @@ class Kind:
                 record[name] = int(value)
             elif name in self.floats:
                 record[name] = float(value)
+            elif name in self.bools:
+                record[name] = value == "True"
             elif name in self.lists or name in self.dicts:
                 record[name] = json.loads(value)
             else:
@@ -94,6 +97,13 @@ INSTANCE = Kind(
     floats=frozenset({"facts_at"}),
     lists=frozenset({"login_users"}),
     dicts=frozenset({"facts"}),
+)
+NOTE = Kind(
+    "note",
+    indexed=("instance",),
+    ints=frozenset({"id", "instance"}),
+    floats=frozenset({"created_at", "updated_at"}),
+    bools=frozenset({"private", "pinned"}),
 )
 
 
@@ -161,12 +171,19 @@ class Records:
             raise NotFound(f"{self.kind.name} {record_id} not found")
         return status.decode(), state.decode()
 
-    def delete(self, record_id: int, allowed: Iterable[Enum] = (), busy: list[str] | None = None) -> tuple[str, str]:
-        """Delete it with its sub-keys, unless its state is not allowed or busy[0] meets one of busy[1:]."""
+    def delete(self, record_id: int, allowed: Iterable[Enum] = (), busy: list[str] | None = None,
+               dependents: Iterable[tuple[Kind, str]] = ()) -> tuple[str, str]:
+        """Delete it with its sub-keys, unless its state is not allowed or busy[0] meets one of busy[1:].
+
+        dependents: (kind, field) of records that go with it, those whose field holds its id (an instance's notes).
+        """
         sub_keys = self.kind.sub_keys(record_id)
+        children = [{"ids": child.index_key(field, record_id), "record": child.key(""), "prefix": child.index_prefix,
+                     "indexed": child.indexed} for child, field in dependents]
         outcome = self._delete(
             keys=[self.kind.key(record_id), *sub_keys, *(busy or [])],
-            args=[record_id, self.kind.index_prefix, json.dumps(self.kind.indexed), states(allowed), len(sub_keys)],
+            args=[record_id, self.kind.index_prefix, json.dumps(self.kind.indexed), states(allowed), len(sub_keys),
+                  json.dumps(children)],
         )
         return self.outcome(record_id, outcome)
 

@@ -186,23 +186,44 @@ DELETE = ALLOW_OOM + """
 -- KEYS[1] the record's hash, KEYS[2 .. 1 + ARGV[5]] its sub-keys,
 -- then optionally busy indexes: the first intersected with each of the others must be empty
 -- ARGV[1] id, ARGV[2] index prefix, ARGV[3] JSON list of indexed fields, ARGV[4] JSON list of allowed states,
--- ARGV[5] how many sub-keys
+-- ARGV[5] how many sub-keys, ARGV[6] JSON list of the records that go with it (an instance's notes), each
+-- {ids: the index of their ids, record: their key prefix, prefix: their index prefix, indexed: their indexed fields}
 -- returns {status, state found}: status 'ok', 'missing', 'state' or 'busy'
 """  + """
 local hash = KEYS[1]
 local id, prefix, indexed, allowed = ARGV[1], ARGV[2], cjson.decode(ARGV[3]), cjson.decode(ARGV[4])
 local busy = 2 + tonumber(ARGV[5])
+local function unindex(record, record_id, index_prefix, fields)
+  for _, f in ipairs(fields) do
+    local v = redis.call('HGET', record, f)
+    if v then redis.call('ZREM', index_prefix .. f .. ':' .. v, record_id) end
+  end
+  redis.call('ZREM', index_prefix .. 'all', record_id)
+end
 """ + _STATE_CHECK + """
 for i = busy + 1, #KEYS do
   if redis.call('ZINTERCARD', 2, KEYS[busy], KEYS[i], 'LIMIT', 1) > 0 then return {'busy', state} end
 end
-for _, f in ipairs(indexed) do
-  local v = redis.call('HGET', hash, f)
-  if v then redis.call('ZREM', prefix .. f .. ':' .. v, id) end
+for _, child in ipairs(cjson.decode(ARGV[6])) do
+  for _, child_id in ipairs(redis.call('ZRANGE', child['ids'], 0, -1)) do
+    unindex(child['record'] .. child_id, child_id, child['prefix'], child['indexed'])
+    redis.call('DEL', child['record'] .. child_id)
+  end
+  redis.call('DEL', child['ids'])
 end
-redis.call('ZREM', prefix .. 'all', id)
+unindex(hash, id, prefix, indexed)
 for i = 1, busy - 1 do redis.call('DEL', KEYS[i]) end
 return {'ok', state}
+"""
+
+CREATE_NOTE = WRITES + """
+-- Store a note with a new id, unless its instance is gone (deleted meanwhile: its notes went with it).
+-- KEYS[1] the note id counter, KEYS[2] the instance's hash
+-- ARGV[1..4] as CREATE (one record)
+-- returns {'ok', ids} or {'missing'}
+if redis.call('EXISTS', KEYS[2]) == 0 then return {'missing'} end
+""" + _CREATE_ARGS + _ALLOCATE_IDS + _WRITE_RECORDS + """
+return {'ok', ids}
 """
 
 PURGE = ALLOW_OOM + """
