@@ -214,3 +214,9 @@ def test_changes_are_audited_without_private_content(api: Api, servers: list[dic
                                                "instance": 1}),
     ]
     assert "secret" not in str(api.get("/audit?page_size=100").json)
+
+
+def test_an_empty_patch_changes_nothing(api: Api, servers: list[dict[str, Any]]) -> None:
+    """Not even updated_at: the note keeps its place in the list."""
+    written = note(api)
+    assert as_who(api, "author").patch("/notes/1", json={}).json == written

@@ -36,7 +36,7 @@ class Notes(MethodView):
     @blp.arguments(NoteSchema)
     @blp.response(201, NoteSchema)
     def post(self, fields: dict[str, Any]) -> dict[str, Any]:
-        """Write a note on an instance (422 if it does not exist)."""
+        """Write a note on an instance: any authenticated user, viewers too (422 if the instance does not exist)."""
         note = context.store().notes.create({**fields, "author": current_user().name})
         audit.record("note.create", f"note:{note['id']}", service.audit_detail(note, fields))
         return note

@@ -48,8 +48,9 @@ class Notes:
         return sorted(notes, key=shown_first, reverse=True)
 
     def update(self, note_id: int, changes: dict[str, Any]) -> dict[str, Any]:
-        """Only the given fields are written (concurrent changes to other fields stay), and updated_at."""
-        self.records.update(note_id, {**changes, "updated_at": time.time()})
+        """Only the given fields are written (concurrent changes to other fields stay), and updated_at if any."""
+        if changes:
+            self.records.update(note_id, {**changes, "updated_at": time.time()})
         return self.get(note_id)
 
     def delete(self, note_id: int) -> None:
