@@ -29,6 +29,7 @@ from wsexec.store import connect
 log = logging.getLogger(__name__)
 
 SETTLE_SECONDS = 15  # after killing its tasks, how long a stopping worker waits for them to record their end
+IDLE_QUIT_SECONDS = 5  # how long a stopping worker lets its idle slots unregister from RQ before leaving them
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -67,7 +68,7 @@ class WorkerProcess:
         for thread in threads:
             thread.start()
         status = 0
-        while alive := [thread for thread in threads if thread.is_alive()]:
+        while alive := self._waited_for(threads):
             if len(alive) < len(threads) and not burst and self.stopping_since is None:
                 log.error("a job slot quit (see above): stopping this worker so that its supervisor restarts it")
                 status = 1
@@ -78,11 +79,26 @@ class WorkerProcess:
                 log.error("tasks did not end in %d s (Redis down?): leaving them to their leases", SETTLE_SECONDS)
                 logging.shutdown()
                 os._exit(1)  # the task threads may hang in Redis retries; their leases expire and others reap them
-            self._maintain()
+            if self.stopping_since is None:
+                self._maintain()  # not once stopping: with Redis down it would hold up the stop in retries
             alive[0].join(0.5)
         self.lease_keeper.stopping.set()
         self.runtime.pool.close()
+        if threads[0].is_alive():  # slot 0 left behind: its scheduler would keep the process waiting at exit
+            self._stop_scheduler()
         return status
+
+    def _waited_for(self, threads: list[threading.Thread]) -> list[threading.Thread]:
+        """The slot threads still to wait for: once stopping, those running a job or out of one for a moment only.
+        An idle slot quits within its poll, unless it is stuck retrying a lost Redis (RQ's dequeue loop and the
+        client's ~30 s of retries): it has nothing to lose then, and its daemon thread dies with the process."""
+        alive = [thread for thread in threads if thread.is_alive()]
+        if self.stopping_since is None:
+            return alive
+        now = time.monotonic()
+        waited = {slot.name for slot in self.slots
+                  if slot.in_job or now < max(self.stopping_since, slot.job_ended_at) + IDLE_QUIT_SECONDS}
+        return [thread for thread in alive if thread.name in waited]
 
     def stop(self) -> None:
         """Take no new job; let the running ones finish (for up to stop_grace seconds)."""
@@ -96,6 +112,18 @@ class WorkerProcess:
             log.warning("%s: ending the running tasks", reason)
             self.halted_since = time.monotonic()
             self.runtime.halted = reason
+
+    def _stop_scheduler(self) -> None:
+        """What slot 0 does when it quits, bounded: the scheduler's TERM handler releases its locks in Redis, which
+        may hang in retries when Redis is down (then the locks expire by themselves)."""
+        process = self.slots[0].scheduler._process if self.slots[0].scheduler else None
+        if process is None or process.pid is None:
+            return
+        process.terminate()
+        process.join(IDLE_QUIT_SECONDS)
+        if process.is_alive():
+            process.kill()
+            process.join()
 
     def _maintain(self) -> None:
         try:

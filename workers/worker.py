@@ -10,6 +10,7 @@ stopped by killing its remote process, and a worker killed outright is detected 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rq import SimpleWorker
@@ -23,6 +24,16 @@ POLL_SECONDS = 2  # an idle slot waits for a job this long at a time, so it noti
 class TaskWorker(SimpleWorker):
     # RQ's default job timeout is SIGALRM, which only the main thread can receive; a timer raises in the slot's own
     death_penalty_class = TimerDeathPenalty
+    in_job = False  # set while the slot runs a job: a stopping worker waits for those only
+    job_ended_at = 0.0  # time.monotonic() when its last job ended, and after which it has some Redis I/O to do
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        """RQ's, flagged so that a stop can tell a slot with tasks from an idle one stuck retrying a lost Redis."""
+        self.in_job = True
+        try:
+            super().execute_job(job, queue)
+        finally:
+            self.in_job, self.job_ended_at = False, time.monotonic()
 
     def stop_taking_jobs(self) -> None:
         """RQ's warm shutdown without Redis I/O (safe in a signal handler): finish the current job, take no other."""
