@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers import Api, task_body, wait_finished, wait_for
 from wsexec.config import Settings
-from wsexec.testing import SshServer, free_port
+from wsexec.testing import SshServer, ensure_login_user, free_port
 
 Run = Callable[..., dict[str, Any]]
 
@@ -257,6 +257,24 @@ def test_a_script_of_exactly_the_maximum_size_runs(run: Run, instance: dict[str,
     script = "echo ok #" + "#" * (settings.script_max - 9)
     assert len(script.encode()) == settings.script_max
     assert run(instance["id"], script)["stdout"] == "ok\n"
+
+
+@pytest.fixture(scope="module")
+def dash_login(session_dir: Path) -> Iterator[SshServer]:
+    """A host whose login user's shell is /bin/sh, dash on Debian (the others log in with bash)."""
+    server = SshServer(session_dir / "dash-login", "127.0.1.9", free_port("127.0.1.9"),
+                       ensure_login_user("wsexec-dash", shell="/bin/sh"), session_dir / "authorized_keys").start()
+    yield server
+    server.stop()
+
+
+def test_scripts_run_as_written_when_the_login_shell_is_dash(api: Api, run: Run, dash_login: SshServer) -> None:
+    instance = declare(api, dash_login, dash_login.user, host_key=dash_login.host_key_line)
+    scripts = [("echo $0; ps -o comm= -p $PPID", "wsexec\nsh\n", 0)]  # the script's shell, under the bootstrap's
+    scripts += [(param.values[0], param.values[1], 0) for param in SCRIPTS] + [("echo x; kill -KILL $$", "x\n", 137)]
+    for script, stdout, rc in scripts:
+        task = run(instance, script)
+        assert (task["state"], task["rc"], task["stdout"]) == ("DONE", rc, stdout), task
 
 
 def test_a_shell_killed_without_exit_status_aborts_and_spares_the_connection(run: Run,

@@ -172,6 +172,15 @@ def test_script_too_large_is_422(api: Api, new_task: dict[str, Any], settings: S
     assert api.created("/tasks", {**new_task, "script": "#" * settings.script_max})["state"] == "INIT"
 
 
+@pytest.mark.parametrize("script", ["\0", "echo a\0b", "true\n\0"])
+def test_a_script_with_a_nul_byte_is_422(api: Api, new_task: dict[str, Any], script: str) -> None:
+    """No shell can run it as written (a shell variable or argument ends at NUL): refused, never altered."""
+    response = api.post("/tasks", json={**new_task, "script": script})
+    assert response.status_code == 422, response.json
+    assert "NUL" in response.json["detail"]["script"][0], response.json
+    assert api.get("/tasks").json["count"] == 0
+
+
 @pytest.mark.parametrize("body", [[], {}, "uptime", 5, None, [None], [[{}]]])
 def test_not_a_task_is_422(api: Api, body: Any) -> None:
     response = api.post("/tasks", data=json.dumps(body), content_type="application/json")

@@ -23,6 +23,10 @@ DEFAULT_COMMANDS = {
 
 
 _PARSERS = {"int": int, "float": float}
+# The worker's bootstrap hands the script to /bin/sh as one argument: Linux takes at most 128 KiB per argument
+# (MAX_ARG_STRLEN, its NUL included) and guarantees 128 KiB for all of argv and the environment whatever the stack
+# limit; 8 KiB stay for the environment, the other arguments and the bootstrap's sentinel.
+SCRIPT_MAX_LIMIT = 120 * 1024
 
 
 def _commands(raw: str) -> dict[str, str]:
@@ -95,6 +99,11 @@ class Settings:
                 raise ValueError(f"{name}={raw!r}: {exc}") from None
         values.update(overrides)
         return cls(**values)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.script_max <= SCRIPT_MAX_LIMIT:
+            raise ValueError(f"WSEXEC_SCRIPT_MAX={self.script_max}: must be within 1..{SCRIPT_MAX_LIMIT} bytes "
+                             "(the script is one argument of /bin/sh on the host, and Linux limits that)")
 
     @property
     def retention_seconds(self) -> float:

@@ -1,4 +1,4 @@
-"""Field validators shared by the schemas: host names, POSIX users, tags, SSH host keys."""
+"""Field validators shared by the schemas: host names, scripts, POSIX users, tags, SSH host keys."""
 
 from __future__ import annotations
 
@@ -69,6 +69,12 @@ def _numeric_form(value: str) -> bool:
         pass
     last = value.rstrip(".").rsplit(".", 1)[-1]
     return last.isdigit() or re.fullmatch(r"0[xX][0-9a-fA-F]*", last) is not None
+
+
+def script(value: str) -> None:
+    """No shell variable or argument can hold a NUL byte, so no shell could run such a script as written."""
+    if "\0" in value:
+        raise ValidationError("contains a NUL byte (\\u0000), which no shell can run as written")
 
 
 def posix_user(value: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wsexec.config import DEFAULT_COMMANDS, Settings
+from wsexec.config import DEFAULT_COMMANDS, SCRIPT_MAX_LIMIT, Settings
 
 
 def test_no_variables_give_the_defaults() -> None:
@@ -46,3 +46,11 @@ def test_to_env_reproduces_the_settings_in_another_process() -> None:
 def test_a_bad_value_names_its_variable(name: str, raw: str) -> None:
     with pytest.raises(ValueError, match=name):
         Settings.from_env({name: raw})
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", str(SCRIPT_MAX_LIMIT + 1), str(128 * 1024)])
+def test_a_script_max_no_host_could_take_is_refused(raw: str) -> None:
+    """The script is one argument of /bin/sh on the host: Linux takes 128 KiB at most, the environment included."""
+    with pytest.raises(ValueError, match="WSEXEC_SCRIPT_MAX"):
+        Settings.from_env({"WSEXEC_SCRIPT_MAX": raw})
+    assert Settings.from_env({"WSEXEC_SCRIPT_MAX": str(SCRIPT_MAX_LIMIT)}).script_max == SCRIPT_MAX_LIMIT

@@ -87,3 +87,13 @@ def test_host_key_accepts_whole_keys_and_fingerprints(value: str) -> None:
 def test_host_key_refuses_partial_malformed_and_huge_keys(value: str, why: str) -> None:
     with pytest.raises(ValidationError, match=why):
         validators.host_key(value)
+
+
+@pytest.mark.parametrize("value", ["\0", "echo a\0b", "true\n\0"])
+def test_a_script_with_a_nul_byte_is_refused(value: str) -> None:
+    with pytest.raises(ValidationError, match="NUL"):
+        validators.script(value)
+
+
+def test_a_script_without_nul_passes() -> None:
+    validators.script("printf '\\000'; echo \x01\x7f 日本")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import select
 import shlex
 import time
@@ -26,19 +27,23 @@ KILL_TIMEOUT = 5.0
 KILL_ATTEMPTS = 20
 
 # What the login shell runs: a fixed /bin/sh bootstrap; the script itself comes on the channel's stdin, never as an
-# argument (quoting made the command line up to 5x the script: E2BIG, or a packet sshd resets the connection for).
-# The bootstrap makes a private temp file, prints its PID (sshd made it a session leader, so that is the process
-# group a stop kills), reads exactly $1 bytes into the file (no EOF is ever sent: an EOF racing with a fast
-# command's close makes sshd drop the whole connection), refuses a short read (the connection died mid-way), and
-# runs the file with stdin from /dev/null. It does not exec the script, so the exit status always comes back
-# (128+n when the script dies of signal n) and the temp file is removed, also on a TERM from a stop.
+# argument of the exec request (quoting made that up to 5x the script: E2BIG, or a packet sshd resets the connection
+# for). The bootstrap prints its PID (sshd made it a session leader, so that is the process group a stop kills),
+# reads exactly $1 bytes, the script and then the random sentinel $2 (no EOF is ever sent: an EOF racing with a fast
+# command's close makes sshd drop the whole connection), and refuses a short read (the connection died mid-way) by
+# the sentinel's absence: $(...) strips only trailing newlines, and those sit before the sentinel, so the script's
+# bytes come through exactly (NUL excepted, which the API refuses). Only `head` is started besides the script's own
+# shell, which gets the script as one argument (at most SCRIPT_MAX_LIMIT, under Linux's 128 KiB per argument) and
+# stdin from /dev/null. It is not exec'd, and `exit` follows so that no shell exec's it implicitly (bash 5.2 does
+# for a -c string's last command): the bootstrap reports 128+n when the script dies of signal n, as a shell does.
 BOOTSTRAP = (
-    "f=$(mktemp) || exit 125; "
-    "trap 'rm -f \"$f\"' EXIT; trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM; "
+    "trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM; "
     "echo $$; "
-    'head -c "$1" >"$f" && [ "$(wc -c <"$f")" -eq "$1" ] || exit 125; '
-    '/bin/sh "$f" </dev/null'
+    's=$(head -c "$1"); '
+    'case $s in *"$2") ;; *) exit 125;; esac; '
+    '/bin/sh -c "${s%"$2"}" wsexec </dev/null; exit'
 )
+SENTINEL_BYTES = 16
 
 
 class Connections(Protocol):
@@ -49,9 +54,18 @@ class Connections(Protocol):
     def discard(self, endpoint: Endpoint, connection: Connection) -> None: ...
 
 
-def bootstrap_command(size: int) -> str:
-    """The exec request for a script of `size` bytes: small and the same whatever the script says."""
-    return f"exec /bin/sh -c {shlex.quote(BOOTSTRAP)} wsexec {size}"
+def bootstrap_command(size: int, sentinel: str) -> str:
+    """The exec request for `size` bytes ending in `sentinel`: small and the same whatever the script says."""
+    return f"exec /bin/sh -c {shlex.quote(BOOTSTRAP)} wsexec {size} {sentinel}"
+
+
+def framed(script: str) -> tuple[str, bytes]:
+    """The exec request and the bytes to send for `script`: the script, then a sentinel it cannot contain by chance."""
+    if "\0" in script:
+        raise SshError("script", "the script contains a NUL byte, which no shell can run as written")
+    sentinel = secrets.token_hex(SENTINEL_BYTES)
+    payload = script.encode() + sentinel.encode()
+    return bootstrap_command(len(payload), sentinel), payload
 
 
 def group_kill_command(pid: int) -> str:
@@ -75,8 +89,8 @@ class Remote:
 
     def run(self, script: str, timeout: float, should_stop: StopCheck) -> int:
         """Run `script` with /bin/sh on the host and return its exit status; raise Stopped or SshError."""
-        payload = script.encode()
-        connection, channel = self._start(bootstrap_command(len(payload)))
+        command, payload = framed(script)
+        connection, channel = self._start(command)
         try:
             return self._wait(connection, channel, payload, timeout, should_stop)
         finally:

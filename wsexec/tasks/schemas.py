@@ -71,7 +71,9 @@ class TaskSchema(ApiSchema):
     tag = fields.String(required=True, validate=validators.tag)
     instance = validators.Integer(validate=validate.Range(min=1))
     target = fields.Nested(TargetSchema, load_only=True, metadata={"description": "fan out to ACTIVE instances"})
-    script = fields.String(required=True, validate=validate.Length(min=1))
+    script = fields.String(required=True, validate=[validate.Length(min=1), validators.script], metadata={
+        "description": "run by /bin/sh as written: UTF-8, at most WSEXEC_SCRIPT_MAX bytes, no NUL byte (else 422)",
+        "pattern": "^[^\\u0000]+$"})
     user = fields.String(validate=validators.posix_user, metadata={"description": "default: the instance's user"})
     timeout = validators.Integer(validate=validate.Range(min=1), metadata={"description": "seconds"})
     scheduled_at = Timestamp(allow_none=True, metadata={"description": "unix time or ISO 8601", "anyOf": WHEN})

@@ -27,13 +27,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def ensure_login_user(name: str = "wsexec-test") -> str:
+def ensure_login_user(name: str = "wsexec-test", shell: str = "/bin/bash") -> str:
     """Create the local login user once; password '*' because sshd without PAM refuses '!'-locked accounts."""
     try:
         pwd.getpwnam(name)
     except KeyError:
         # A parallel test process may win the race: only the final lookup decides.
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", "--password", "*", name],
+        subprocess.run(["useradd", "--create-home", "--shell", shell, "--password", "*", name],
                        check=False, capture_output=True)
         pwd.getpwnam(name)
     return name
