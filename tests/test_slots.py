@@ -117,14 +117,15 @@ def test_killed_worker_with_several_busy_slots_leaves_each_task_abort_worker_los
                                                                                  workers: Any, redis: Any) -> None:
     tasks = [api.create_task(instance, "sleep 60") for _ in range(3)]
     (doomed,) = workers.start(1)
-    for task in tasks:
-        wait_state(api, task["id"], "CURRENT")
+    keys = [f"wsexec:task:{task['id']}" for task in tasks]
+    wait_for(lambda: all(redis.hget(key, "remote_pid") for key in keys))  # CURRENT, and each command started
     doomed.kill()  # SIGKILL
     doomed.wait()
     workers.start(1)  # a surviving worker notices the leases expired
     for task in tasks:
         done = wait_finished(api, task["id"], timeout=30)
-        assert (done["state"], done["error"]) == ("ABORT", "worker lost")
+        assert done["state"] == "ABORT"
+        assert done["error"].startswith("worker lost; its remote process group ") and "was killed" in done["error"]
     jobs = sorted(api.get(f"/tasks/{task['id']}").json["job"] for task in tasks)
     wait_for(lambda: sorted(FailedJobRegistry("wsexec", connection=redis).get_job_ids()) == jobs, timeout=10)
 

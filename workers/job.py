@@ -152,7 +152,6 @@ def _execute(runtime: Runtime, task: dict[str, Any]) -> tuple[TaskState, dict[st
         return TaskState.ABORT, {"error": f"instance {task['instance']} no longer exists"}
     if instance["state"] != "ACTIVE":
         return TaskState.ABORT, {"error": f"instance {instance['id']} is {instance['state']}"}
-    endpoint = Endpoint(instance["ip"], instance["port"], task["user"], instance.get("host_key"))
     cap = runtime.settings.output_cap
     out, err = (OutputBuffer(store, task_id, stream, cap) for stream in ("stdout", "stderr"))
 
@@ -164,7 +163,8 @@ def _execute(runtime: Runtime, task: dict[str, Any]) -> tuple[TaskState, dict[st
 
     fields: dict[str, Any]
     try:
-        rc = runtime.pool.run(endpoint, task["script"], out.feed, err.feed, task["timeout"], tick)
+        rc = runtime.pool.run(_endpoint(instance, task), task["script"], out.feed, err.feed, task["timeout"], tick,
+                              on_pid=lambda pid: store.record_remote_pid(task_id, pid))
         state, fields = TaskState.DONE, {"rc": rc}
     except (Stopped, SshError) as exc:
         state, fields = TaskState.ABORT, {"error": str(exc), "rc": None}
@@ -173,6 +173,30 @@ def _execute(runtime: Runtime, task: dict[str, Any]) -> tuple[TaskState, dict[st
     out.flush()
     err.flush()
     return state, {**fields, "stdout_dropped": out.dropped, "stderr_dropped": err.dropped}
+
+
+def _endpoint(instance: dict[str, Any], task: dict[str, Any]) -> Endpoint:
+    return Endpoint(instance["ip"], instance["port"], task["user"], instance.get("host_key"))
+
+
+def reap_lost(runtime: Runtime, task_ids: list[int] | None = None) -> list[int]:
+    """End the tasks of dead workers ABORT "worker lost" (those of `task_ids`, or all), after killing what they left
+    running on their hosts: the remote process group each recorded when it started."""
+    store = runtime.store
+    lost = store.lost_tasks()
+    if task_ids is not None:
+        lost = [task_id for task_id in lost if task_id in task_ids]
+    errors = {task["id"]: f"worker lost; {_kill_orphan(runtime, task)}" for task in store.get_tasks(lost)
+              if task.get("remote_pid") and task["state"] == TaskState.CURRENT.value}
+    return store.reap_lost(lost if task_ids is None else task_ids, errors)
+
+
+def _kill_orphan(runtime: Runtime, task: dict[str, Any]) -> str:
+    try:
+        instance = runtime.store.get_instance(task["instance"])
+    except NotFound:
+        return f"its remote process group {task['remote_pid']} was left: instance {task['instance']} no longer exists"
+    return runtime.pool.kill(_endpoint(instance, task), task["remote_pid"])
 
 
 def _failed_dependency(store: Store, run_after: list[int]) -> str | None:
@@ -188,7 +212,7 @@ def _failed_dependency(store: Store, run_after: list[int]) -> str | None:
 
 def on_job_failure(job: Any, connection: Redis, exc_type: Any = None, exc: Any = None, tb: Any = None) -> None:
     """RQ's failure callback, also run for abandoned jobs: tasks whose lease expired end ABORT, never re-run."""
-    Store.from_settings(connection, Settings.from_env()).reap_lost(job.args[0])
+    reap_lost(current_runtime(), job.args[0])
 
 
 class LeaseKeeper(threading.Thread):
@@ -207,17 +231,18 @@ class LeaseKeeper(threading.Thread):
         self.reconciler = Reconciler(runtime.store, make_queue(runtime.connection, runtime.settings.queue), grace)
         self.reconcile_interval = min(PURGE_SECONDS, max(grace / 2, 1.0))
         self.next_reconcile = time.monotonic() + self.reconcile_interval
+        # reaping opens SSH connections (to kill orphans): in a thread of its own, so renewals never wait for them
+        # (a daemon thread: the process may exit while one hangs in Redis retries)
+        self.reaping: threading.Thread | None = None
 
     def run(self) -> None:
         while not self.stopping.wait(self.interval):
             try:
                 store, lease = self.runtime.store, self.runtime.settings.lease_seconds
                 store.renew_leases(list(self.runtime.running), self.runtime.name, lease)
-                reaped = store.reap_lost()
-                if reaped:
-                    log.warning("tasks %s: their worker is gone, marked ABORT", reaped)
-                    jobs = {task["job"] for task in store.get_tasks(reaped) if "job" in task}
-                    fail_abandoned_jobs(self.runtime.connection, self.runtime.settings.queue, jobs)
+                if self.reaping is None or not self.reaping.is_alive():
+                    self.reaping = threading.Thread(target=self.reap, name="wsexec-reaper", daemon=True)
+                    self.reaping.start()
                 if time.monotonic() >= self.next_purge:
                     self.next_purge = time.monotonic() + self.purge_interval
                     store.purge_expired()
@@ -227,3 +252,14 @@ class LeaseKeeper(threading.Thread):
             except Exception:  # Redis down or restarting: try again next round
                 log.exception("lease keeping failed")
                 time.sleep(self.interval)
+
+    def reap(self) -> None:
+        """Abort the tasks of dead workers, killing their orphans, and fail their RQ jobs."""
+        try:
+            reaped = reap_lost(self.runtime)
+            if reaped:
+                log.warning("tasks %s: their worker is gone, marked ABORT", reaped)
+                jobs = {task["job"] for task in self.runtime.store.get_tasks(reaped) if "job" in task}
+                fail_abandoned_jobs(self.runtime.connection, self.runtime.settings.queue, jobs)
+        except Exception:  # Redis down or restarting: the next round tries again
+            log.exception("reaping lost tasks failed")

@@ -19,7 +19,7 @@ import time
 from functools import partial
 from types import FrameType
 
-from workers.job import LeaseKeeper, Runtime, install_runtime
+from workers.job import LeaseKeeper, Runtime, install_runtime, reap_lost
 from workers.rq_adapter import SERIALIZER
 from workers.worker import TaskWorker
 from wsexec.config import Settings
@@ -59,7 +59,7 @@ class WorkerProcess:
         # starts, so the child cannot inherit a lock some thread held; slot 0 owns it (stops and restarts it).
         self.slots[0]._start_scheduler(burst, logging_level="WARNING")
         self.lease_keeper.start()
-        self.runtime.store.reap_lost()
+        reap_lost(self.runtime)
         threads = [
             threading.Thread(target=slot.work, name=slot.name, daemon=True,
                              kwargs={"burst": burst, "logging_level": "WARNING"})

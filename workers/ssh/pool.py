@@ -9,7 +9,7 @@ import paramiko
 
 from workers.ssh.connection import Connection
 from workers.ssh.options import Endpoint, SshOptions
-from workers.ssh.remote import OutputCallback, Remote, StopCheck
+from workers.ssh.remote import OutputCallback, PidCallback, Remote, StopCheck
 
 PoolKey = tuple[str, int, str, str | None]
 
@@ -72,6 +72,17 @@ class ConnectionPool:
         on_stderr: OutputCallback,
         timeout: float,
         should_stop: StopCheck,
+        on_pid: PidCallback | None = None,
     ) -> int:
         """Run `script` with /bin/sh on the host and return its exit status; raise Stopped or SshError."""
-        return Remote(self, endpoint, on_stdout, on_stderr).run(script, timeout, should_stop)
+        return Remote(self, endpoint, on_stdout, on_stderr, on_pid).run(script, timeout, should_stop)
+
+    def kill(self, endpoint: Endpoint, pid: int) -> str:
+        """Kill the remote process group `pid` that a worker now gone started, as a stop would; say how it went."""
+        remote = Remote(self, endpoint, _ignore, _ignore)
+        remote.pid = pid
+        return remote.kill()
+
+
+def _ignore(data: bytes) -> None:
+    """Output of a Remote that runs nothing (it only kills)."""

@@ -17,6 +17,7 @@ from workers.ssh.options import Endpoint
 
 OutputCallback = Callable[[bytes], None]
 StopCheck = Callable[[], "str | None"]
+PidCallback = Callable[[int], None]
 
 READ_SIZE = 64 * 1024
 SEND_SIZE = 32 * 1024
@@ -78,12 +79,14 @@ class Remote:
     """Runs one script: sends it once the PID line came, streams the output, kills the process group when stopped."""
 
     def __init__(
-        self, pool: Connections, endpoint: Endpoint, on_stdout: OutputCallback, on_stderr: OutputCallback
+        self, pool: Connections, endpoint: Endpoint, on_stdout: OutputCallback, on_stderr: OutputCallback,
+        on_pid: PidCallback | None = None,
     ) -> None:
         self.pool = pool
         self.endpoint = endpoint
         self.on_stdout = on_stdout
         self.on_stderr = on_stderr
+        self.on_pid = on_pid  # told the remote PID as it comes, so that a worker outliving this one can kill it
         self.pid: int | None = None
         self._head = b""
 
@@ -134,6 +137,8 @@ class Remote:
                 self._head = rest
                 if line.strip().isdigit():
                     self.pid = int(line)
+                    if self.on_pid is not None:
+                        self.on_pid(self.pid)
                 else:
                     self.on_stdout(line + newline)
             data, self._head = self._head, b""
@@ -180,13 +185,13 @@ class Remote:
                     return self._exit_status(connection, channel)
             now = time.monotonic()
             if now >= deadline:
-                self._kill(connection)
+                self.kill(connection)
                 raise Stopped(f"timeout after {timeout:g} s")
             if now >= next_stop_check:
                 next_stop_check = now + STOP_POLL_SECONDS
                 reason = should_stop()
                 if reason:
-                    self._kill(connection)
+                    self.kill(connection)
                     raise Stopped(reason)
 
     def _exit_status(self, connection: Connection, channel: paramiko.Channel) -> int:
@@ -197,13 +202,13 @@ class Remote:
         if transport is not None and transport.is_alive():
             transport.join(LOST_GRACE_SECONDS)  # a dying transport closes its channels first, then goes inactive
         if connection.is_connected:
-            outcome = self._kill(connection)
+            outcome = self.kill(connection)
             raise SshError("signal", f"the task's shell on {self.endpoint} ended without an exit status "
                                      f"(killed by a signal?); {outcome}")
         self.pool.discard(self.endpoint, connection)
-        raise SshError("lost", f"connection lost to {self.endpoint} while the task ran; {self._kill(None)}")
+        raise SshError("lost", f"connection lost to {self.endpoint} while the task ran; {self.kill(None)}")
 
-    def _kill(self, connection: Connection | None) -> str:
+    def kill(self, connection: Connection | None = None) -> str:
         """TERM then KILL the remote process group (closing the channel alone leaves it running); say how it went.
 
         Over `connection` when it is still up, else over a new one: a lost connection leaves the processes running.

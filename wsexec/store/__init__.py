@@ -68,11 +68,13 @@ class Store:
         self.abort_queued = self.tasks.abort_queued
         self.request_cancel = self.tasks.request_cancel
         self.cancel_requested_by = self.tasks.cancel_requested_by
+        self.record_remote_pid = self.tasks.record_remote_pid
         self.finish = self.tasks.finish
         self.hold = self.leases.hold
         self.claim = self.leases.claim
         self.renew_leases = self.leases.renew
         self.reap_lost = self.leases.reap_lost
+        self.lost_tasks = self.leases.lost
         self.append_output = self.output.append
         self.read_output = self.output.read
         self.read_outputs = self.output.read_all

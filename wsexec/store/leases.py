@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from redis import Redis
@@ -46,13 +46,24 @@ class Leases:
         if pipeline is None:
             pipe.execute()
 
-    def reap_lost(self, task_ids: Iterable[int] | None = None) -> list[int]:
-        """ABORT held tasks whose worker stopped renewing their lease (killed, machine lost); all held by default."""
+    def lost(self) -> list[int]:
+        """Held tasks whose lease has expired: their worker is gone, and what it ran on the host may be left."""
+        held = as_ints(self.redis.zrange(keys.HELD, 0, -1))
+        with self.redis.pipeline(transaction=False) as pipe:
+            for task_id in held:
+                pipe.exists(keys.lease(task_id))
+            leased = pipe.execute()
+        return [task_id for task_id, alive in zip(held, leased, strict=True) if not alive]
+
+    def reap_lost(self, task_ids: Iterable[int] | None = None, errors: Mapping[int, str] | None = None) -> list[int]:
+        """ABORT held tasks whose worker stopped renewing their lease (killed, machine lost); all held by default.
+        The error is "worker lost", or what `errors` says for the task (how its remote process was dealt with)."""
         if task_ids is None:
             task_ids = as_ints(self.redis.zrange(keys.HELD, 0, -1))
         reaped = []
         for task_id in task_ids:
-            changes = {"state": TaskState.ABORT, "error": "worker lost", "end": time.time()}
+            error = (errors or {}).get(task_id, "worker lost")
+            changes = {"state": TaskState.ABORT, "error": error, "end": time.time()}
             status, _ = self.tasks.transition(task_id, changes, allowed=RUNNING_STATES, lease_op="reap")
             if status == "ok":
                 reaped.append(task_id)

@@ -150,6 +150,10 @@ class Tasks:
             raise Conflict(f"task {task_id} is already {state}")
         return state
 
+    def record_remote_pid(self, task_id: int, pid: int) -> None:
+        """The running task's remote process group, so that whoever reaps it when its worker dies can kill it."""
+        self.records.update(task_id, {"remote_pid": pid}, allowed=[TaskState.CURRENT])
+
     def cancel_requested_by(self, task_id: int) -> str | None:
         value = cast(bytes | None, self.records.redis.hget(TASK.key(task_id), "cancel_requested"))
         return value.decode() if value else None
