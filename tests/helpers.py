@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +95,19 @@ def wait_finished(api: Api, task_id: int, timeout: float = 20.0) -> dict[str, An
         return task if task["state"] in ("DONE", "ABORT") else None
 
     return wait_for(finished, timeout)
+
+
+def sse_frames(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """SSE frames as the spec reads them: event, id, data (its lines joined by newlines), or a comment."""
+    current: dict[str, Any] = {}
+    for line in lines:
+        if line == "":
+            if current:
+                yield current
+            current = {}
+        elif line.startswith(":"):
+            current["comment"] = line[1:].strip()
+        else:
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            current[name] = current[name] + "\n" + value if name == "data" and name in current else value

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.helpers import PASSWORDS, Api, task_body
+from tests.helpers import PASSWORDS, Api, sse_frames, task_body
 from wsexec import create_app
 from wsexec.config import Settings
 from wsexec.store import Store, TaskState
@@ -18,18 +18,8 @@ from wsexec.store import Store, TaskState
 
 def parse(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
     """SSE frames as dicts: event, id, data (decoded JSON), or a comment."""
-    current: dict[str, Any] = {}
-    for line in lines:
-        if line == "":
-            if current:
-                yield current
-            current = {}
-        elif line.startswith(":"):
-            current["comment"] = line[1:].strip()
-        else:
-            name, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            current[name] = json.loads(value) if name == "data" else value
+    for found in sse_frames(lines):
+        yield {**found, "data": json.loads(found["data"])} if "data" in found else found
 
 
 def events(api: Api, query: str = "", **headers: str) -> list[dict[str, Any]]:

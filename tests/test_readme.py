@@ -46,13 +46,15 @@ def json_lines(done: subprocess.CompletedProcess) -> list[Any]:
 def test_quickstart_and_follow(gunicorn_url: str, workers: Any, demo_host: SshServer, tmp_path: Path) -> None:
     workers.start(1)
     done = run_blocks(["quickstart", "follow"], gunicorn_url, demo_host.port, tmp_path)
-    instance, created, task, listing = json_lines(done)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines(keepends=True)
+    instance, created, task, listing = (json.loads(line) for line in lines[:4])
     assert instance["id"] == 1 and instance["port"] == demo_host.port and instance["user"] == "wsexec-demo"
     assert created["state"] == "INIT" and created["created_by"] == "admin"
     assert task["state"] == "DONE" and task["rc"] == 3
     assert task["stdout"].startswith("hello from ") and task["stderr"].strip()
     assert listing["count"] == 1 and listing["results"][0]["id"] == 1
-    assert done.stderr == task["stdout"] + task["stderr"]  # what follow printed
+    assert "".join(lines[4:]) == task["stdout"] + task["stderr"]  # what curl -N printed
 
 
 def test_events_replay(gunicorn_url: str, workers: Any, demo_host: SshServer, tmp_path: Path) -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import current_app, request
+from flask import request
 from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
 from wsexec import context, sse, validators
 from wsexec.blueprint import Blueprint
-from wsexec.exceptions import Saturated, Unprocessable
+from wsexec.exceptions import Unprocessable
 
 blp = Blueprint("events", __name__, description="Task lifecycle events, as Server-Sent Events")
 
@@ -66,12 +66,5 @@ class Events(MethodView):
         after = request.headers.get("Last-Event-ID") or last_event_id
         if after is not None and not EVENT_ID.fullmatch(after):
             raise Unprocessable("Last-Event-ID: not an event id", {"Last-Event-ID": ["expected MILLISECONDS-SEQUENCE"]})
-        settings, slots = context.settings(), context.streams()
-        if not slots.acquire():
-            raise Saturated(f"this process already serves {slots.limit} event streams (WSEXEC_EVENTS_STREAMS_MAX)",
-                            sse.STREAMS_RETRY_AFTER, {"limit": slots.limit})
-        body = sse.follow(context.store().events, after, filters, settings.events_heartbeat, timeout)
-        response = current_app.response_class(body, mimetype="text/event-stream",
-                                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        response.call_on_close(slots.release)
-        return response
+        body = sse.follow(context.store().events, after, filters, context.settings().events_heartbeat, timeout)
+        return sse.respond(body, "text/event-stream")

@@ -7,13 +7,17 @@ so an idle stream costs nothing but its heartbeat; nothing here sleeps.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+from flask import Response, current_app
 from redis.exceptions import RedisError
 
+from wsexec import context
+from wsexec.exceptions import Saturated
 from wsexec.store import Event
 from wsexec.store.events import Events
 
@@ -21,10 +25,31 @@ RETRY_MS = 3000  # what the stream tells EventSource clients to wait before reco
 STREAMS_RETRY_AFTER = 5  # seconds: streams end at their clients' pace; a hint, not a promise
 
 
+LINE_BREAK = re.compile(r"\r\n|\r|\n")  # what an SSE parser takes for the end of a line
+KEEPALIVE = ": keepalive\n\n"
+
+
+def frame_text(event: str, text: str, event_id: str | None = None) -> str:
+    """One SSE event whose data is `text`: one data line per line, so the client rebuilds it (line breaks as \\n)."""
+    head = f"event: {event}\n" + (f"id: {event_id}\n" if event_id else "")
+    return head + "".join(f"data: {line}\n" for line in LINE_BREAK.split(text)) + "\n"
+
+
 def frame(event: str, data: Any, event_id: str | None = None) -> str:
     """One SSE event: its name, optional id, and JSON data on one line."""
-    head = f"event: {event}\n" + (f"id: {event_id}\n" if event_id else "")
-    return head + f"data: {json.dumps(data, separators=(',', ':'))}\n\n"
+    return frame_text(event, json.dumps(data, separators=(',', ':')), event_id)
+
+
+def respond(body: Iterable[str] | Iterable[bytes], mimetype: str) -> Response:
+    """A streamed answer holding one of this process's stream slots until it closes (503 when none is free)."""
+    slots = context.streams()
+    if not slots.acquire():
+        raise Saturated(f"this process already serves {slots.limit} streams (WSEXEC_EVENTS_STREAMS_MAX)",
+                        STREAMS_RETRY_AFTER, {"limit": slots.limit})
+    response = current_app.response_class(body, mimetype=mimetype,
+                                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response.call_on_close(slots.release)
+    return response
 
 
 class StreamSlots:
@@ -82,7 +107,7 @@ def follow(events: Events, after: str | None, filters: dict[str, Any], heartbeat
             if remaining <= 0 and not batch:
                 return
             if time.monotonic() - sent >= heartbeat:
-                yield ": keepalive\n\n"
+                yield KEEPALIVE
                 sent = time.monotonic()
     except RedisError as exc:
         yield frame("error", {"error": "Redis unreachable: the stream ends; reconnect with Last-Event-ID",

@@ -78,6 +78,8 @@ class Store:
         self.append_output = self.output.append
         self.read_output = self.output.read
         self.read_outputs = self.output.read_all
+        self.output_snapshot = self.output.snapshot
+        self.wait_output = self.output.wait
         self.until_finished = self.waits.until_finished
         self.output_key = self.output.key
         self.purge_expired = self.retention.purge_expired

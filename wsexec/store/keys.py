@@ -15,6 +15,7 @@ TMP = PREFIX + "tmp:{token}"  # an index intersection, deleted in the same trans
 
 LEASE = PREFIX + "task:{id}:lease"  # string: the worker holding the task, with a TTL (leases.py)
 OUTPUT = PREFIX + "task:{id}:{stream}"  # string: one output stream, capped (output.py)
+NOTIFY = PREFIX + "task:{id}:notify"  # stream of at most 1 entry: touched by each append and the end (output.py)
 HELD = PREFIX + "tasks:held"  # zset: tasks a worker has taken and not finished, what the reaper watches (leases.py)
 FINISHED = PREFIX + "tasks:finished"  # zset: finished tasks scored by end time, what retention reads (retention.py)
 
@@ -58,6 +59,10 @@ def lease(task_id: int | str) -> str:
 
 def output(task_id: int | str, stream: str) -> str:
     return OUTPUT.format(id=task_id, stream=stream)
+
+
+def notify(task_id: int | str) -> str:
+    return NOTIFY.format(id=task_id)
 
 
 def idempotency(user: str, key: str) -> str:

@@ -88,7 +88,8 @@ TASK = Kind(
     ints=frozenset({"id", "instance", "rc", "timeout", "stdout_dropped", "stderr_dropped", "remote_pid"}),
     floats=frozenset({"created_at", "start", "end", "scheduled_at"}),
     lists=frozenset({"run_after"}),
-    sub_keys=lambda task_id: [keys.lease(task_id), keys.output(task_id, "stdout"), keys.output(task_id, "stderr")],
+    sub_keys=lambda task_id: [keys.lease(task_id), keys.output(task_id, "stdout"), keys.output(task_id, "stderr"),
+                              keys.notify(task_id)],
 )
 INSTANCE = Kind(
     "instance",

@@ -73,7 +73,8 @@ TRANSITION = ALLOW_OOM + """
 -- A task's update together with its lease: 'hold:<ttl>:<owner>' (a worker has it), 'release' (it is finished),
 -- 'reap' (finished because its lease expired: refused while the lease lives).
 -- KEYS[1] the task's hash, KEYS[2] its lease, KEYS[3] the held zset, KEYS[4] the finished zset,
--- KEYS[5], KEYS[6] its stdout and stderr, KEYS[7] the events stream (a state change adds 'started' or 'finished')
+-- KEYS[5], KEYS[6] its stdout and stderr, KEYS[7] the events stream (a state change adds 'started' or 'finished'),
+-- KEYS[8] its output notification stream (the end wakes whoever follows the output)
 -- ARGV[1..5] as UPDATE, ARGV[6] the lease operation (or ''), ARGV[7] seconds before Redis expires a finished task,
 -- ARGV[8] the events stream's length (about)
 -- returns {status, state found}: as UPDATE, or 'leased' when a reap found the lease alive
@@ -96,6 +97,10 @@ end
 local new_state = changes['state']
 if new_state and new_state ~= cjson.null and new_state ~= state then
   emit(KEYS[7], ARGV[8], new_state == 'CURRENT' and 'started' or 'finished', id, hash)
+  if new_state ~= 'CURRENT' then
+    redis.call('XADD', KEYS[8], 'MAXLEN', '1', '*', 'end', '1')
+    redis.call('EXPIRE', KEYS[8], ARGV[7])
+  end
 end
 return {'ok', state}
 """
@@ -268,13 +273,17 @@ return false
 
 APPEND = WRITES + """
 -- Append a chunk of output, never past the cap; a call retried after a lost reply must not append twice.
--- KEYS[1] the output stream's key
+-- Each stored chunk also touches the task's notification stream (one entry kept), which wakes its followers.
+-- KEYS[1] the output stream's key, KEYS[2] the task's notification stream
 -- ARGV[1] the cap in bytes, ARGV[2] the chunk, ARGV[3] the byte offset the chunk starts at
 -- returns the room that was left before the chunk (0: a repeated chunk, ignored)
 local length = redis.call('STRLEN', KEYS[1])
 if length > tonumber(ARGV[3]) then return 0 end
 local room = tonumber(ARGV[1]) - length
-if room > 0 then redis.call('APPEND', KEYS[1], string.sub(ARGV[2], 1, room)) end
+if room > 0 then
+  redis.call('APPEND', KEYS[1], string.sub(ARGV[2], 1, room))
+  redis.call('XADD', KEYS[2], 'MAXLEN', '1', '*', 'o', '1')
+end
 return room
 """
 

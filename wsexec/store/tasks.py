@@ -128,7 +128,7 @@ class Tasks:
         """Update a task and its lease at once (see scripts.TRANSITION); in a pipeline, execute() has the outcome."""
         outcome = self._transition(
             keys=[TASK.key(task_id), keys.lease(task_id), keys.HELD, keys.FINISHED,
-                  *(keys.output(task_id, s) for s in STREAMS), keys.EVENTS],
+                  *(keys.output(task_id, s) for s in STREAMS), keys.EVENTS, keys.notify(task_id)],
             args=[*self.records.update_args(task_id, changes, allowed), lease_op, self.expire_seconds,
                   self.events_window],
             client=pipeline,

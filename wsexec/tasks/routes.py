@@ -8,15 +8,24 @@ from flask import request
 from flask.views import MethodView
 from marshmallow import ValidationError
 
-from wsexec import audit, context, quotas
+from wsexec import audit, context, quotas, sse
 from wsexec.auth import current_user
 from wsexec.blueprint import Blueprint
 from wsexec.exceptions import Unprocessable
 from wsexec.idempotency import idempotent
 from wsexec.pagination import PageArgs, envelope, page_schema
 from wsexec.roles import Role
+from wsexec.tasks import follow as follow_output
 from wsexec.tasks import service
-from wsexec.tasks.schemas import OutputArgs, OutputSchema, TaskFilterSchema, TaskSchema, TaskUpdateSchema
+from wsexec.tasks.schemas import (
+    OUTPUT_LAST_EVENT_ID,
+    OUTPUT_STREAMS,
+    OutputArgs,
+    OutputSchema,
+    TaskFilterSchema,
+    TaskSchema,
+    TaskUpdateSchema,
+)
 from wsexec.waits import WaitArgs
 
 blp = Blueprint("tasks", __name__, write_role=Role.OPERATOR, description="Scripts to run on instances")
@@ -114,7 +123,17 @@ class Task(MethodView):
 @blp.route("/<int:task_id>/output")
 class Output(MethodView):
     @blp.arguments(OutputArgs, location="query", as_kwargs=True)
-    @blp.response(200, OutputSchema)
-    def get(self, task_id: int, stdout_offset: int, stderr_offset: int) -> dict[str, Any]:
-        """The output added since the given byte offsets, to follow a running task."""
-        return service.output_since(task_id, stdout_offset, stderr_offset)
+    @blp.doc(parameters=[OUTPUT_LAST_EVENT_ID], responses={200: {"content": OUTPUT_STREAMS}})
+    @blp.response(200, OutputSchema, description="the output since the offsets (JSON); with follow, a stream")
+    @blp.alt_response(503, response="SERVICE_UNAVAILABLE")
+    def get(self, task_id: int, stdout_offset: int, stderr_offset: int, follow: bool,
+            timeout: int | None = None) -> Any:
+        """The output added since the given byte offsets; with ?follow=true, streamed live until the task ends."""
+        if not follow:
+            return service.output_since(task_id, stdout_offset, stderr_offset)
+        context.store().get_task(task_id)  # 404 before the stream starts
+        offsets = service.resume_offsets(request.headers.get("Last-Event-ID"), stdout_offset, stderr_offset)
+        heartbeat, store = context.settings().events_heartbeat, context.store()
+        if request.accept_mimetypes["text/event-stream"] > request.accept_mimetypes["text/plain"]:
+            return sse.respond(follow_output.events(store, task_id, offsets, heartbeat, timeout), "text/event-stream")
+        return sse.respond(follow_output.text(store, task_id, offsets, heartbeat, timeout), "text/plain")

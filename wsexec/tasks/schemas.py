@@ -15,6 +15,7 @@ RESULT_FIELDS = ("stdout", "stderr", "rc", "start", "end", "error", "worker", "s
 FIXED_FIELDS = ("id", "instance", "script", "user", "timeout", "scheduled_at", "run_after", "created_by", "target")
 
 
+FOLLOW_TIMEOUT_MAX = 86400
 MAX_OFFSET = 2**63 - 1  # Redis's GETRANGE answers an error beyond a signed 64-bit offset
 WHEN = [{"type": "number"}, {"type": "string", "format": "date-time"}]  # what Timestamp accepts, documented
 
@@ -130,6 +131,33 @@ class TaskUpdateSchema(Schema):
 class OutputArgs(Schema):
     stdout_offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
     stderr_offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
+    follow = fields.Boolean(load_default=False, metadata={
+        "description": "stream the output from the offsets on as it arrives, until the task ends: Server-Sent "
+                       "Events with `Accept: text/event-stream`, else text/plain"})
+    timeout = validators.Integer(validate=validate.Range(min=0, max=FOLLOW_TIMEOUT_MAX), metadata={
+        "description": "with follow: end the stream after this many seconds even if the task runs on (0: only the "
+                       "output already there); default: until the task ends"})
+
+
+OUTPUT_LAST_EVENT_ID = {
+    "in": "header", "name": "Last-Event-ID", "required": False,
+    "schema": {"type": "string", "pattern": r"^\d{1,19}\.\d{1,19}$"},
+    "description": "with follow: resume after this event id (stdout and stderr byte offsets; overrides them)",
+}
+OUTPUT_STREAMS = {  # ?follow=true's answers, next to the JSON one
+    "text/event-stream": {"schema": {
+        "type": "object",
+        "description": "`stdout` and `stderr` events (data: the new text, one data line per line), then one `end` "
+                       "event (data: JSON with state, rc, error); every id is `<stdout offset>.<stderr offset>`, the "
+                       "bytes sent so far, for Last-Event-ID; `error` if Redis is lost; `: keepalive` comments while "
+                       "idle",
+        "properties": {"event": {"type": "string", "enum": ["stdout", "stderr", "end", "error"]},
+                       "id": {"type": "string"}, "data": {"type": "string"}, "retry": {"type": "integer"}},
+        "example": {"event": "end", "id": "12.0", "data": '{"state":"DONE","rc":0,"error":null}'},
+    }},
+    "text/plain": {"schema": {"type": "string", "description": "the raw output bytes as they arrive, until the task "
+                                                               "ends (each stream in order; see README)"}},
+}
 
 
 class OutputSchema(Schema):

@@ -10,6 +10,8 @@ from typing import Any
 from wsexec import context, jobs, quotas
 from wsexec.exceptions import Forbidden, NotFound, Unprocessable
 from wsexec.store import FINISHED_STATES, TaskState
+from wsexec.tasks import follow
+from wsexec.tasks.schemas import MAX_OFFSET
 
 CANCEL_WAIT_SECONDS = 2.0
 
@@ -144,9 +146,19 @@ def output_since(task_id: int, stdout_offset: int, stderr_offset: int) -> dict[s
     answer: dict[str, Any] = {"id": task_id, "state": task["state"], "finished": finished}
     for stream, offset in (("stdout", stdout_offset), ("stderr", stderr_offset)):
         data = store.read_output(task_id, stream, offset)
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        answer[stream] = decoder.decode(data, final=finished)
-        answer[f"{stream}_offset"] = offset + len(data) - len(decoder.getstate()[0])
+        answer[stream], used = follow.decode_complete(codecs.getincrementaldecoder("utf-8")("replace"), data, finished)
+        answer[f"{stream}_offset"] = offset + used
     answer["rc"] = task.get("rc")
     answer["error"] = task.get("error")
     return answer
+
+
+def resume_offsets(last_event_id: str | None, stdout_offset: int, stderr_offset: int) -> dict[str, int]:
+    """Where a followed stream starts: the byte offsets in Last-Event-ID if sent, else the query's (422 if bad)."""
+    if last_event_id is None:
+        return {"stdout": stdout_offset, "stderr": stderr_offset}
+    found = follow.EVENT_ID.fullmatch(last_event_id)
+    if not found or max(int(found[1]), int(found[2])) > MAX_OFFSET:
+        raise Unprocessable("Last-Event-ID: not an output event id",
+                            {"Last-Event-ID": ["expected STDOUT_OFFSET.STDERR_OFFSET (byte offsets)"]})
+    return {"stdout": int(found[1]), "stderr": int(found[2])}
