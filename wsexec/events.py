@@ -67,4 +67,4 @@ class Events(MethodView):
         if after is not None and not EVENT_ID.fullmatch(after):
             raise Unprocessable("Last-Event-ID: not an event id", {"Last-Event-ID": ["expected MILLISECONDS-SEQUENCE"]})
         body = sse.follow(context.store().events, after, filters, context.settings().events_heartbeat, timeout)
-        return sse.respond(body, "text/event-stream")
+        return sse.respond(body, "text/event-stream", context.streams())

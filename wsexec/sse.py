@@ -16,7 +16,6 @@ from typing import Any
 from flask import Response, current_app
 from redis.exceptions import RedisError
 
-from wsexec import context
 from wsexec.exceptions import Saturated
 from wsexec.store import Event
 from wsexec.store.events import Events
@@ -40,18 +39,6 @@ def frame(event: str, data: Any, event_id: str | None = None) -> str:
     return frame_text(event, json.dumps(data, separators=(',', ':')), event_id)
 
 
-def respond(body: Iterable[str] | Iterable[bytes], mimetype: str) -> Response:
-    """A streamed answer holding one of this process's stream slots until it closes (503 when none is free)."""
-    slots = context.streams()
-    if not slots.acquire():
-        raise Saturated(f"this process already serves {slots.limit} streams (WSEXEC_EVENTS_STREAMS_MAX)",
-                        STREAMS_RETRY_AFTER, {"limit": slots.limit})
-    response = current_app.response_class(body, mimetype=mimetype,
-                                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    response.call_on_close(slots.release)
-    return response
-
-
 class StreamSlots:
     """A per-process cap on open streams: each holds a greenlet and a Redis connection while it is open."""
 
@@ -69,6 +56,17 @@ class StreamSlots:
     def release(self) -> None:
         with self._lock:
             self.open -= 1
+
+
+def respond(body: Iterable[str] | Iterable[bytes], mimetype: str, slots: StreamSlots) -> Response:
+    """A streamed answer holding one of this process's stream slots until it closes (503 when none is free)."""
+    if not slots.acquire():
+        raise Saturated(f"this process already serves {slots.limit} streams (WSEXEC_EVENTS_STREAMS_MAX)",
+                        STREAMS_RETRY_AFTER, {"limit": slots.limit})
+    response = current_app.response_class(body, mimetype=mimetype,
+                                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response.call_on_close(slots.release)
+    return response
 
 
 def matches(event: Event, filters: dict[str, Any]) -> bool:

@@ -133,7 +133,7 @@ class Output(MethodView):
             return service.output_since(task_id, stdout_offset, stderr_offset)
         context.store().get_task(task_id)  # 404 before the stream starts
         offsets = service.resume_offsets(request.headers.get("Last-Event-ID"), stdout_offset, stderr_offset)
-        heartbeat, store = context.settings().events_heartbeat, context.store()
+        args = (context.store(), task_id, offsets, context.settings().events_heartbeat, timeout)
         if request.accept_mimetypes["text/event-stream"] > request.accept_mimetypes["text/plain"]:
-            return sse.respond(follow_output.events(store, task_id, offsets, heartbeat, timeout), "text/event-stream")
-        return sse.respond(follow_output.text(store, task_id, offsets, heartbeat, timeout), "text/plain")
+            return sse.respond(follow_output.events(*args), "text/event-stream", context.streams())
+        return sse.respond(follow_output.text(*args), "text/plain", context.streams())
