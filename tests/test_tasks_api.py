@@ -75,6 +75,17 @@ def test_array_with_an_unknown_instance_creates_nothing(api: Api, new_task: dict
     assert api.get("/tasks").json["count"] == 0
 
 
+def test_array_with_an_unknown_dependency_names_the_item_and_creates_nothing(
+    api: Api, new_task: dict[str, Any]
+) -> None:
+    """The create script checks run_after in the same step as storing, and names the item like the schema does."""
+    response = api.post("/tasks", json=[new_task, {**new_task, "run_after": [999]}])
+    assert response.status_code == 422
+    assert response.json["error"] == "item 1: run_after: task 999 does not exist"
+    assert response.json["detail"] == {"1": {"run_after": ["task 999 does not exist"]}}
+    assert api.get("/tasks").json["count"] == 0
+
+
 def test_array_with_a_deactivated_instance_creates_nothing(
     api: Api, new_task: dict[str, Any], instance: dict[str, Any]
 ) -> None:

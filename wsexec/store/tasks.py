@@ -62,7 +62,8 @@ class Tasks:
         if outcome[0] == b"run_after":
             dependency = records[outcome[1]]["run_after"][outcome[2]]
             message = f"task {dependency} does not exist"
-            raise Unprocessable(f"{where}run_after: {message}", {"run_after": [message]})
+            detail = {"run_after": [message]}
+            raise Unprocessable(f"{where}run_after: {message}", {str(outcome[1]): detail} if where else detail)
         _, ids, waits = outcome
         after = {int(i): wait.decode().split() for i, wait in zip(ids, waits, strict=True) if wait}
         return self.records.get_many(ids), after

@@ -51,9 +51,6 @@ def _records(index: int, item: dict[str, Any], many: bool) -> list[dict[str, Any
     timeout = item.get("timeout", settings.task_timeout)
     if timeout > settings.task_timeout_max:
         raise refuse("timeout", f"at most {settings.task_timeout_max} s")
-    for dependency in item.get("run_after", []):
-        if not store.task_exists(dependency):
-            raise refuse("run_after", f"task {dependency} does not exist")
     if "target" in item:
         instances = store.active_instances_with_tag(item["target"]["tag"])
         if not instances:
