@@ -231,18 +231,16 @@ class LeaseKeeper(threading.Thread):
         self.reconciler = Reconciler(runtime.store, make_queue(runtime.connection, runtime.settings.queue), grace)
         self.reconcile_interval = min(PURGE_SECONDS, max(grace / 2, 1.0))
         self.next_reconcile = time.monotonic() + self.reconcile_interval
-        # reaping opens SSH connections (to kill orphans): in a thread of its own, so renewals never wait for them
+        # reaping opens SSH connections (to kill orphans): in a loop of its own, so renewals never wait for them
         # (a daemon thread: the process may exit while one hangs in Redis retries)
-        self.reaping: threading.Thread | None = None
+        self.reaper = threading.Thread(target=self._reap_rounds, name="wsexec-reaper", daemon=True)
 
     def run(self) -> None:
+        self.reaper.start()
         while not self.stopping.wait(self.interval):
             try:
                 store, lease = self.runtime.store, self.runtime.settings.lease_seconds
                 store.renew_leases(list(self.runtime.running), self.runtime.name, lease)
-                if self.reaping is None or not self.reaping.is_alive():
-                    self.reaping = threading.Thread(target=self.reap, name="wsexec-reaper", daemon=True)
-                    self.reaping.start()
                 if time.monotonic() >= self.next_purge:
                     self.next_purge = time.monotonic() + self.purge_interval
                     store.purge_expired()
@@ -252,6 +250,10 @@ class LeaseKeeper(threading.Thread):
             except Exception:  # Redis down or restarting: try again next round
                 log.exception("lease keeping failed")
                 time.sleep(self.interval)
+
+    def _reap_rounds(self) -> None:
+        while not self.stopping.wait(self.interval):
+            self.reap()
 
     def reap(self) -> None:
         """Abort the tasks of dead workers, killing their orphans, and fail their RQ jobs."""
