@@ -22,6 +22,7 @@ import requests
 from tests import test_dos, test_readme
 from tests.helpers import CRON_TOKEN, PASSWORDS, ROOT, wait_for
 from wsexec.config import Settings
+from wsexec.files.routes import FORM_OVERHEAD
 from wsexec.testing import SshServer
 from wsexec.testing.http import FromAddress
 from wsexec.testing.nginx import NGINX, Nginx
@@ -143,9 +144,10 @@ def test_the_app_sees_the_client_and_links_back_through_nginx(nginx: Nginx, clie
 
 
 def test_nginx_body_limit_is_the_apps() -> None:
-    """client_max_body_size must stand for the same number of bytes as WSEXEC_MAX_BODY's default."""
+    """client_max_body_size must stand for the same number of bytes as WSEXEC_MAX_BODY's default, and for uploads
+    as WSEXEC_FILE_MAX's plus the form around the file."""
     megabytes = re.findall(r"^\s*client_max_body_size (\d+)m;", SITE.read_text(), re.MULTILINE)
-    assert [int(m) * 1024 * 1024 for m in megabytes] == [Settings().max_body]
+    assert [int(m) * 1024 * 1024 for m in megabytes] == [Settings().max_body, Settings().file_max + FORM_OVERHEAD]
 
 
 def test_nginx_and_gunicorn_wait_longer_than_the_longest_wait() -> None:
@@ -172,6 +174,14 @@ def test_body_limit_through_nginx(nginx: Nginx, client: requests.Session, extra:
     assert response.status_code == status, response.text
     assert set(response.json()) == {"error", "detail"}
     assert (response.json()["detail"] == {"max_body": "1m"}) is by_nginx  # nginx's answer, not the app's
+
+
+def test_uploads_pass_nginx_beyond_the_json_limit(nginx: Nginx, client: requests.Session) -> None:
+    """/wsexec/files has its own client_max_body_size: a 2 MiB file gets to the app (here: no such instance)."""
+    files = {"content": ("big.bin", b"x" * 2 * 1024 * 1024)}
+    response = client.post(f"{nginx.https}/files", auth=ADMIN, files=files, data={"instance": "9", "path": "/tmp/x"})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "instance: instance 9 does not exist"
 
 
 @pytest.mark.parametrize("path", ["/wsexec/tasks", "/wsexec/instances?page=2", "/"])

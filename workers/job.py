@@ -13,6 +13,7 @@ from typing import Any
 
 from redis import Redis
 
+from workers import files
 from workers.reconcile import Reconciler
 from workers.rq_adapter import fail_abandoned_jobs, make_queue
 from workers.ssh import ConnectionPool, Endpoint, SshError, SshOptions, Stopped
@@ -152,6 +153,8 @@ def _execute(runtime: Runtime, task: dict[str, Any]) -> tuple[TaskState, dict[st
         return TaskState.ABORT, {"error": f"instance {task['instance']} no longer exists"}
     if instance["state"] != "ACTIVE":
         return TaskState.ABORT, {"error": f"instance {instance['id']} is {instance['state']}"}
+    if task.get("kind") in files.KINDS:
+        return files.run(runtime, task, _endpoint(instance, task))
     cap = runtime.settings.output_cap
     out, err = (OutputBuffer(store, task_id, stream, cap) for stream in ("stdout", "stderr"))
 

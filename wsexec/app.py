@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from wsexec import audit, batches, events, metrics
     from wsexec.commands.routes import blp as commands_blp
+    from wsexec.files.routes import blp as files_blp
     from wsexec.health import blp as health_blp
     from wsexec.instances.routes import blp as instances_blp
     from wsexec.notes.routes import blp as notes_blp
@@ -48,4 +49,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     for blueprint in (health_blp, instances_blp, tasks_blp, commands_blp, notes_blp, audit.blp, batches.blp,
                       events.blp, metrics.blp):
         api.register_blueprint(blueprint, url_prefix=f"/wsexec/{blueprint.name}")
+    api.register_blueprint(files_blp, url_prefix="/wsexec")  # /wsexec/files... and /wsexec/tasks/{id}/file
     return app

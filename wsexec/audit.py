@@ -22,6 +22,7 @@ ACTIONS = (
     "task.create", "task.update", "task.cancel", "task.delete",
     "command.run",
     "note.create", "note.update", "note.delete",
+    "file.upload", "file.fetch",
 )
 
 

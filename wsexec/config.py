@@ -54,6 +54,8 @@ class Settings:
     task_timeout_max: int = 86400
     output_cap: int = 1024 * 1024
     max_body: int = 1024 * 1024
+    file_max: int = 100 * 1024 * 1024  # bytes of one POST /wsexec/files upload (413 above); nginx's limit there matches
+    fetch_max: int = 16 * 1024 * 1024  # bytes one fetch task may bring back (larger files: the task ends ABORT)
     trusted_proxies: int = 0  # proxy hops (nginx: 1) whose X-Forwarded-For/-Proto are believed
     public_url: str = ""  # base of absolute links ("https://wsexec.example.com"); empty: links are relative
     script_max: int = 64 * 1024

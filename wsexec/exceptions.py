@@ -35,6 +35,12 @@ class Unprocessable(WsexecError):
     status = 422
 
 
+class TooLarge(WsexecError):
+    """A body or a part of it beyond its setting's limit (an upload's file)."""
+
+    status = 413
+
+
 class TooManyRequests(WsexecError):
     """A limit that time lifts (failed logins, concurrent waits, queued tasks): the client may retry after a while."""
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import paramiko
 
-from workers.ssh.errors import classify
+from workers.ssh.errors import SshError, classify
 from workers.ssh.options import Endpoint, SshOptions
 from workers.ssh.trust import trusting_client
 
@@ -122,3 +122,20 @@ class Connection:
         channel = self.transport.open_session(timeout=timeout or self.options.connect_timeout)
         channel.exec_command(command)
         return channel
+
+    def sftp(self, timeout: float) -> paramiko.SFTPClient:
+        """A new SFTP session whose requests give up after `timeout` s; the caller holds a slot. SshError("sftp")
+        when the host has no SFTP subsystem; paramiko's errors as they come otherwise."""
+        if self.transport is None:
+            raise paramiko.SSHException(f"connection to {self.endpoint} is not open")
+        channel = self.transport.open_session(timeout=self.options.connect_timeout)
+        try:
+            channel.invoke_subsystem("sftp")
+            channel.settimeout(timeout)
+            return paramiko.SFTPClient(channel)
+        except paramiko.SSHException as exc:
+            channel.close()
+            if self.is_connected:  # refused, not lost: retrying cannot help
+                raise SshError("sftp", f"{self.endpoint} has no SFTP subsystem (sshd_config: Subsystem sftp "
+                                       f"internal-sftp): {exc}") from exc
+            raise

@@ -7,10 +7,10 @@ import select
 import shlex
 import time
 from collections.abc import Callable
-from typing import Protocol
 
 import paramiko
 
+from workers.ssh.channels import Connections, open_channel
 from workers.ssh.connection import Connection
 from workers.ssh.errors import SshError, Stopped
 from workers.ssh.options import Endpoint
@@ -22,7 +22,6 @@ PidCallback = Callable[[int], None]
 READ_SIZE = 64 * 1024
 SEND_SIZE = 32 * 1024
 STOP_POLL_SECONDS = 0.2
-CHANNEL_ATTEMPTS = 50
 LOST_GRACE_SECONDS = 1.0
 KILL_TIMEOUT = 5.0
 KILL_ATTEMPTS = 20
@@ -45,14 +44,6 @@ BOOTSTRAP = (
     '/bin/sh -c "${s%"$2"}" wsexec </dev/null; exit'
 )
 SENTINEL_BYTES = 16
-
-
-class Connections(Protocol):
-    """Where a Remote gets its connections (the pool): the open one for an endpoint, and rid of a dead one."""
-
-    def connection(self, endpoint: Endpoint) -> Connection: ...
-
-    def discard(self, endpoint: Endpoint, connection: Connection) -> None: ...
 
 
 def bootstrap_command(size: int, sentinel: str) -> str:
@@ -104,27 +95,8 @@ class Remote:
             connection.release()
 
     def _start(self, command: str) -> tuple[Connection, paramiko.Channel]:
-        """Open a channel and exec; retry sshd's MaxSessions refusals and replace a connection that died.
-
-        Retrying is safe: a command whose exec request failed never started.
-        """
-        reconnects = 0
-        for attempt in range(CHANNEL_ATTEMPTS):
-            connection = self.pool.connection(self.endpoint)
-            connection.acquire()
-            try:
-                return connection, connection.session(command)
-            except paramiko.ChannelException:
-                connection.release()
-            except (paramiko.SSHException, EOFError, OSError) as exc:
-                connection.release()
-                if not connection.is_connected:
-                    self.pool.discard(self.endpoint, connection)
-                    reconnects += 1
-                    if reconnects > 2:
-                        raise SshError("ssh", f"connection to {self.endpoint} keeps failing: {exc}") from exc
-            time.sleep(0.005 * (attempt + 1))  # sshd frees a session slot a little after the exit status
-        raise SshError("channels", f"{self.endpoint} refused {CHANNEL_ATTEMPTS} channel opens (MaxSessions)")
+        """Open a channel and exec (see channels.open_channel: retried, and a dead connection replaced)."""
+        return open_channel(self.pool, self.endpoint, lambda connection: connection.session(command))
 
     def _stdout(self, data: bytes) -> None:
         """Output before the PID line is the login shell's (rc files); the first all-digit line is the PID."""

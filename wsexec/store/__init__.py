@@ -13,6 +13,7 @@ from redis import Redis
 from wsexec.store.audit import Audit
 from wsexec.store.connection import connect
 from wsexec.store.events import Event, Events
+from wsexec.store.files import Files
 from wsexec.store.idempotency import Idempotency
 from wsexec.store.instances import Instances
 from wsexec.store.leases import Leases
@@ -45,6 +46,7 @@ class Store:
         self.waits = Waits(redis, self.tasks, self.events)
         self.leases = Leases(redis, self.tasks)
         self.output = Output(redis, output_cap)
+        self.files = Files(redis, self.tasks.expire_seconds)
         self.retention = Retention(redis, retention_seconds)
         self.audit = Audit(redis)
         self.idempotency = Idempotency(redis)

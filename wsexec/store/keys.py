@@ -16,6 +16,8 @@ TMP = PREFIX + "tmp:{token}"  # an index intersection, deleted in the same trans
 LEASE = PREFIX + "task:{id}:lease"  # string: the worker holding the task, with a TTL (leases.py)
 OUTPUT = PREFIX + "task:{id}:{stream}"  # string: one output stream, capped (output.py)
 NOTIFY = PREFIX + "task:{id}:notify"  # stream of at most 1 entry: touched by each append and the end (output.py)
+FETCHED = PREFIX + "task:{id}:file"  # string: the file a fetch task brought back (files.py)
+UPLOAD = PREFIX + "upload:{token}"  # string: an upload's content, until its tasks have all ended (files.py)
 HELD = PREFIX + "tasks:held"  # zset: tasks a worker has taken and not finished, what the reaper watches (leases.py)
 FINISHED = PREFIX + "tasks:finished"  # zset: finished tasks scored by end time, what retention reads (retention.py)
 
@@ -63,6 +65,14 @@ def output(task_id: int | str, stream: str) -> str:
 
 def notify(task_id: int | str) -> str:
     return NOTIFY.format(id=task_id)
+
+
+def fetched(task_id: int | str) -> str:
+    return FETCHED.format(id=task_id)
+
+
+def upload(token: str) -> str:
+    return UPLOAD.format(token=token)
 
 
 def idempotency(user: str, key: str) -> str:

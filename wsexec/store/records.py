@@ -84,12 +84,14 @@ class Kind:
 
 TASK = Kind(
     "task",
-    indexed=("state", "instance", "tag", "name", "batch", "created_by"),
-    ints=frozenset({"id", "instance", "rc", "timeout", "stdout_dropped", "stderr_dropped", "remote_pid"}),
+    # kind: script, upload or fetch; upload: the token of an upload's content, shared by the tasks of one POST
+    indexed=("state", "instance", "tag", "name", "batch", "created_by", "kind", "upload"),
+    ints=frozenset({"id", "instance", "rc", "timeout", "stdout_dropped", "stderr_dropped", "remote_pid", "size"}),
     floats=frozenset({"created_at", "start", "end", "scheduled_at"}),
     lists=frozenset({"run_after"}),
+    bools=frozenset({"overwrite"}),
     sub_keys=lambda task_id: [keys.lease(task_id), keys.output(task_id, "stdout"), keys.output(task_id, "stderr"),
-                              keys.notify(task_id)],
+                              keys.notify(task_id), keys.fetched(task_id)],
 )
 INSTANCE = Kind(
     "instance",

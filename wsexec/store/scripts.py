@@ -76,7 +76,8 @@ TRANSITION = ALLOW_OOM + """
 -- KEYS[5], KEYS[6] its stdout and stderr, KEYS[7] the events stream (a state change adds 'started' or 'finished'),
 -- KEYS[8] its output notification stream (the end wakes whoever follows the output)
 -- ARGV[1..5] as UPDATE, ARGV[6] the lease operation (or ''), ARGV[7] seconds before Redis expires a finished task,
--- ARGV[8] the events stream's length (about)
+-- ARGV[8] the events stream's length (about), ARGV[9] the key prefix of uploads' content (the last of an upload's
+-- tasks to end deletes it: its index 'upload:<token>' then meets neither INIT nor CURRENT)
 -- returns {status, state found}: as UPDATE, or 'leased' when a reap found the lease alive
 """ + _UPDATE_ARGS + _EMIT + """
 local lease_key, held_key, lease_op = KEYS[2], KEYS[3], ARGV[6]
@@ -93,6 +94,14 @@ elseif lease_op == 'release' or lease_op == 'reap' then
   -- finished: the retention sweep finds it by its end time; EXPIRE is the backstop if no sweep runs
   redis.call('ZADD', KEYS[4], changes['end'] or redis.call('TIME')[1], id)
   for _, k in ipairs({hash, KEYS[5], KEYS[6]}) do redis.call('EXPIRE', k, ARGV[7]) end
+  local upload = redis.call('HGET', hash, 'upload')
+  if upload then
+    local tasks = prefix .. 'upload:' .. upload
+    if redis.call('ZINTERCARD', 2, tasks, prefix .. 'state:INIT', 'LIMIT', 1) == 0
+        and redis.call('ZINTERCARD', 2, tasks, prefix .. 'state:CURRENT', 'LIMIT', 1) == 0 then
+      redis.call('DEL', ARGV[9] .. upload)
+    end
+  end
 end
 local new_state = changes['state']
 if new_state and new_state ~= cjson.null and new_state ~= state then

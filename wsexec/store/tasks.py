@@ -131,7 +131,7 @@ class Tasks:
             keys=[TASK.key(task_id), keys.lease(task_id), keys.HELD, keys.FINISHED,
                   *(keys.output(task_id, s) for s in STREAMS), keys.EVENTS, keys.notify(task_id)],
             args=[*self.records.update_args(task_id, changes, allowed), lease_op, self.expire_seconds,
-                  self.events_window],
+                  self.events_window, keys.upload("")],
             client=pipeline,
         )
         return ("", "") if pipeline is not None else self.records.outcome(task_id, outcome)

@@ -13,6 +13,7 @@ from wsexec.store import TaskState
 
 RESULT_FIELDS = ("stdout", "stderr", "rc", "start", "end", "error", "worker", "stdout_dropped", "stderr_dropped")
 FIXED_FIELDS = ("id", "instance", "script", "user", "timeout", "scheduled_at", "run_after", "created_by", "target")
+KINDS = ("script", "upload", "fetch")
 
 
 FOLLOW_TIMEOUT_MAX = 86400
@@ -93,6 +94,13 @@ class TaskSchema(ApiSchema):
     batch = fields.String(dump_only=True)
     job = fields.String(dump_only=True, metadata={"description": "the RQ job that runs it"})
     worker = fields.String(dump_only=True)
+    # what kind of task it is; uploads and fetches (POST /wsexec/files, /wsexec/files/fetch) also have these
+    kind = fields.String(dump_only=True, dump_default="script", metadata={"enum": list(KINDS)})
+    path = fields.String(dump_only=True, metadata={"description": "upload, fetch: the file on the instance"})
+    mode = fields.String(dump_only=True, metadata={"description": "upload: the file's mode, octal"})
+    overwrite = fields.Boolean(dump_only=True, metadata={"description": "upload: may replace an existing file"})
+    size = fields.Integer(dump_only=True, metadata={"description": "upload, fetch: the file's size in bytes"})
+    sha256 = fields.String(dump_only=True, metadata={"description": "upload, fetch: the file's SHA-256, hex"})
 
     @pre_load(pass_collection=True)
     def refuse_result_fields(self, data: Any, many: bool, **kwargs: Any) -> Any:
@@ -178,3 +186,4 @@ class TaskFilterSchema(Schema):
     tag = fields.String()
     name = fields.String()
     batch = fields.String()
+    kind = fields.String(validate=validate.OneOf(KINDS))

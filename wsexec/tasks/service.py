@@ -46,7 +46,7 @@ def _records(index: int, item: dict[str, Any], many: bool) -> list[dict[str, Any
         detail = {str(index): {field: [message]}} if many else {field: [message]}
         return Unprocessable(f"{where}{field}: {message}", detail)
 
-    if len(item["script"].encode()) > settings.script_max:
+    if len(item.get("script", "").encode()) > settings.script_max:  # file tasks (wsexec.files) have none
         raise refuse("script", f"longer than {settings.script_max} bytes")
     timeout = item.get("timeout", settings.task_timeout)
     if timeout > settings.task_timeout_max:
@@ -74,7 +74,8 @@ def _records(index: int, item: dict[str, Any], many: bool) -> list[dict[str, Any
                             f"{', '.join(allowed) or 'none (set its user or login_users)'}",
                             {**detail, "item": index} if many else detail)
         fields = {k: v for k, v in item.items() if k != "target"}
-        records.append({**fields, "instance": instance["id"], "user": user, "timeout": timeout, "batch": batch})
+        records.append({"kind": "script", **fields, "instance": instance["id"], "user": user, "timeout": timeout,
+                        "batch": batch})
     return records
 
 

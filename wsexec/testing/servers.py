@@ -261,6 +261,7 @@ class SshServer(Daemon):
             "UseDNS": "no",
             "AllowUsers": self.user,
             "LogLevel": "ERROR",
+            "Subsystem": "sftp internal-sftp",  # uploads and fetches (POST /wsexec/files)
             **self.options,
         }
         self.config.write_text("".join(f"{key} {value}\n" for key, value in settings.items()))
