@@ -6,10 +6,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import os
 import pwd
 import shutil
 import stat
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from tests.helpers import Api, WorkerProcesses
+from tests.helpers import PASSWORDS, Api, WorkerProcesses
 from wsexec.config import Settings
 from wsexec.files.routes import FORM_OVERHEAD
 from wsexec.testing import RedisServer
@@ -282,3 +284,47 @@ def test_unknown_instance_or_tag_is_422(api: Api, instance: dict[str, Any], redi
     fetch = api.post("/files/fetch", json={"instance": 99, "path": "/tmp/x"})
     assert fetch.status_code == 422
     assert uploads_in_redis(redis_server) == []  # refused uploads leave nothing behind
+
+
+def memory_kib(pid: int, field: str) -> int:
+    """A line of /proc/PID/status in KiB: VmRSS (now) or VmHWM (the peak since it was last reset)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def curl_upload(url: str, source: Path, path: Path) -> dict[str, Any]:
+    """The README's curl, through real gunicorn: the file streamed from disk, the answer once the task has ended."""
+    done = subprocess.run(["curl", "-sS", "-u", f"admin:{PASSWORDS['admin']}", "-F", f"content=@{source}",
+                           "-F", "instance=1", "-F", f"path={path}", f"{url}/wsexec/files?wait=240"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+LARGE = 64 * 1024 * 1024
+
+
+def test_large_upload_keeps_the_worker_flat(gunicorn_url: str, instance: dict[str, Any], workers: WorkerProcesses,
+                                            remote_dir: Path, tmp_path: Path) -> None:
+    """64 MiB go from Redis to SFTP a slice at a time: the worker's peak RSS grows by far less than the file."""
+    (worker,) = workers.start(1)
+    source, digest = tmp_path / "large.bin", hashlib.sha256()
+    with source.open("wb") as out:
+        for _ in range(LARGE // (1024 * 1024)):
+            chunk = os.urandom(1024 * 1024)
+            digest.update(chunk)
+            out.write(chunk)
+    (tmp_path / "small.txt").write_bytes(b"warm-up\n")
+    warm = curl_upload(gunicorn_url, tmp_path / "small.txt", remote_dir / "warm-up")  # imports, SSH connection
+    assert warm["state"] == "DONE", warm
+    baseline = memory_kib(worker.pid, "VmRSS")
+    Path(f"/proc/{worker.pid}/clear_refs").write_text("5")  # the peak starts again from here
+    task = curl_upload(gunicorn_url, source, remote_dir / "large.bin")
+    assert (task["state"], task["size"], task["sha256"]) == ("DONE", LARGE, digest.hexdigest()), task
+    peak = memory_kib(worker.pid, "VmHWM")
+    growth_mib = (peak - baseline) / 1024
+    print(f"worker RSS {baseline / 1024:.1f} MiB before, peak {peak / 1024:.1f} MiB during a {LARGE >> 20} MiB upload")
+    assert growth_mib < 16, f"the worker grew by {growth_mib:.1f} MiB for a {LARGE >> 20} MiB file"
+    assert hashlib.sha256((remote_dir / "large.bin").read_bytes()).hexdigest() == digest.hexdigest()

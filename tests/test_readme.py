@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
 import subprocess
 from pathlib import Path
@@ -108,3 +109,22 @@ def test_settings_commands() -> None:
     assert hashed.returncode == 0 and hashed.stdout.startswith(("scrypt:", "pbkdf2:"))
     token = subprocess.run(token_line.split("#")[0], shell=True, cwd=ROOT, capture_output=True, text=True)
     assert token.returncode == 0 and "nightly:operator:" in token.stdout
+
+
+def test_files(gunicorn_url: str, workers: Any, demo_host: SshServer, tmp_path: Path) -> None:
+    workers.start(1)
+    motd = Path(pwd.getpwnam(demo_host.user).pw_dir) / "motd"
+    motd.unlink(missing_ok=True)
+    try:
+        done = run_blocks(["quickstart", "files"], gunicorn_url, demo_host.port, tmp_path)
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        first, refused, replaced, (fanned,) = (json.loads(line) for line in lines[4:8])
+        assert (first["kind"], first["state"], first["rc"], first["mode"]) == ("upload", "DONE", 0, "0640"), first
+        assert refused["state"] == "ABORT" and "already exists" in refused["error"], refused
+        assert (replaced["state"], replaced["mode"]) == ("DONE", "0640") and fanned["state"] == "DONE"
+        assert fanned["batch"] and motd.read_text() == "managed by wsexec\n"
+        assert lines[8:] == ["200 application/octet-stream"]
+        assert (tmp_path / "os-release").read_bytes() == Path("/etc/os-release").read_bytes()
+    finally:
+        motd.unlink(missing_ok=True)
