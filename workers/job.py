@@ -69,7 +69,7 @@ def current_runtime() -> Runtime:
 
             job = get_current_job()
             settings = Settings.from_env()
-            redis = job.connection if job else connect(settings.redis_url)
+            redis = job.connection if job else connect(settings)
             _runtime = Runtime.create(settings, redis)
         return _runtime
 

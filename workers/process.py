@@ -38,12 +38,12 @@ class WorkerProcess:
 
     def __init__(self, settings: Settings, name: str) -> None:
         self.settings = settings
-        self.runtime = Runtime.create(settings, connect(settings.redis_url))
+        self.runtime = Runtime.create(settings, connect(settings))
         self.runtime.name = name
         install_runtime(self.runtime)
         self.lease_keeper = LeaseKeeper(self.runtime)
         self.slots = [
-            TaskWorker([settings.queue], connection=connect(settings.redis_url), name=f"{name}{SLOT_SEPARATOR}{n}",
+            TaskWorker([settings.queue], connection=connect(settings), name=f"{name}{SLOT_SEPARATOR}{n}",
                        serializer=SERIALIZER)
             for n in range(settings.worker_jobs)
         ]

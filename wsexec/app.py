@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     app.extensions["wsexec"] = settings
     # a request waits about a second for Redis, not 30; each blocked ?wait or event stream holds a connection
-    redis = connect(settings.redis_url, retries=8, max_connections=settings.redis_connections)
+    redis = connect(settings, retries=8, max_connections=settings.redis_connections)
     app.extensions["wsexec_store"] = Store.from_settings(redis, settings)
     app.extensions["wsexec_queue"] = jobs.make_queue(redis, settings.queue)
     app.extensions["wsexec_streams"] = sse.StreamSlots(settings.events_streams_max)

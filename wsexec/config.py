@@ -43,6 +43,9 @@ class Settings:
 
     # Secrets (a Redis URL may carry a password) stay out of repr(), so logging the settings never shows them.
     redis_url: str = field(default="redis://127.0.0.1:6390/0", repr=False)  # redis[s]://[user:password@]host:port/db
+    redis_sentinels: str = ""  # "host:port host:port ...": sentinels to ask for the primary (redis_url's host unused)
+    redis_sentinel_master: str = "wsexec"  # the name the sentinels monitor the primary under
+    redis_sentinel_password: str = field(default="", repr=False)  # the sentinels' own requirepass, if any
     queue: str = "wsexec"
     users: str = field(default="", repr=False)  # "name:role:hash name:role:hash" (hash from `wsexec-auth hash PW`)
     tokens: str = field(default="", repr=False)  # "name:role:sha256 ..." (from `wsexec-auth token NAME ROLE`)

@@ -137,6 +137,22 @@ class Daemon:
         self.stop()
 
 
+def _pongs(daemon: Daemon, *commands: str) -> bool:
+    """True once the Redis-protocol daemon answers the commands, the last of them with +PONG."""
+    sock = daemon._connect()
+    if sock is None:
+        return False
+    with sock:
+        try:
+            sock.sendall("".join(f"{command}\r\n" for command in commands).encode())
+            answer = b""
+            while answer.count(b"\r\n") < len(commands) and (chunk := sock.recv(256)):
+                answer += chunk
+            return answer.endswith(b"+PONG\r\n")
+        except OSError:
+            return False
+
+
 class RedisServer(Daemon):
     """A private redis-server with AOF on (tests restart it mid-run) that, like production, refuses strangers.
 
@@ -145,12 +161,17 @@ class RedisServer(Daemon):
     """
 
     name = "redis"
+    password: str
+    users: dict[str, tuple[str, str]]
 
     def __init__(self, workdir: Path, host: str = "127.0.0.1", port: int | None = None,
-                 users: dict[str, str] | None = None) -> None:
+                 users: dict[str, str] | None = None, replica_of: RedisServer | None = None) -> None:
         super().__init__(workdir, host, port or free_port(host))
-        self.password = secrets.token_hex(16)
-        self.users = {name: (secrets.token_hex(16), rules) for name, rules in (users or {}).items()}
+        # A replica shares its primary's passwords and users: after a failover either one may be the primary.
+        self.password = replica_of.password if replica_of else secrets.token_hex(16)
+        self.users = replica_of.users if replica_of else {
+            name: (secrets.token_hex(16), rules) for name, rules in (users or {}).items()}
+        self.replica_of = replica_of
         self.config = self.workdir / "redis.conf"
 
     def _url(self, user: str, password: str) -> str:
@@ -167,23 +188,14 @@ class RedisServer(Daemon):
 
     def _pong(self) -> bool:
         """True once an authenticated PING answers +PONG (not -LOADING while the AOF is replayed)."""
-        sock = self._connect()
-        if sock is None:
-            return False
-        with sock:
-            try:
-                sock.sendall(f"AUTH {self.password}\r\nPING\r\n".encode())
-                answer = b""
-                while answer.count(b"\r\n") < 2 and (chunk := sock.recv(256)):
-                    answer += chunk
-                return answer.endswith(b"+PONG\r\n")
-            except OSError:
-                return False
+        return _pongs(self, f"AUTH {self.password}", "PING")
 
     def _write_config(self) -> None:
         """Passwords and ACL users in a file only we read (redis-server reads it before anything connects)."""
-        lines = [f"requirepass {self.password}"]
+        lines = [f"requirepass {self.password}", f"masterauth {self.password}"]
         lines += [f"user {name} on >{password} {rules}" for name, (password, rules) in self.users.items()]
+        if self.replica_of:
+            lines.append(f"replicaof {self.replica_of.host} {self.replica_of.port}")
         self.config.touch(mode=0o600)
         self.config.chmod(0o600)
         self.config.write_text("".join(f"{line}\n" for line in lines))
@@ -204,6 +216,41 @@ class RedisServer(Daemon):
         self.stop()
         time.sleep(down_seconds)
         return self.start()
+
+
+class SentinelServer(Daemon):
+    """A real redis-sentinel (Debian's package) watching `primary` under the name `master`, quick to declare it down.
+
+    Its config file is its own (sentinel rewrites it with what it learns: replicas, other sentinels, new primary).
+    """
+
+    name = "sentinel"
+
+    def __init__(self, workdir: Path, primary: RedisServer, master: str = "wsexec", quorum: int = 2,
+                 down_after_ms: int = 1000, host: str = "127.0.0.1", port: int | None = None) -> None:
+        super().__init__(workdir, host, port or free_port(host))
+        self.primary, self.master, self.quorum, self.down_after_ms = primary, master, quorum, down_after_ms
+        self.config = self.workdir / "sentinel.conf"
+
+    def _pong(self) -> bool:
+        return _pongs(self, "PING")
+
+    def start(self) -> Self:
+        """Write the monitor config and run redis-sentinel in the foreground as our child; no-op if running."""
+        if self.running:
+            return self
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        lines = [f"port {self.port}", f"bind {self.host}", f"dir {self.workdir}",
+                 f"sentinel monitor {self.master} {self.primary.host} {self.primary.port} {self.quorum}",
+                 f"sentinel auth-pass {self.master} {self.primary.password}",
+                 f"sentinel down-after-milliseconds {self.master} {self.down_after_ms}",
+                 f"sentinel failover-timeout {self.master} 10000",
+                 f"sentinel parallel-syncs {self.master} 1"]
+        self.config.touch(mode=0o600)
+        self.config.chmod(0o600)
+        self.config.write_text("".join(f"{line}\n" for line in lines))
+        self._spawn(["redis-sentinel", str(self.config), "--daemonize", "no"], self._pong)
+        return self
 
 
 class SshServer(Daemon):
