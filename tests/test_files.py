@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from tests.helpers import PASSWORDS, Api, WorkerProcesses
+from tests.helpers import PASSWORDS, Api, WorkerProcesses, wait_finished
 from wsexec.config import Settings
 from wsexec.files.routes import FORM_OVERHEAD
+from wsexec.store import Store
 from wsexec.testing import RedisServer
 
 
@@ -55,7 +56,7 @@ def leftovers(directory: Path) -> list[str]:
 
 
 def test_upload_to_one_instance(api: Api, instance: dict[str, Any], workers: WorkerProcesses, remote_dir: Path,
-                                ssh_user: str, redis_server: RedisServer) -> None:
+                                ssh_user: str, redis_server: RedisServer, store: Store) -> None:
     workers.start(1)
     content = b"hello\x00binary\xff\n" * 1000
     response = upload(api, content, remote_dir / "hello.bin")
@@ -69,6 +70,8 @@ def test_upload_to_one_instance(api: Api, instance: dict[str, Any], workers: Wor
     assert written.read_bytes() == content
     assert stat.S_IMODE(written.stat().st_mode) == 0o644 and written.stat().st_uid == pwd.getpwnam(ssh_user).pw_uid
     assert leftovers(remote_dir) == [] and uploads_in_redis(redis_server) == []  # delivered: gone from Redis
+    # where it was written first, for a reaper to remove if the worker had died (below)
+    assert store.get_task(task["id"])["temporary"].startswith(f"{remote_dir}/.hello.bin.wsexec-")
     listed = api.get("/tasks?kind=upload").json
     assert [t["id"] for t in listed["results"]] == [task["id"]] and api.get("/tasks?kind=script").json["count"] == 0
     audit = api.get("/audit").json["results"][0]
@@ -328,3 +331,44 @@ def test_large_upload_keeps_the_worker_flat(gunicorn_url: str, instance: dict[st
     print(f"worker RSS {baseline / 1024:.1f} MiB before, peak {peak / 1024:.1f} MiB during a {LARGE >> 20} MiB upload")
     assert growth_mib < 16, f"the worker grew by {growth_mib:.1f} MiB for a {LARGE >> 20} MiB file"
     assert hashlib.sha256((remote_dir / "large.bin").read_bytes()).hexdigest() == digest.hexdigest()
+
+
+def test_empty_file_and_symlinks(api: Api, instance: dict[str, Any], workers: WorkerProcesses,
+                                 remote_dir: Path) -> None:
+    """An empty file is a file; a symlink at the path counts as existing, and overwrite replaces the link itself."""
+    workers.start(1)
+    empty = upload(api, b"", remote_dir / "empty").json
+    assert (empty["state"], empty["size"]) == ("DONE", 0) and (remote_dir / "empty").read_bytes() == b""
+    outside = remote_dir / "target.txt"
+    outside.write_bytes(b"target\n")
+    (remote_dir / "link").symlink_to(outside)
+    (remote_dir / "dangling").symlink_to(remote_dir / "nowhere")
+    assert upload(api, b"x", remote_dir / "dangling").json["state"] == "ABORT"
+    assert (remote_dir / "dangling").is_symlink() and not (remote_dir / "nowhere").exists()
+    replaced = upload(api, b"new\n", remote_dir / "link", overwrite=True).json
+    assert replaced["state"] == "DONE", replaced
+    assert not (remote_dir / "link").is_symlink() and (remote_dir / "link").read_bytes() == b"new\n"
+    assert outside.read_bytes() == b"target\n"
+
+
+def test_uploads_refuse_an_idempotency_key(api: Api, instance: dict[str, Any]) -> None:
+    response = api.post("/files", data={"instance": "1", "path": "/tmp/x", "content": "x"},
+                        content_type="multipart/form-data", headers={"Idempotency-Key": "nightly"})
+    assert response.status_code == 422 and "Idempotency-Key" in response.json["detail"]
+
+
+def test_the_reaper_removes_the_temporary_file_of_a_worker_lost_mid_upload(
+        api: Api, instance: dict[str, Any], workers: WorkerProcesses, store: Store, remote_dir: Path, ssh_user: str,
+        redis_server: RedisServer) -> None:
+    """As a worker killed mid-upload leaves it: the task CURRENT under a dead lease, its temporary file recorded."""
+    task = upload(api, b"x", remote_dir / "target", query="").json
+    assert store.claim(task["id"], "gone-worker", 1)
+    temporary = remote_dir / ".target.wsexec-0123456789ab"
+    temporary.write_bytes(b"half")
+    account = pwd.getpwnam(ssh_user)
+    os.chown(temporary, account.pw_uid, account.pw_gid)
+    store.tasks.record_temporary(task["id"], str(temporary))
+    workers.start(1)  # it reaps the lease
+    done = wait_finished(api, task["id"], timeout=20)
+    assert (done["state"], done["error"]) == ("ABORT", f"worker lost; its temporary file {temporary} was removed")
+    assert os.listdir(remote_dir) == [] and uploads_in_redis(redis_server) == []

@@ -47,7 +47,8 @@ def run(runtime: Runtime, task: dict[str, Any], endpoint: Endpoint) -> tuple[Tas
                 if not store.files.upload_exists(task["upload"]):
                     return TaskState.ABORT, {"error": "the upload's content is no longer in Redis", "rc": None}
                 mode = sftp.upload(task["path"], _content(store, task["upload"], task["size"]),
-                                   int(task["mode"], 8) if task.get("mode") else None, task["overwrite"], should_stop)
+                                   int(task["mode"], 8) if task.get("mode") else None, task["overwrite"], should_stop,
+                                   on_temporary=lambda path: store.tasks.record_temporary(task_id, path))
                 return TaskState.DONE, {"rc": 0, "mode": f"{mode:04o}"}
             store.files.clear_fetched(task_id)  # nothing of an earlier attempt
             size, sha256 = sftp.fetch(task["path"], runtime.settings.fetch_max,
@@ -60,6 +61,15 @@ def run(runtime: Runtime, task: dict[str, Any], endpoint: Endpoint) -> tuple[Tas
         if isinstance(exc, SshError):
             store.count_ssh_failure(exc.reason)
         return TaskState.ABORT, {"error": str(exc), "rc": None}
+
+
+def remove_temporary(runtime: Runtime, endpoint: Endpoint, temporary: str) -> str:
+    """What the reaper does for an upload whose worker died mid-way: remove its temporary file; say how it went."""
+    try:
+        with Sftp(runtime.pool, endpoint, runtime.settings.connect_timeout) as sftp:
+            return sftp.remove_left(temporary)
+    except SshError as exc:
+        return f"its temporary file {temporary} could not be removed: {exc}"
 
 
 def _content(store: Store, token: str, size: int) -> Iterator[bytes]:

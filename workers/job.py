@@ -190,15 +190,19 @@ def reap_lost(runtime: Runtime, task_ids: list[int] | None = None) -> list[int]:
     if task_ids is not None:
         lost = [task_id for task_id in lost if task_id in task_ids]
     errors = {task["id"]: f"worker lost; {_kill_orphan(runtime, task)}" for task in store.get_tasks(lost)
-              if task.get("remote_pid") and task["state"] == TaskState.CURRENT.value}
+              if (task.get("remote_pid") or task.get("temporary")) and task["state"] == TaskState.CURRENT.value}
     return store.reap_lost(lost if task_ids is None else task_ids, errors)
 
 
 def _kill_orphan(runtime: Runtime, task: dict[str, Any]) -> str:
+    """Kill its remote process group, or remove an upload's temporary file; say how it went."""
     try:
         instance = runtime.store.get_instance(task["instance"])
     except NotFound:
-        return f"its remote process group {task['remote_pid']} was left: instance {task['instance']} no longer exists"
+        left = f"temporary file {task['temporary']}" if "temporary" in task else f"process group {task['remote_pid']}"
+        return f"its remote {left} was left: instance {task['instance']} no longer exists"
+    if "temporary" in task:
+        return files.remove_temporary(runtime, _endpoint(instance, task), task["temporary"])
     return runtime.pool.kill(_endpoint(instance, task), task["remote_pid"])
 
 

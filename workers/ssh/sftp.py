@@ -69,9 +69,10 @@ class Sftp:
         assert self.client is not None, "use Sftp as a context manager"
         return self.client
 
-    def _stat(self, path: str) -> paramiko.SFTPAttributes | None:
+    def _stat(self, path: str, follow: bool = True) -> paramiko.SFTPAttributes | None:
+        """stat (follow: through a symlink) or lstat; None if there is nothing there."""
         try:
-            return self.sftp.stat(path)
+            return self.sftp.stat(path) if follow else self.sftp.lstat(path)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -84,20 +85,23 @@ class Sftp:
         reason = exc.strerror or (exc.args[0] if exc.args else "") or type(exc).__name__
         return FileRefused(f"{what} {path} on {self.endpoint} failed: {reason}")
 
-    def upload(self, path: str, chunks: Iterable[bytes], mode: int | None, overwrite: bool, should_stop: StopCheck
-               ) -> int:
+    def upload(self, path: str, chunks: Iterable[bytes], mode: int | None, overwrite: bool, should_stop: StopCheck,
+               on_temporary: Callable[[str], None] | None = None) -> int:
         """Put the chunks at `path` atomically, with `mode` (None: the replaced file's, else DEFAULT_MODE), which it
         answers; FileRefused if it exists (unless overwrite) or cannot be written, Stopped when should_stop() says so
         (nothing is left behind either way)."""
-        found = self._stat(path)
+        found = self._stat(path, follow=False)  # a symlink there (even a dangling one) exists: rename replaces it
         if found is not None and stat.S_ISDIR(found.st_mode or 0):
             raise FileRefused(f"{path} is a directory on {self.endpoint}")
         if found is not None and not overwrite:
             raise FileRefused(f"{path} already exists on {self.endpoint} and overwrite is false: nothing was written")
-        if mode is None:
-            mode = stat.S_IMODE(found.st_mode or 0) if found is not None else DEFAULT_MODE
+        if mode is None:  # the replaced file's (a symlink's target's), else the default
+            target = self._stat(path) if found is not None and stat.S_ISLNK(found.st_mode or 0) else found
+            mode = stat.S_IMODE(target.st_mode or 0) if target is not None else DEFAULT_MODE
         directory, name = posixpath.split(path)
         temporary = posixpath.join(directory, f".{name}.wsexec-{secrets.token_hex(6)}")
+        if on_temporary is not None:  # told before it exists, so that a worker outliving this one can remove it
+            on_temporary(temporary)
         try:
             self._write(temporary, chunks, mode, should_stop)
             self._rename(temporary, path, overwrite)
@@ -131,7 +135,7 @@ class Sftp:
             else:
                 self.sftp.rename(temporary, path)
         except OSError as exc:
-            if not overwrite and self._stat(path) is not None:
+            if not overwrite and self._stat(path, follow=False) is not None:
                 raise FileRefused(f"{path} was created on {self.endpoint} while the upload ran, and overwrite is "
                                   "false: it was left as it is") from exc
             raise self._refused("rename to", path, exc) from exc
@@ -141,6 +145,16 @@ class Sftp:
             self.sftp.remove(temporary)
         except (OSError, paramiko.SSHException, EOFError):
             pass  # never created, or the session is gone (then so is the chance to clean up)
+
+    def remove_left(self, temporary: str) -> str:
+        """Remove the temporary file of an upload whose worker died; say how it went."""
+        try:
+            self.sftp.remove(temporary)
+        except FileNotFoundError:
+            return f"its temporary file {temporary} was already gone"
+        except OSError as exc:
+            return f"its temporary file {temporary} could not be removed: {exc}"
+        return f"its temporary file {temporary} was removed"
 
     def fetch(self, path: str, cap: int, write: Callable[[int, bytes], None], should_stop: StopCheck
               ) -> tuple[int, str]:

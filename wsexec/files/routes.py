@@ -18,6 +18,7 @@ from wsexec.blueprint import Blueprint
 from wsexec.exceptions import Unprocessable
 from wsexec.files import service
 from wsexec.files.schemas import FetchSchema, UploadBody, UploadForm
+from wsexec.idempotency import HEADER as IDEMPOTENCY_HEADER
 from wsexec.idempotency import idempotent
 from wsexec.roles import Role
 from wsexec.tasks import service as tasks
@@ -83,6 +84,10 @@ class Upload(MethodView):
     def post(self, wait: int | None = None) -> Any:
         """Put a file on an instance (or on every ACTIVE instance of target_tag): written under a temporary name and
         renamed, never half-written; refused (the task ends ABORT) if it exists, unless overwrite."""
+        if request.headers.get(IDEMPOTENCY_HEADER):
+            raise Unprocessable(f"{IDEMPOTENCY_HEADER} is not supported for uploads (their bodies are not kept for "
+                                "comparison): send it again with overwrite=true if an answer was lost",
+                                {IDEMPOTENCY_HEADER: ["not supported here"]})
         content, fields = _upload_fields()
         with quotas.wait_slot(wait):
             created = service.upload(content, fields, current_user().name)

@@ -155,6 +155,10 @@ class Tasks:
         """The running task's remote process group, so that whoever reaps it when its worker dies can kill it."""
         self.records.update(task_id, {"remote_pid": pid}, allowed=[TaskState.CURRENT])
 
+    def record_temporary(self, task_id: int, path: str) -> None:
+        """The running upload's temporary file on its host, so that whoever reaps it when its worker dies removes it."""
+        self.records.update(task_id, {"temporary": path}, allowed=[TaskState.CURRENT])
+
     def cancel_requested_by(self, task_id: int) -> str | None:
         value = cast(bytes | None, self.records.redis.hget(TASK.key(task_id), "cancel_requested"))
         return value.decode() if value else None
