@@ -101,6 +101,17 @@ def test_notes(gunicorn_url: str, demo_host: SshServer, tmp_path: Path) -> None:
     assert lines[8:] == ["204"]
 
 
+def test_schedules(gunicorn_url: str, workers: Any, demo_host: SshServer, tmp_path: Path) -> None:
+    workers.start(1)
+    nightly, heartbeat, shown, tasks, paused = json_lines(
+        run_blocks(["quickstart", "schedules"], gunicorn_url, demo_host.port, tmp_path))[4:]
+    assert (nightly["cron"], nightly["timezone"], nightly["template"]["target"]) == (
+        "30 2 * * *", "Europe/Berlin", {"tag": "demo"})
+    assert heartbeat["interval"] == 10 and heartbeat["overlap"] == "skip" and shown["id"] == heartbeat["id"] == 2
+    assert shown["next_run"] and all(task["schedule"] == 2 for task in tasks["results"])
+    assert paused["enabled"] is False and paused["next_run"] is None
+
+
 def test_settings_commands() -> None:
     found = re.search(r"## Settings.*?```sh\n(.*?)```", README, re.S)
     assert found

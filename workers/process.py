@@ -20,7 +20,8 @@ from functools import partial
 from types import FrameType
 
 from workers.job import LeaseKeeper, Runtime, install_runtime, reap_lost
-from workers.rq_adapter import SERIALIZER
+from workers.rq_adapter import SERIALIZER, make_queue
+from workers.schedules import ScheduleLoop
 from workers.worker import TaskWorker
 from wsexec.config import Settings
 from wsexec.jobs import SLOT_SEPARATOR
@@ -42,6 +43,8 @@ class WorkerProcess:
         self.runtime.name = name
         install_runtime(self.runtime)
         self.lease_keeper = LeaseKeeper(self.runtime)
+        self.schedules = ScheduleLoop(self.runtime.store, make_queue(self.runtime.connection, settings.queue), settings,
+                                      name) if settings.scheduler else None
         self.slots = [
             TaskWorker([settings.queue], connection=connect(settings), name=f"{name}{SLOT_SEPARATOR}{n}",
                        serializer=SERIALIZER)
@@ -59,6 +62,8 @@ class WorkerProcess:
         # starts, so the child cannot inherit a lock some thread held; slot 0 owns it (stops and restarts it).
         self.slots[0]._start_scheduler(burst, logging_level="WARNING")
         self.lease_keeper.start()
+        if self.schedules:
+            self.schedules.start()
         reap_lost(self.runtime)
         threads = [
             threading.Thread(target=slot.work, name=slot.name, daemon=True,
@@ -103,6 +108,8 @@ class WorkerProcess:
     def stop(self) -> None:
         """Take no new job; let the running ones finish (for up to stop_grace seconds)."""
         self.stopping_since = time.monotonic()
+        if self.schedules:
+            self.schedules.stop()  # it would make tasks for others to run: leave that to the workers that go on
         for slot in self.slots:
             slot.stop_taking_jobs()
 

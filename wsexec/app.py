@@ -44,10 +44,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     from wsexec.health import blp as health_blp
     from wsexec.instances.routes import blp as instances_blp
     from wsexec.notes.routes import blp as notes_blp
+    from wsexec.schedules.routes import blp as schedules_blp
     from wsexec.tasks.routes import blp as tasks_blp
 
     for blueprint in (health_blp, instances_blp, tasks_blp, commands_blp, notes_blp, audit.blp, batches.blp,
-                      events.blp, metrics.blp):
+                      events.blp, metrics.blp, schedules_blp):
         api.register_blueprint(blueprint, url_prefix=f"/wsexec/{blueprint.name}")
     api.register_blueprint(files_blp, url_prefix="/wsexec")  # /wsexec/files... and /wsexec/tasks/{id}/file
     return app

@@ -23,6 +23,8 @@ ACTIONS = (
     "command.run",
     "note.create", "note.update", "note.delete",
     "file.upload", "file.fetch",
+    "schedule.create", "schedule.update", "schedule.delete",
+    "schedule.fire",  # by a worker's scheduler (user "scheduler"): detail has the outcome, fire_time, tasks, worker
 )
 
 

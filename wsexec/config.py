@@ -85,6 +85,8 @@ class Settings:
     events_window: int = 10_000  # lifecycle events kept in Redis for /wsexec/events to resume from (about)
     events_heartbeat: float = 5.0  # seconds between comment heartbeats on an idle /wsexec/events stream
     events_streams_max: int = 200  # /wsexec/events streams one web process serves at once (beyond: 503)
+    scheduler: int = 1  # 1: this worker process fires due schedules (any number may: each fire is claimed once)
+    schedule_grace: float = 60.0  # seconds after its time a fire still runs; older ones were missed (see catch_up)
     login_users: str = ""  # login users allowed on instances without their own login_users (besides their user)
     commands: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_COMMANDS))
 

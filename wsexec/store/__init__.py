@@ -22,6 +22,7 @@ from wsexec.store.metrics import RUN_TIME_BUCKETS, Metrics
 from wsexec.store.notes import Notes
 from wsexec.store.output import Output
 from wsexec.store.retention import Retention
+from wsexec.store.schedules import Schedules
 from wsexec.store.states import FINISHED_STATES, RUNNING_STATES, STREAMS, InstanceState, TaskState
 from wsexec.store.tasks import Tasks
 from wsexec.store.waits import Waits
@@ -43,6 +44,7 @@ class Store:
         self.notes = Notes(redis)
         self.tasks = Tasks(redis, retention_seconds, events_window)
         self.events = Events(redis)
+        self.schedules = Schedules(redis, self.tasks)
         self.waits = Waits(redis, self.tasks, self.events)
         self.leases = Leases(redis, self.tasks)
         self.output = Output(redis, output_cap)

@@ -28,6 +28,7 @@ RUN_SECONDS = PREFIX + "metrics:run_seconds:{state}"  # hash: histogram bucket -
 SSH_FAILURES = PREFIX + "metrics:ssh_failures"  # hash: reason -> count (metrics.py)
 LOGIN_FAILURES = PREFIX + "login_failures:{scope}:{who}"  # string: failures in the window, with its TTL (limits.py)
 LOGIN_KNOWN = PREFIX + "login_known:{who}"  # zset: addresses a user name logged in from -> until, ms (limits.py)
+SCHEDULES_DUE = PREFIX + "schedules:due"  # zset: enabled schedules scored by next_run (schedules.py, FIRE_SCHEDULE)
 WAITS = PREFIX + "waits:{user}"  # zset: a user's open ?wait requests, lease id -> expiry in ms (limits.py)
 
 

@@ -85,8 +85,10 @@ class Kind:
 TASK = Kind(
     "task",
     # kind: script, upload or fetch; upload: the token of an upload's content, shared by the tasks of one POST
-    indexed=("state", "instance", "tag", "name", "batch", "created_by", "kind", "upload"),
-    ints=frozenset({"id", "instance", "rc", "timeout", "stdout_dropped", "stderr_dropped", "remote_pid", "size"}),
+    # schedule: the schedule that made it (fire_time: for which of its fire times)
+    indexed=("state", "instance", "tag", "name", "batch", "created_by", "kind", "upload", "schedule"),
+    ints=frozenset({"id", "instance", "rc", "timeout", "stdout_dropped", "stderr_dropped", "remote_pid", "size",
+                    "schedule", "fire_time"}),
     floats=frozenset({"created_at", "start", "end", "scheduled_at"}),
     lists=frozenset({"run_after"}),
     bools=frozenset({"overwrite"}),
@@ -107,6 +109,17 @@ NOTE = Kind(
     ints=frozenset({"id", "instance"}),
     floats=frozenset({"created_at", "updated_at"}),
     bools=frozenset({"private", "pinned"}),
+)
+
+SCHEDULE = Kind(
+    "schedule",
+    indexed=(),
+    # next_run, last_run: fire times (unix seconds); revision: counts changes, so a fire prepared from an old one fails
+    ints=frozenset({"id", "interval", "anchor", "next_run", "last_run", "missed", "revision"}),
+    floats=frozenset({"created_at", "updated_at"}),
+    lists=frozenset({"last_tasks"}),
+    dicts=frozenset({"template"}),
+    bools=frozenset({"enabled", "catch_up"}),
 )
 
 

@@ -45,13 +45,21 @@ class Tasks:
 
         Also answers, per task that waits for some, the jobs of its dependencies that had not finished.
         """
+        records, create_keys, args = self.create_call(tasks, now, job_prefix, tasks_per_job)
+        return self.created(records, self._create(keys=create_keys, args=args))
+
+    def create_call(self, tasks: list[dict[str, Any]], now: float, job_prefix: str, tasks_per_job: int
+                    ) -> tuple[list[dict[str, Any]], list[str], list[Any]]:
+        """The records and CREATE_TASKS' KEYS and ARGV (which FIRE_SCHEDULE takes too)."""
         records = [{**t, "state": TaskState.INIT, "created_at": now} for t in tasks]
         run_after = json.dumps([[str(d) for d in t.get("run_after") or []] for t in tasks])
-        outcome = self._create(
-            keys=[TASK.counter_key, keys.EVENTS],
-            args=[*self.records.create_args(records), INSTANCE.key(""), run_after, repr(now), tasks_per_job,
-                  job_prefix, self.events_window],
-        )
+        return records, [TASK.counter_key, keys.EVENTS], [
+            *self.records.create_args(records), INSTANCE.key(""), run_after, repr(now), tasks_per_job, job_prefix,
+            self.events_window]
+
+    def created(self, records: list[dict[str, Any]], outcome: list[Any]
+                ) -> tuple[list[dict[str, Any]], dict[int, list[str]]]:
+        """CREATE_TASKS' answer: the stored tasks and the jobs they wait for, or its refusal raised."""
         where = f"item {outcome[1]}: " if len(records) > 1 and outcome[0] != b"ok" else ""
         if outcome[0] == b"instance":
             index, reason = outcome[1], outcome[2].decode()

@@ -94,6 +94,8 @@ class TaskSchema(ApiSchema):
     batch = fields.String(dump_only=True)
     job = fields.String(dump_only=True, metadata={"description": "the RQ job that runs it"})
     worker = fields.String(dump_only=True)
+    schedule = fields.Integer(dump_only=True, metadata={"description": "the schedule that created it, if one did"})
+    fire_time = fields.Integer(dump_only=True, metadata={"description": "the schedule's fire time it was created for"})
     # what kind of task it is; uploads and fetches (POST /wsexec/files, /wsexec/files/fetch) also have these
     kind = fields.String(dump_only=True, dump_default="script", metadata={"enum": list(KINDS)})
     path = fields.String(dump_only=True, metadata={"description": "upload, fetch: the file on the instance"})
@@ -187,3 +189,4 @@ class TaskFilterSchema(Schema):
     name = fields.String()
     batch = fields.String()
     kind = fields.String(validate=validate.OneOf(KINDS))
+    schedule = validators.Integer()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import codecs
 import time
-import uuid
 from typing import Any
 
 from wsexec import context, jobs, quotas
-from wsexec.exceptions import Forbidden, NotFound, Unprocessable
+from wsexec.exceptions import NotFound, Unprocessable
 from wsexec.store import FINISHED_STATES, TaskState
-from wsexec.tasks import follow
+from wsexec.tasks import expand, follow
 from wsexec.tasks.schemas import MAX_OFFSET
 
 CANCEL_WAIT_SECONDS = 2.0
@@ -23,85 +22,19 @@ def create(items: list[dict[str, Any]], created_by: str) -> list[dict[str, Any]]
     (and if even that fails, the workers' reconciler ends them ABORT).
     """
     store, settings = context.store(), context.settings()
-    records = [record for index, item in enumerate(items) for record in _records(index, item, len(items) > 1)]
+    records = [record for index, item in enumerate(items)
+               for record in expand.records(store, settings, index, item, len(items) > 1)]
     quotas.make_room_for_tasks(created_by, len(records))
     for record in records:
         record["created_by"] = created_by
     now = time.time()
     tasks, after = store.create_tasks(records, now, jobs.JOB_PREFIX, settings.tasks_per_job)
     try:
-        jobs.enqueue(context.queue(), _plans(tasks, after, settings.worker_threads), now)
+        jobs.enqueue(context.queue(), expand.plans(tasks, after, settings.worker_threads), now)
     except Exception:
         store.tasks.discard(task["id"] for task in tasks)
         raise
     return tasks
-
-
-def _records(index: int, item: dict[str, Any], many: bool) -> list[dict[str, Any]]:
-    """One stored record per destination instance, with defaults filled in; 422 naming the item otherwise."""
-    settings, store = context.settings(), context.store()
-    where = f"item {index}: " if many else ""
-
-    def refuse(field: str, message: str) -> Unprocessable:
-        detail = {str(index): {field: [message]}} if many else {field: [message]}
-        return Unprocessable(f"{where}{field}: {message}", detail)
-
-    if len(item.get("script", "").encode()) > settings.script_max:  # file tasks (wsexec.files) have none
-        raise refuse("script", f"longer than {settings.script_max} bytes")
-    timeout = item.get("timeout", settings.task_timeout)
-    if timeout > settings.task_timeout_max:
-        raise refuse("timeout", f"at most {settings.task_timeout_max} s")
-    if "target" in item:
-        instances = store.active_instances_with_tag(item["target"]["tag"])
-        if not instances:
-            raise refuse("target", f"no ACTIVE instance has tag {item['target']['tag']!r}")
-        batch = uuid.uuid4().hex[:12]
-    else:
-        try:
-            instances = [store.get_instance(item["instance"])]
-        except NotFound:
-            raise refuse("instance", f"instance {item['instance']} does not exist") from None
-        batch = None
-    records = []
-    for instance in instances:
-        user = item.get("user") or instance.get("user")
-        if not user:
-            raise refuse("user", f"required: instance {instance['id']} has no default user")
-        allowed = allowed_logins(instance)
-        if user not in allowed:
-            detail = {"instance": instance["id"], "user": user, "allowed": allowed}
-            raise Forbidden(f"{where}user {user!r} may not log in to instance {instance['id']}; allowed: "
-                            f"{', '.join(allowed) or 'none (set its user or login_users)'}",
-                            {**detail, "item": index} if many else detail)
-        fields = {k: v for k, v in item.items() if k != "target"}
-        records.append({"kind": "script", **fields, "instance": instance["id"], "user": user, "timeout": timeout,
-                        "batch": batch})
-    return records
-
-
-def allowed_logins(instance: dict[str, Any]) -> list[str]:
-    """Its own user, and its login_users or (if it has none) WSEXEC_LOGIN_USERS: nobody else, root included."""
-    listed = instance.get("login_users")
-    extra = context.settings().login_users.split() if listed is None else listed
-    return sorted({*([instance["user"]] if instance.get("user") else []), *extra})
-
-
-def _plans(tasks: list[dict[str, Any]], after: dict[int, list[str]], threads: int) -> list[jobs.JobPlan]:
-    """The RQ jobs the store gave the tasks: a group of tasks ready now shares one, each waiting task has its own."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for task in tasks:
-        groups.setdefault(task["job"], []).append(task)
-    return [
-        jobs.JobPlan(
-            job,
-            [task["id"] for task in group],
-            max(task["timeout"] for task in group),
-            threads,
-            after=after.get(group[0]["id"], []),
-            scheduled_at=group[0].get("scheduled_at") or 0,
-        )
-        for job, group in groups.items()
-    ]
 
 
 def cancel(task_id: int, by: str) -> dict[str, Any]:
