@@ -7,11 +7,14 @@ import os
 import socket
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue
 
 from workers import files
 from workers.reconcile import Reconciler
@@ -19,6 +22,7 @@ from workers.rq_adapter import fail_abandoned_jobs, make_queue
 from workers.ssh import ConnectionPool, Endpoint, SshError, SshOptions, Stopped
 from wsexec.config import Settings
 from wsexec.exceptions import NotFound
+from wsexec.jobs import wake_waiters
 from wsexec.store import Store, TaskState, connect
 
 log = logging.getLogger(__name__)
@@ -37,13 +41,27 @@ class Runtime:
     pool: ConnectionPool
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     running: set[int] = field(default_factory=set)
+    # who holds the leases: the name and this process's own token, so that a worker restarted under the same name
+    # does not keep its predecessor's tasks alive with its heartbeat
+    incarnation: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     halted: str | None = None  # set when the worker must stop now: running tasks are killed and end ABORT with it
     threads: ThreadPoolExecutor = field(init=False)  # made once: starting threads per job cost ~8% of a worker
+    queue: Queue = field(init=False)  # where the tasks woken for a freed slot get their job
 
     def __post_init__(self) -> None:
         # enough for every slot's job to run worker_threads tasks at once, so no job waits for another's
         size = self.settings.worker_threads * self.settings.worker_jobs
         self.threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="task")
+        self.queue = make_queue(self.connection, self.settings.queue)
+
+    @property
+    def holder(self) -> str:
+        return f"{self.name}/{self.incarnation}"
+
+    @property
+    def renew_interval(self) -> float:
+        """How often the leases are renewed: four times a lease, so that three renewals may be late."""
+        return max(self.settings.lease_seconds / 4, 0.5)
 
     @classmethod
     def create(cls, settings: Settings, redis: Redis) -> Runtime:
@@ -102,7 +120,7 @@ class OutputBuffer:
 def run_tasks(task_ids: list[int]) -> dict[str, int]:
     """The RQ job: hold the group's tasks, run them at once (sshd's limits are the pool's business), tally states."""
     runtime = current_runtime()
-    held = runtime.store.hold(task_ids, runtime.name, runtime.settings.lease_seconds)
+    held = runtime.store.hold(task_ids, runtime.name, runtime.settings.lease_seconds, runtime.holder)
     runtime.running.update(held)
     try:
         states = [run_task(runtime, held[0])] if len(held) == 1 else _run_at_once(runtime, held)
@@ -129,9 +147,12 @@ def run_task(runtime: Runtime, task_id: int) -> str:
     if runtime.halted:  # held but not started when the worker was told to stop now
         store.finish(task_id, TaskState.ABORT, error=runtime.halted, rc=None)
         return TaskState.ABORT.value
-    task = store.claim(task_id, runtime.name, runtime.settings.lease_seconds)
+    task = store.claim(task_id, runtime.name, runtime.settings.lease_seconds, runtime.holder)
     if task is None:
         return "skipped"
+    if task["state"] == TaskState.INIT.value:  # its instance's max_concurrent slots are taken: woken when one frees
+        runtime.running.discard(task_id)
+        return "waiting"
     try:
         state, fields = _execute(runtime, task)
     except Exception as exc:  # a task must never stay CURRENT because of a bug or a lost Redis
@@ -139,7 +160,18 @@ def run_task(runtime: Runtime, task_id: int) -> str:
         state, fields = TaskState.ABORT, {"error": f"worker error: {exc}", "rc": None}
     if store.finish(task_id, state, **fields):
         store.observe_run_time(state, time.time() - task["start"])
+    if "slot" in task:  # its slot is free: the oldest task waiting for one gets a job
+        wake(runtime, task["slot"])
     return state.value
+
+
+def wake(runtime: Runtime, instance_id: int) -> None:
+    """Give the instance's free slots to its waiting tasks; if this fails, the reapers' backstop does it."""
+    try:
+        wake_waiters(runtime.store, runtime.queue, instance_id, runtime.settings.reconcile_grace)
+    except RedisError:
+        log.exception("waking the tasks waiting for instance %s failed (the next reaper round tries again)",
+                      instance_id)
 
 
 def _execute(runtime: Runtime, task: dict[str, Any]) -> tuple[TaskState, dict[str, Any]]:
@@ -157,11 +189,17 @@ def _execute(runtime: Runtime, task: dict[str, Any]) -> tuple[TaskState, dict[st
         return files.run(runtime, task, _endpoint(instance, task))
     cap = runtime.settings.output_cap
     out, err = (OutputBuffer(store, task_id, stream, cap) for stream in ("stdout", "stderr"))
+    renewed = time.monotonic()
 
     def tick() -> str | None:
+        nonlocal renewed
         out.flush()
         err.flush()
-        by = store.cancel_requested_by(task_id)
+        # the task renews its own lease too: the lease keeper is one thread among hundreds, and may be starved
+        renew = time.monotonic() - renewed >= runtime.renew_interval
+        by = store.tick(task_id, runtime.holder, runtime.settings.lease_seconds if renew else 0)
+        if renew:
+            renewed = time.monotonic()
         return f"cancelled by {by}" if by else runtime.halted
 
     fields: dict[str, Any]
@@ -229,7 +267,7 @@ class LeaseKeeper(threading.Thread):
     def __init__(self, runtime: Runtime, interval: float | None = None) -> None:
         super().__init__(name="wsexec-leases", daemon=True)
         self.runtime = runtime
-        self.interval = interval or max(runtime.settings.lease_seconds / 4, 0.5)
+        self.interval = interval or runtime.renew_interval
         self.stopping = threading.Event()
         # the retention sweep: every minute, or twice per retention period when that is shorter (tests)
         self.purge_interval = min(PURGE_SECONDS, runtime.settings.retention_seconds / 2)
@@ -247,7 +285,7 @@ class LeaseKeeper(threading.Thread):
         while not self.stopping.wait(self.interval):
             try:
                 store, lease = self.runtime.store, self.runtime.settings.lease_seconds
-                store.renew_leases(list(self.runtime.running), self.runtime.name, lease)
+                store.renew_leases(list(self.runtime.running), self.runtime.holder, lease)
                 if time.monotonic() >= self.next_purge:
                     self.next_purge = time.monotonic() + self.purge_interval
                     store.purge_expired()
@@ -263,12 +301,15 @@ class LeaseKeeper(threading.Thread):
             self.reap()
 
     def reap(self) -> None:
-        """Abort the tasks of dead workers, killing their orphans, and fail their RQ jobs."""
+        """Abort the tasks of dead workers, killing their orphans, and fail their RQ jobs; wake the tasks waiting
+        for a slot that is free (the backstop of the wake at each task's end: a dead worker's slots, a lost wake)."""
         try:
             reaped = reap_lost(self.runtime)
             if reaped:
                 log.warning("tasks %s: their worker is gone, marked ABORT", reaped)
                 jobs = {task["job"] for task in self.runtime.store.get_tasks(reaped) if "job" in task}
                 fail_abandoned_jobs(self.runtime.connection, self.runtime.settings.queue, jobs)
+            for instance_id in self.runtime.store.slots.instances_waiting():
+                wake(self.runtime, instance_id)
         except Exception:  # Redis down or restarting: the next round tries again
             log.exception("reaping lost tasks failed")

@@ -6,6 +6,8 @@ Jobs name their function by dotted path with plain arguments (task ids), so the 
 from __future__ import annotations
 
 import math
+import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +18,8 @@ from rq import Callback, Queue, Worker
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Dependency, Job, JobStatus
 from rq.serializers import JSONSerializer
+
+from wsexec.store import Store
 
 JOB_FUNCTION = "workers.job.run_tasks"
 FAILURE_CALLBACK = "workers.job.on_job_failure"
@@ -70,6 +74,16 @@ def enqueue(queue: Queue, plans: list[JobPlan], now: float) -> None:
             ready.append(Queue.prepare_data(JOB_FUNCTION, **options))
     if ready:
         queue.enqueue_many(ready)
+
+
+def wake_waiters(store: Store, queue: Queue, instance_id: int, again_seconds: float) -> list[int]:
+    """Give the tasks woken for an instance's freed slots a job each, whose claim takes the slot (store/slots.py)."""
+    woken = store.slots.wake(instance_id, again_seconds)
+    if woken:
+        plans = [JobPlan(f"{JOB_PREFIX}wake-{task['id']}-{uuid.uuid4().hex[:8]}", [task["id"]], task["timeout"], 1)
+                 for task in store.get_tasks(woken) if task.get("timeout")]
+        enqueue(queue, plans, time.time())
+    return woken
 
 
 def _enqueue_after(queue: Queue, job: Job, parents: list[str]) -> None:

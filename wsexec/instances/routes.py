@@ -6,7 +6,7 @@ from typing import Any
 
 from flask.views import MethodView
 
-from wsexec import audit, context, quotas
+from wsexec import audit, context, jobs, quotas
 from wsexec.auth import current_user
 from wsexec.blueprint import Blueprint
 from wsexec.instances import facts
@@ -49,6 +49,8 @@ class Instance(MethodView):
         """Change the given fields of an instance (PUT does the same)."""
         instance = context.store().update_instance(instance_id, changes)
         audit.record("instance.update", f"instance:{instance_id}", changes)
+        if "max_concurrent" in changes:  # raised or removed: the tasks waiting for a slot that is now free start
+            jobs.wake_waiters(context.store(), context.queue(), instance_id, context.settings().reconcile_grace)
         return instance
 
     put = patch

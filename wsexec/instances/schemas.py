@@ -32,6 +32,13 @@ class InstanceSchema(ApiSchema):
         validate=validators.host_key,
         metadata={"description": "pinned server key: 'ssh-ed25519 AAAA...' or 'SHA256:...'"},
     )
+    max_concurrent = validators.Integer(
+        strict=True,
+        allow_none=True,
+        validate=validate.Range(min=1),
+        metadata={"description": "tasks it runs at once, over all workers (1: exclusive; null or absent: no limit); "
+                                 "the others wait in INIT"},
+    )
     facts = fields.Dict(dump_only=True)
     facts_at = fields.Float(dump_only=True)
 

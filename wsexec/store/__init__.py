@@ -23,6 +23,7 @@ from wsexec.store.notes import Notes
 from wsexec.store.output import Output
 from wsexec.store.retention import Retention
 from wsexec.store.schedules import Schedules
+from wsexec.store.slots import Slots
 from wsexec.store.states import FINISHED_STATES, RUNNING_STATES, STREAMS, InstanceState, TaskState
 from wsexec.store.tasks import Tasks
 from wsexec.store.waits import Waits
@@ -54,6 +55,7 @@ class Store:
         self.idempotency = Idempotency(redis)
         self.metrics = Metrics(redis)
         self.limits = Limits(redis)
+        self.slots = Slots(redis)
         # today's call sites keep their short names: each is the bound method of the part that owns it
         self.create_instance = self.instances.create
         self.get_instance = self.instances.get
@@ -77,6 +79,7 @@ class Store:
         self.hold = self.leases.hold
         self.claim = self.leases.claim
         self.renew_leases = self.leases.renew
+        self.tick = self.leases.tick
         self.reap_lost = self.leases.reap_lost
         self.lost_tasks = self.leases.lost
         self.append_output = self.output.append

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 PREFIX = "wsexec:"
 
@@ -20,6 +21,12 @@ FETCHED = PREFIX + "task:{id}:file"  # string: the file a fetch task brought bac
 UPLOAD = PREFIX + "upload:{token}"  # string: an upload's content, until its tasks have all ended (files.py)
 HELD = PREFIX + "tasks:held"  # zset: tasks a worker has taken and not finished, what the reaper watches (leases.py)
 FINISHED = PREFIX + "tasks:finished"  # zset: finished tasks scored by end time, what retention reads (retention.py)
+WORKER_ALIVE = PREFIX + "worker:{name}:alive"  # string with a lease's TTL: the worker process still runs (leases.py)
+
+SLOTS = PREFIX + "instance:{id}:slots"  # set: tasks holding one of the instance's max_concurrent slots (slots.py)
+WAITING = PREFIX + "instance:{id}:waiting"  # zset: its INIT tasks waiting for a slot, by id (oldest first) (slots.py)
+WOKEN = PREFIX + "instance:{id}:woken"  # zset: waiters given a job to claim a freed slot, by when in ms (slots.py)
+WAITERS = PREFIX + "slots:waiters"  # set: instances with waiting or woken tasks, what the backstop visits (slots.py)
 
 EVENTS = PREFIX + "events"  # stream: task lifecycle events, trimmed to a window (the task scripts, events.py)
 AUDIT = PREFIX + "audit"  # list of JSON entries, newest first (audit.py)
@@ -60,6 +67,23 @@ def lease(task_id: int | str) -> str:
     return LEASE.format(id=task_id)
 
 
+def worker_alive(name: str) -> str:
+    return WORKER_ALIVE.format(name=name)
+
+
+def slots(instance_id: int | str) -> str:
+    return SLOTS.format(id=instance_id)
+
+
+def slot_keys() -> dict[str, str]:
+    """The templates the claim and wake scripts fill in themselves (ids known only inside Redis): '{}' the id."""
+    return {
+        "instance": record("instance", "{}"), "task": record("task", "{}"), "lease": lease("{}"),
+        "alive": WORKER_ALIVE.format(name="{}"), "slots": SLOTS.format(id="{}"), "waiting": WAITING.format(id="{}"),
+        "woken": WOKEN.format(id="{}"), "waiters": WAITERS,
+    }
+
+
 def output(task_id: int | str, stream: str) -> str:
     return OUTPUT.format(id=task_id, stream=stream)
 
@@ -97,3 +121,6 @@ def login_known(who: str) -> str:
 
 def waits(user: str) -> str:
     return WAITS.format(user=user)
+
+
+SLOT_TEMPLATES = json.dumps(slot_keys())  # as the scripts take them

@@ -21,39 +21,67 @@ class Leases:
     def __init__(self, redis: Redis, tasks: Tasks) -> None:
         self.redis, self.tasks = redis, tasks
 
-    def hold(self, task_ids: list[int], worker: str, lease_seconds: int) -> list[int]:
-        """Lease the still-INIT tasks of a job to this worker (one round trip), so they end ABORT if it dies."""
+    def hold(self, task_ids: list[int], worker: str, lease_seconds: int, holder: str | None = None) -> list[int]:
+        """Lease the still-INIT tasks of a job to this worker (one round trip), so they end ABORT if it dies.
+        holder: the worker process that renews the leases and beats (default: the worker's name)."""
         with self.redis.pipeline(transaction=False) as pipe:
             for task_id in task_ids:
                 self.tasks.transition(task_id, {"worker": worker}, [TaskState.INIT],
-                                      f"hold:{lease_seconds}:{worker}", pipe)
+                                      f"hold:{lease_seconds}:{holder or worker}", pipe)
             outcomes = pipe.execute()
         return [task_id for task_id, (status, _) in zip(task_ids, outcomes, strict=True) if status == b"ok"]
 
-    def claim(self, task_id: int, worker: str, lease_seconds: int) -> dict[str, Any] | None:
-        """INIT -> CURRENT; None if it was cancelled or another worker took it (a task never runs twice)."""
+    def claim(self, task_id: int, worker: str, lease_seconds: int, holder: str | None = None
+              ) -> dict[str, Any] | None:
+        """INIT -> CURRENT, with a slot of its instance if it has max_concurrent; None if it was cancelled or another
+        worker took it (a task never runs twice). A task for which no slot is free is answered still INIT: it waits,
+        no longer held by this worker, saying why in `waiting`, until a slot frees and wakes it (store/slots.py)."""
         changes = {"state": TaskState.CURRENT, "start": time.time(), "worker": worker}
         with self.redis.pipeline() as pipe:  # the claim and the claimed record in one round trip
-            self.tasks.transition(task_id, changes, [TaskState.INIT], f"hold:{lease_seconds}:{worker}", pipe)
+            self.tasks.transition(task_id, changes, [TaskState.INIT], f"claim:{lease_seconds}:{holder or worker}",
+                                  pipe)
             pipe.hgetall(TASK.key(task_id))
             (status, _), raw = pipe.execute()
-        return TASK.decode(raw) if status == b"ok" else None
+        return TASK.decode(raw) if status in (b"ok", b"waiting") else None
 
-    def renew(self, task_ids: Iterable[int], worker: str, lease_seconds: int, pipeline: Pipeline | None = None) -> None:
+    def renew(self, task_ids: Iterable[int], holder: str, lease_seconds: int, pipeline: Pipeline | None = None) -> None:
+        """Renew the tasks' leases, and their holder's heartbeat: while it beats, its tasks are not taken for lost."""
         pipe = pipeline if pipeline is not None else self.redis.pipeline(transaction=False)
         for task_id in task_ids:
-            pipe.set(keys.lease(task_id), worker, ex=lease_seconds)
+            pipe.set(keys.lease(task_id), holder, ex=lease_seconds)
+        pipe.set(keys.worker_alive(holder), 1, ex=lease_seconds)
         if pipeline is None:
             pipe.execute()
 
+    def tick(self, task_id: int, holder: str, lease_seconds: int = 0) -> str | None:
+        """A running task's check: who asked to cancel it (None: no one); renewing its lease and its worker's
+        heartbeat in the same round trip when lease_seconds is given."""
+        if not lease_seconds:
+            return self.tasks.cancel_requested_by(task_id)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(TASK.key(task_id), "cancel_requested")
+            self.renew([task_id], holder, lease_seconds, pipe)
+            by = pipe.execute()[0]
+        return by.decode() if by else None
+
     def lost(self) -> list[int]:
-        """Held tasks whose lease has expired: their worker is gone, and what it ran on the host may be left."""
+        """Held tasks whose lease has expired and whose holder no longer beats: their worker is gone, and what it ran
+        on the host may be left."""
         held = as_ints(self.redis.zrange(keys.HELD, 0, -1))
         with self.redis.pipeline(transaction=False) as pipe:
             for task_id in held:
                 pipe.exists(keys.lease(task_id))
-            leased = pipe.execute()
-        return [task_id for task_id, alive in zip(held, leased, strict=True) if not alive]
+            expired = [task_id for task_id, leased in zip(held, pipe.execute(), strict=True) if not leased]
+        if not expired:
+            return []
+        with self.redis.pipeline(transaction=False) as pipe:
+            for task_id in expired:
+                pipe.hget(TASK.key(task_id), "holder")
+            owners = [(owner or b"").decode() for owner in pipe.execute()]
+            for owner in owners:
+                pipe.exists(keys.worker_alive(owner))
+            beating = pipe.execute()
+        return [task_id for task_id, alive in zip(expired, beating, strict=True) if not alive]
 
     def reap_lost(self, task_ids: Iterable[int] | None = None, errors: Mapping[int, str] | None = None) -> list[int]:
         """ABORT held tasks whose worker stopped renewing their lease (killed, machine lost); all held by default.

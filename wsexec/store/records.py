@@ -88,7 +88,7 @@ TASK = Kind(
     # schedule: the schedule that made it (fire_time: for which of its fire times)
     indexed=("state", "instance", "tag", "name", "batch", "created_by", "kind", "upload", "schedule"),
     ints=frozenset({"id", "instance", "rc", "timeout", "stdout_dropped", "stderr_dropped", "remote_pid", "size",
-                    "schedule", "fire_time"}),
+                    "schedule", "fire_time", "slot"}),
     floats=frozenset({"created_at", "start", "end", "scheduled_at"}),
     lists=frozenset({"run_after"}),
     bools=frozenset({"overwrite"}),
@@ -98,7 +98,7 @@ TASK = Kind(
 INSTANCE = Kind(
     "instance",
     indexed=("state", "tag"),
-    ints=frozenset({"id", "port"}),
+    ints=frozenset({"id", "port", "max_concurrent"}),
     floats=frozenset({"facts_at"}),
     lists=frozenset({"login_users"}),
     dicts=frozenset({"facts"}),

@@ -69,28 +69,83 @@ UPDATE = WRITES + """
 return {'ok', state}
 """
 
+# A fragment: the instances' max_concurrent slots and the liveness of a held task, for scripts that have cfg (local),
+# the key templates of keys.slot_keys(); key(name, id) fills one in.
+_SLOTS = """
+local function key(name, id) return (string.gsub(cfg[name], '{}', function() return tostring(id) end)) end
+-- a held task's worker still has it: the task's lease lives, or the worker process that holds it (its 'holder',
+-- one per process even under a reused name) still beats: a starved lease keeper is not a dead worker
+local function held_alive(id)
+  if redis.call('EXISTS', key('lease', id)) == 1 then return true end
+  local owner = redis.call('HGET', key('task', id), 'holder')
+  return owner and redis.call('EXISTS', key('alive', owner)) == 1
+end
+-- how many of the instance's slots are taken: those of tasks still CURRENT and held alive (the others leave)
+local function slots_in_use(instance)
+  local slots = key('slots', instance)
+  for _, member in ipairs(redis.call('SMEMBERS', slots)) do
+    if redis.call('HGET', key('task', member), 'state') ~= 'CURRENT' or not held_alive(member) then
+      redis.call('SREM', slots, member)
+    end
+  end
+  return redis.call('SCARD', slots)
+end
+"""
+
 TRANSITION = ALLOW_OOM + """
--- A task's update together with its lease: 'hold:<ttl>:<owner>' (a worker has it), 'release' (it is finished),
--- 'reap' (finished because its lease expired: refused while the lease lives).
+-- A task's update together with its lease: 'hold:<ttl>:<owner>' (a worker has it), 'claim:<ttl>:<owner>' (as hold,
+-- taking a slot if its instance has max_concurrent; when none is free the task waits in INIT instead, unchanged),
+-- 'release' (it is finished), 'reap' (finished because its lease expired: refused while its worker holds it).
 -- KEYS[1] the task's hash, KEYS[2] its lease, KEYS[3] the held zset, KEYS[4] the finished zset,
 -- KEYS[5], KEYS[6] its stdout and stderr, KEYS[7] the events stream (a state change adds 'started' or 'finished'),
 -- KEYS[8] its output notification stream (the end wakes whoever follows the output)
 -- ARGV[1..5] as UPDATE, ARGV[6] the lease operation (or ''), ARGV[7] seconds before Redis expires a finished task,
 -- ARGV[8] the events stream's length (about), ARGV[9] the key prefix of uploads' content (the last of an upload's
--- tasks to end deletes it: its index 'upload:<token>' then meets neither INIT nor CURRENT)
--- returns {status, state found}: as UPDATE, or 'leased' when a reap found the lease alive
+-- tasks to end deletes it: its index 'upload:<token>' then meets neither INIT nor CURRENT), ARGV[10] JSON of the
+-- key templates (keys.slot_keys)
+-- returns {status, state found}: as UPDATE, 'leased' when a reap found the task held alive, or 'waiting' when a claim
+-- found its instance's slots taken (the task then waits in INIT, says why in 'waiting' and is no longer held)
 """ + _UPDATE_ARGS + _EMIT + """
-local lease_key, held_key, lease_op = KEYS[2], KEYS[3], ARGV[6]
-""" + _STATE_CHECK + """
-if lease_op == 'reap' and redis.call('EXISTS', lease_key) == 1 then return {'leased', state} end
+local lease_key, held_key, lease_op, cfg = KEYS[2], KEYS[3], ARGV[6], cjson.decode(ARGV[10])
+""" + _SLOTS + _STATE_CHECK + """
+if lease_op == 'reap' and held_alive(id) then return {'leased', state} end
+local function stop_waiting()
+  if redis.call('HEXISTS', hash, 'waiting') == 0 then return end
+  local instance = redis.call('HGET', hash, 'instance')
+  redis.call('ZREM', key('waiting', instance), id)
+  redis.call('ZREM', key('woken', instance), id)
+  redis.call('HDEL', hash, 'waiting')
+end
+if string.sub(lease_op, 1, 6) == 'claim:' then
+  local instance = redis.call('HGET', hash, 'instance')
+  local limit = tonumber(redis.call('HGET', key('instance', instance), 'max_concurrent') or '')
+  if limit and slots_in_use(instance) >= limit then
+    redis.call('ZADD', key('waiting', instance), id, id)
+    redis.call('ZREM', key('woken', instance), id)
+    redis.call('SADD', cfg['waiters'], instance)
+    redis.call('HSET', hash, 'waiting', 'instance ' .. instance .. ' at max_concurrent ' .. limit)
+    redis.call('DEL', lease_key)
+    redis.call('ZREM', held_key, id)
+    return {'waiting', state}
+  end
+  stop_waiting()
+  if limit then
+    redis.call('SADD', key('slots', instance), id)
+    redis.call('HSET', hash, 'slot', instance)
+  end
+end
 """ + _APPLY_CHANGES + """
-if string.sub(lease_op, 1, 5) == 'hold:' then
-  local ttl, owner = string.match(lease_op, 'hold:(%d+):(.*)')
+local ttl, owner = string.match(lease_op, '^%a+:(%d+):(.*)$')
+if ttl then
   redis.call('SET', lease_key, owner, 'EX', ttl)
+  redis.call('HSET', hash, 'holder', owner)
   redis.call('ZADD', held_key, id, id)
 elseif lease_op == 'release' or lease_op == 'reap' then
   redis.call('DEL', lease_key)
   redis.call('ZREM', held_key, id)
+  stop_waiting()
+  local slot = redis.call('HGET', hash, 'slot')
+  if slot then redis.call('SREM', key('slots', slot), id) end
   -- finished: the retention sweep finds it by its end time; EXPIRE is the backstop if no sweep runs
   redis.call('ZADD', KEYS[4], changes['end'] or redis.call('TIME')[1], id)
   for _, k in ipairs({hash, KEYS[5], KEYS[6]}) do redis.call('EXPIRE', k, ARGV[7]) end
@@ -112,6 +167,49 @@ if new_state and new_state ~= cjson.null and new_state ~= state then
   end
 end
 return {'ok', state}
+"""
+
+WAKE = WRITES + """
+-- Give an instance's free max_concurrent slots to its oldest waiting tasks: each moves to the woken set, and its
+-- caller gives it a job, whose claim takes the slot (or, taken meanwhile, waits again). A woken task whose claim has
+-- not come after ARGV[3] ms (its job was lost) is woken again. Without a limit (removed) every waiter is woken.
+-- ARGV[1] the instance id, ARGV[2] JSON of the key templates (keys.slot_keys), ARGV[3] ms, ARGV[4] at most this many
+-- returns the ids of the tasks woken
+local instance, cfg, again_ms, most = ARGV[1], cjson.decode(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+""" + _SLOTS + """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local waiting, woken = key('waiting', instance), key('woken', instance)
+local woke, pending = {}, 0
+local found = redis.call('ZRANGE', woken, 0, -1, 'WITHSCORES')
+for i = 1, #found, 2 do
+  local id = found[i]
+  if redis.call('HGET', key('task', id), 'state') ~= 'INIT' then
+    redis.call('ZREM', woken, id)
+  else
+    pending = pending + 1
+    if tonumber(found[i + 1]) + again_ms <= now_ms and #woke < most then
+      redis.call('ZADD', woken, now_ms, id)
+      table.insert(woke, id)
+    end
+  end
+end
+local limit = tonumber(redis.call('HGET', key('instance', instance), 'max_concurrent') or '')
+local free = most
+if limit then free = math.min(most, limit - slots_in_use(instance) - pending) end
+while free > 0 do
+  local first = redis.call('ZPOPMIN', waiting)
+  if #first == 0 then break end
+  if redis.call('HGET', key('task', first[1]), 'state') == 'INIT' then
+    redis.call('ZADD', woken, now_ms, first[1])
+    table.insert(woke, first[1])
+    free = free - 1
+  end
+end
+if redis.call('ZCARD', waiting) == 0 and redis.call('ZCARD', woken) == 0 then
+  redis.call('SREM', cfg['waiters'], instance)
+end
+return woke
 """
 
 # A fragment: new ids for the records (local records), taken with one INCRBY; local ids.

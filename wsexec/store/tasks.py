@@ -86,7 +86,8 @@ class Tasks:
                 self.records.delete(task_id, allowed=[TaskState.INIT])
 
     def stale_init(self, created_before: float, batch: int = 500) -> list[tuple[int, str | None]]:
-        """The INIT tasks created before a time, oldest first, with their RQ job (None: none recorded)."""
+        """The INIT tasks created before a time, oldest first, with their RQ job (None: none recorded); not those
+        waiting for a slot of their instance (their job ended when they found none)."""
         redis, index = self.records.redis, TASK.index_key("state", TaskState.INIT)
         found: list[tuple[int, str | None]] = []
         start = 0
@@ -94,11 +95,11 @@ class Tasks:
             ids = as_ints(redis.zrange(index, start, start + batch - 1))
             with redis.pipeline(transaction=False) as pipe:
                 for task_id in ids:
-                    pipe.hmget(TASK.key(task_id), "created_at", "job")
+                    pipe.hmget(TASK.key(task_id), "created_at", "job", "waiting")
                 fields = pipe.execute()
-            for task_id, (created_at, job) in zip(ids, fields, strict=True):
-                if created_at is None:
-                    continue  # deleted meanwhile
+            for task_id, (created_at, job, waiting) in zip(ids, fields, strict=True):
+                if created_at is None or waiting is not None:
+                    continue  # deleted meanwhile, or waiting for a slot of its instance: woken by slots.py, not a job
                 if float(created_at) >= created_before:
                     return found
                 found.append((task_id, job.decode() if job else None))
@@ -139,7 +140,7 @@ class Tasks:
             keys=[TASK.key(task_id), keys.lease(task_id), keys.HELD, keys.FINISHED,
                   *(keys.output(task_id, s) for s in STREAMS), keys.EVENTS, keys.notify(task_id)],
             args=[*self.records.update_args(task_id, changes, allowed), lease_op, self.expire_seconds,
-                  self.events_window, keys.upload("")],
+                  self.events_window, keys.upload(""), keys.SLOT_TEMPLATES],
             client=pipeline,
         )
         return ("", "") if pipeline is not None else self.records.outcome(task_id, outcome)

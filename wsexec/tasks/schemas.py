@@ -103,6 +103,8 @@ class TaskSchema(ApiSchema):
     overwrite = fields.Boolean(dump_only=True, metadata={"description": "upload: may replace an existing file"})
     size = fields.Integer(dump_only=True, metadata={"description": "upload, fetch: the file's size in bytes"})
     sha256 = fields.String(dump_only=True, metadata={"description": "upload, fetch: the file's SHA-256, hex"})
+    waiting = fields.String(dump_only=True, metadata={
+        "description": "why an INIT task has not started: 'instance N at max_concurrent M' (it starts when one ends)"})
 
     @pre_load(pass_collection=True)
     def refuse_result_fields(self, data: Any, many: bool, **kwargs: Any) -> Any:
