@@ -68,3 +68,22 @@ def test_a_task_rq_refused_is_not_stored(api: Api, instance: dict[str, Any], mon
     response = api.post("/tasks", json=[task_body(instance)] * 3)
     assert response.status_code == 503 and set(response.json) == {"error", "detail"}
     assert api.get("/tasks").json["count"] == 0
+
+
+def test_a_job_stranded_by_a_worker_that_died_popping_it_is_queued_again_and_runs(
+        api: Api, instance: dict[str, Any], store: Store, queue: Queue, workers: Any) -> None:
+    task = api.create_task(instance, "echo ran")
+    # what a worker killed right after its pop leaves: the job in RQ's intermediate list, never marked started
+    intermediate = f"{queue.key}:intermediate"
+    assert queue.connection.lmove(queue.key, intermediate) == task["job"].encode()
+    reconciler = Reconciler(store, queue, GRACE)
+    later = task["created_at"] + GRACE * 2
+    assert reconciler.run(now=later).requeued == []  # first seen there: it may still be a live worker's pop
+    assert queue.get_job_ids() == []
+    time.sleep(GRACE / 2)
+    assert reconciler.run(now=later).requeued == [task["id"]]
+    assert reconciler.run(now=later).requeued == []  # once only
+    assert queue.get_job_ids() == [task["job"]] and queue.connection.llen(intermediate) == 0
+    workers.start(1)
+    finished = wait_finished(api, task["id"])
+    assert (finished["state"], finished["stdout"]) == ("DONE", "ran\n")

@@ -3,19 +3,22 @@ telling the reconciler which jobs RQ still holds."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection
 
 from redis import Redis
 from rq import Queue
 from rq.exceptions import InvalidJobOperation
 from rq.executions import Execution
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.timeouts import TimerDeathPenalty
 
 from wsexec.jobs import SERIALIZER, make_queue
 
-__all__ = ["ENDED", "SERIALIZER", "fail_abandoned_jobs", "job_statuses", "make_queue", "release_if_orphaned"]
+__all__ = ["ENDED", "SERIALIZER", "fail_abandoned_jobs", "job_statuses", "make_queue", "release_if_orphaned",
+           "requeue_stranded"]
 
 ENDED = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
 
@@ -60,3 +63,24 @@ def release_if_orphaned(queue: Queue, job_id: str) -> bool:
     except InvalidJobOperation:  # released meanwhile, by RQ or another worker's reconciler
         return False
     return True
+
+
+def requeue_stranded(queue: Queue, job_ids: Collection[str], min_age: float) -> list[str]:
+    """Queue again the jobs a worker popped and then died with, before it could register them as started.
+
+    RQ pops a job into an intermediate list, then adds it to the started registry: a worker killed between the two
+    (kill -9, a machine lost) strands the job there, and RQ's own cleanup fails it only at its maintenance, 10 to 20
+    minutes later. A job seen stranded for min_age is pushed back, once (LREM decides between reconcilers): its
+    tasks are still INIT, and claiming a task is atomic, so none runs twice even if its first worker comes back.
+    """
+    stranded = IntermediateQueue(queue.key, connection=queue.connection)
+    requeued = []
+    for job_id in set(job_ids) & set(stranded.get_job_ids()):
+        if job_id in queue.started_job_registry or stranded.set_first_seen(job_id):
+            continue
+        first_seen = stranded.get_first_seen(job_id)
+        if first_seen and time.time() - first_seen.timestamp() >= min_age and queue.connection.lrem(
+                stranded.key, 1, job_id):
+            queue.push_job_id(job_id)
+            requeued.append(job_id)
+    return requeued
