@@ -18,25 +18,28 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def table(results: list[Result], ratio_rows: list[dict[str, Any]]) -> str:
     """Plain-text tables for the terminal (and for pasting into a report): times, CPU, ratios."""
-    lines = [f"{'workload':<40} {'runner':<9} {'median':>9} {'min-max':>17} {'per cmd':>9} {'cmd/s':>6}  how"]
+    lines = [f"{'workload':<40} {'runner':<11} {'median':>9} {'min-max':>17} {'per cmd':>9} {'cmd/s':>6} "
+             f"{'load1':>5}  how"]
     for r in results:
         s = r.summary()
         spread = f"{_ms(s['min_s'])}-{_ms(s['max_s'])}"
-        lines.append(f"{r.title:<40} {r.runner:<9} {_ms(s['median_s']):>9} {spread:>17} "
-                     f"{s['per_command_ms']:>6.1f} ms {s['commands_per_s']:>6.0f}  {r.note}")
+        lines.append(f"{r.title:<40} {r.runner:<11} {_ms(s['median_s']):>9} {spread:>17} "
+                     f"{s['per_command_ms']:>6.1f} ms {s['commands_per_s']:>6.0f} {max(r.load, default=0):>5.2f}  "
+                     f"{r.note}")
     components = list(results[0].cpu_ms_per_command()) if results else []
     if components:
-        lines += ["", f"{'CPU ms per command (median)':<40} {'runner':<9} "
+        lines += ["", f"{'CPU ms per command (median)':<40} {'runner':<11} "
                   + " ".join(f"{c:>7}" for c in [*components, "total"])]
         for r in results:
             cpu = r.cpu_ms_per_command()
-            lines.append(f"{r.title:<40} {r.runner:<9} "
+            lines.append(f"{r.title:<40} {r.runner:<11} "
                          + " ".join(f"{v:>7.2f}" for v in [*cpu.values(), sum(cpu.values())]))
     lines.append("")
     for row in ratio_rows:
         target = row["target"]
         verdict = "" if target is None else f"target {target[0]} {target[1]:g}: {'met' if row['met'] else 'MISSED'}"
-        value = f"{row['value']:.0f}" if "tasks/s" in row["name"] else f"{row['value']:.2f}x"
+        unit = row.get("unit", "tasks/s" if "tasks/s" in row["name"] else "x")
+        value = {"tasks/s": f"{row['value']:.0f}", "x": f"{row['value']:.2f}x"}.get(unit, f"{row['value']:.2f} {unit}")
         lines.append(f"{row['name']:<40} {value:>9}   {verdict}")
     return "\n".join(lines)
 

@@ -66,6 +66,7 @@ class ApiClient:
 
     def __init__(self, base: str, token: str) -> None:
         self.base = base
+        self.token = token
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"Bearer {token}"
 
@@ -272,3 +273,44 @@ class Wsexec:
         if failed:
             raise RuntimeError(f"{len(failed)} task(s) did not exit 0, e.g. {failed[0]}")
         return max(t["end"] for t in tasks)
+
+
+class WsexecWait(Wsexec):
+    """The same workloads with the best call the API offers: one `POST /tasks?wait=` per fan-out and per task.
+
+    Each answer's arrival minus the `end` the worker recorded for the last task of it is the end->answer delay
+    (same machine, same clock), kept in `delays` for the report."""
+
+    name = "wsexec-wait"
+
+    def __init__(self, polling: Wsexec) -> None:  # the same instances: no super().__init__()
+        self.service, self.api, self.redis, self.store = polling.service, polling.api, polling.redis, polling.store
+        self.instances, self.runs = polling.instances, polling.runs
+        self.delays: list[float] = []
+
+    def close(self) -> None:
+        pass  # the polling runner closes the shared Redis connection
+
+    def fanout(self, servers: list[SshServer], warm: bool) -> float:
+        if len(servers) != len(self.instances):
+            raise ValueError("the fan-out targets every benchmark instance")
+        start = time.time()
+        tasks = self._post_wait([{"target": {"tag": INSTANCE_TAG}}])
+        return self._finished_at(tasks) - start
+
+    def sequential(self, server: SshServer, count: int, warm: bool) -> float:
+        start = time.time()
+        finished: list[dict[str, Any]] = []
+        for _ in range(count):
+            finished += self._post_wait([{"instance": self.instances[server]}])
+        return self._finished_at(finished) - start
+
+    def _post_wait(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        body = [{"name": "bench", "tag": self._tag(), "script": "true", **item} for item in items]
+        tasks: list[dict[str, Any]] = self.api.call("POST", "/tasks", params={"wait": int(WAIT_SECONDS)}, json=body)
+        answered = time.time()
+        for task in tasks:
+            if task["state"] != "DONE":
+                raise RuntimeError(f"task {task['id']} is {task['state']} after ?wait: {task.get('error')}")
+        self.delays.append(answered - max(t["end"] for t in tasks))
+        return tasks
