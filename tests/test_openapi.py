@@ -163,6 +163,7 @@ def no_server_error(ctx: Any, response: Any, case: Any) -> None:
 schema = schemathesis.pytest.from_fixture("live_schema")
 
 
+@pytest.mark.timeout(1200)  # one test for every operation: their 100 examples each, on a loaded machine
 @hypothesis_settings(
     max_examples=100, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
 )
