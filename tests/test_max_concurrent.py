@@ -99,7 +99,8 @@ def burst(api: Api, app: Any, instance: dict[str, Any], directory: Path, tasks: 
                  interval=0.5)
     finally:
         watch.stop()
-    assert count(api, instance, "DONE") == tasks
+    aborted = api.get("/tasks", query_string={"instance": instance["id"], "state": "ABORT"}).json["results"]
+    assert count(api, instance, "DONE") == tasks, [(t["id"], t["error"]) for t in aborted]
     return watch
 
 
