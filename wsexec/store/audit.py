@@ -8,13 +8,13 @@ from typing import Any
 from redis import Redis
 from redis.client import Pipeline
 
-from wsexec.store import keys, scripts
+from wsexec.store import bookkeeping_scripts, keys
 
 
 class Audit:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._add = redis.register_script(scripts.AUDIT_ADD)
+        self._add = redis.register_script(bookkeeping_scripts.AUDIT_ADD)
 
     def add(self, entry: dict[str, Any], keep: int, pipeline: Pipeline | None = None) -> None:
         """Prepend an entry and drop the oldest beyond `keep` (also when Redis is full: the change has happened)."""

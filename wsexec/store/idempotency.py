@@ -8,14 +8,14 @@ from typing import Any
 from redis import Redis
 from redis.client import Pipeline
 
-from wsexec.store import keys, scripts
+from wsexec.store import bookkeeping_scripts, keys
 
 
 class Idempotency:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._begin = redis.register_script(scripts.IDEMPOTENCY_BEGIN)
-        self._save = redis.register_script(scripts.IDEMPOTENCY_SAVE)
+        self._begin = redis.register_script(bookkeeping_scripts.IDEMPOTENCY_BEGIN)
+        self._save = redis.register_script(bookkeeping_scripts.IDEMPOTENCY_SAVE)
 
     key = staticmethod(keys.idempotency)
 

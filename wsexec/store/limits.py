@@ -12,7 +12,7 @@ import uuid
 
 from redis import Redis
 
-from wsexec.store import keys, scripts
+from wsexec.store import bookkeeping_scripts, keys
 
 KNOWN_REWRITE_SECONDS = 3600  # a process writes a (user, address) it has seen log in again after this long
 KNOWN_MEMO_MAX = 4096
@@ -21,10 +21,10 @@ KNOWN_MEMO_MAX = 4096
 class Limits:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._locked = redis.register_script(scripts.LIMITS_LOCKED)
-        self._fail = redis.register_script(scripts.LIMITS_FAIL)
-        self._known = redis.register_script(scripts.LOGIN_KNOWN)
-        self._acquire = redis.register_script(scripts.LEASE_ACQUIRE)
+        self._locked = redis.register_script(bookkeeping_scripts.LIMITS_LOCKED)
+        self._fail = redis.register_script(bookkeeping_scripts.LIMITS_FAIL)
+        self._known = redis.register_script(bookkeeping_scripts.LOGIN_KNOWN)
+        self._acquire = redis.register_script(bookkeeping_scripts.LEASE_ACQUIRE)
         self._known_written: dict[tuple[str, str], float] = {}  # (user, address) -> when this process wrote it
 
     @staticmethod

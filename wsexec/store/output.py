@@ -14,7 +14,7 @@ from typing import cast
 from redis import Redis
 from redis.client import Pipeline
 
-from wsexec.store import keys, scripts
+from wsexec.store import bookkeeping_scripts, keys
 from wsexec.store.events import BLOCK_MAX_MS, START
 from wsexec.store.records import TASK
 from wsexec.store.states import STREAMS
@@ -25,7 +25,7 @@ class Output:
 
     def __init__(self, redis: Redis, cap: int) -> None:
         self.redis, self.cap = redis, cap
-        self._append = redis.register_script(scripts.APPEND)
+        self._append = redis.register_script(bookkeeping_scripts.APPEND)
 
     key = staticmethod(keys.output)
 

@@ -7,7 +7,7 @@ import time
 
 from redis import Redis
 
-from wsexec.store import keys, scripts
+from wsexec.store import bookkeeping_scripts, keys
 from wsexec.store.records import TASK
 
 PURGE_BATCH = 500
@@ -18,7 +18,7 @@ class Retention:
 
     def __init__(self, redis: Redis, retention_seconds: float) -> None:
         self.redis, self.retention_seconds = redis, retention_seconds
-        self._purge = redis.register_script(scripts.PURGE)
+        self._purge = redis.register_script(bookkeeping_scripts.PURGE)
 
     def purge_expired(self, now: float | None = None) -> int:
         """Delete the tasks that finished more than the retention period ago, their output and index entries."""

@@ -1,5 +1,5 @@
 """Recurring schedules: their records, the zset of when each is due, and the claim that makes each fire happen once
-whatever the number of schedulers (scripts.FIRE_SCHEDULE). Times are Redis's (TIME), so skewed clocks agree."""
+whatever the number of schedulers (schedule_scripts.FIRE_SCHEDULE). Times are Redis's (TIME), so skewed clocks agree."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from redis import Redis
 
 from wsexec.cron import Due
-from wsexec.store import keys, scripts
+from wsexec.store import keys, schedule_scripts
 from wsexec.store.records import SCHEDULE, TASK, Records, as_ints
 from wsexec.store.states import TaskState
 from wsexec.store.tasks import Tasks
@@ -30,9 +30,9 @@ class Schedules:
     def __init__(self, redis: Redis, tasks: Tasks) -> None:
         self.redis, self.tasks = redis, tasks
         self.records = Records(redis, SCHEDULE)
-        self._create = redis.register_script(scripts.CREATE_SCHEDULE)
-        self._update = redis.register_script(scripts.UPDATE_SCHEDULE)
-        self._fire = redis.register_script(scripts.FIRE_SCHEDULE)
+        self._create = redis.register_script(schedule_scripts.CREATE_SCHEDULE)
+        self._update = redis.register_script(schedule_scripts.UPDATE_SCHEDULE)
+        self._fire = redis.register_script(schedule_scripts.FIRE_SCHEDULE)
 
     def now(self) -> float:
         """Redis's clock, the one every scheduler and web process goes by."""
@@ -71,7 +71,8 @@ class Schedules:
     def fire(self, schedule: dict[str, Any], due: Due, records: list[dict[str, Any]], error: str,
              audit: dict[str, Any], audit_keep: int, now: float, job_prefix: str, tasks_per_job: int) -> Fired:
         """Claim the schedule's fire (it must still be as read) and, in the same step, store its tasks (unless
-        skipped: see scripts.FIRE_SCHEDULE), record the outcome and the audit entry; the caller queues the tasks."""
+        skipped: see schedule_scripts.FIRE_SCHEDULE), record the outcome and the audit entry; the caller queues the
+        tasks."""
         schedule_id = schedule["id"]
         claim: dict[str, Any] = {
             "schedule": SCHEDULE.key(schedule_id), "due": keys.SCHEDULES_DUE, "id": str(schedule_id),
