@@ -52,6 +52,7 @@ class WorkerProcess:
         ]
         self.stopping_since: float | None = None
         self.halted_since: float | None = None
+        self.maintaining = False  # the main thread is in RQ's maintenance, which a stop cuts short
 
     def run(self, burst: bool = False) -> int:
         """Work until stopped (or, in burst mode, until the queue is empty); the exit status."""
@@ -133,10 +134,15 @@ class WorkerProcess:
             process.join()
 
     def _maintain(self) -> None:
+        self.maintaining = True
         try:
             self.slots[0].maintain()  # one slot's registrations cover the queue, as any one RQ worker's would
+        except MaintenanceCut:
+            log.warning("RQ maintenance cut short by the stop (it is redone by the next worker)")
         except Exception:  # Redis down or restarting: the next round tries again
             log.exception("RQ maintenance failed")
+        finally:
+            self.maintaining = False
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
@@ -146,6 +152,12 @@ class WorkerProcess:
             self.stop()
         else:
             self.halt(f"worker stopped by a second {name}")
+        if self.maintaining:  # with Redis away, maintenance sits in ~30 s of retries: past the grace, with no check
+            raise MaintenanceCut
+
+
+class MaintenanceCut(Exception):
+    """Raised by a stop signal into the main thread's RQ maintenance (registry cleanup: idempotent, safe to cut)."""
 
 
 def _die_with(parent: int) -> None:
