@@ -217,7 +217,11 @@ def test_redis_restart_mid_run_loses_no_task(api: Api, instance: dict, workers: 
     workers.start(2)
     wait_for(lambda: api.get("/tasks?state=DONE&page_size=1").json["count"] >= 5)
     redis_server.restart(down_seconds=1)
-    tasks = [wait_finished(api, task_id, timeout=90) for task_id in ids]
+    try:
+        tasks = [wait_finished(api, task_id, timeout=90) for task_id in ids]
+    except AssertionError:
+        left = [api.get(f"/tasks/{task_id}").json for task_id in ids]
+        raise AssertionError([task for task in left if task["state"] not in ("DONE", "ABORT")]) from None
     assert len(tasks) == 100
     for task in tasks:
         assert task["state"] in ("DONE", "ABORT")

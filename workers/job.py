@@ -283,22 +283,24 @@ class LeaseKeeper(threading.Thread):
     def run(self) -> None:
         self.reaper.start()
         while not self.stopping.wait(self.interval):
-            try:
-                store, lease = self.runtime.store, self.runtime.settings.lease_seconds
-                store.renew_leases(list(self.runtime.running), self.runtime.holder, lease)
-                if time.monotonic() >= self.next_purge:
-                    self.next_purge = time.monotonic() + self.purge_interval
-                    store.purge_expired()
-                if time.monotonic() >= self.next_reconcile:
-                    self.next_reconcile = time.monotonic() + self.reconcile_interval
-                    self.reconciler.run()
+            try:  # nothing else in this loop: a heartbeat that waits behind a slow sweep is taken for a dead worker
+                self.runtime.store.renew_leases(list(self.runtime.running), self.runtime.holder,
+                                                self.runtime.settings.lease_seconds)
             except Exception:  # Redis down or restarting: try again next round
                 log.exception("lease keeping failed")
-                time.sleep(self.interval)
 
     def _reap_rounds(self) -> None:
         while not self.stopping.wait(self.interval):
             self.reap()
+            try:
+                if time.monotonic() >= self.next_purge:
+                    self.next_purge = time.monotonic() + self.purge_interval
+                    self.runtime.store.purge_expired()
+                if time.monotonic() >= self.next_reconcile:
+                    self.next_reconcile = time.monotonic() + self.reconcile_interval
+                    self.reconciler.run()
+            except Exception:  # Redis down or restarting: the next round tries again
+                log.exception("retention sweep or reconciliation failed")
 
     def reap(self) -> None:
         """Abort the tasks of dead workers, killing their orphans, and fail their RQ jobs; wake the tasks waiting

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -36,13 +37,17 @@ class Leases:
         """INIT -> CURRENT, with a slot of its instance if it has max_concurrent; None if it was cancelled or another
         worker took it (a task never runs twice). A task for which no slot is free is answered still INIT: it waits,
         no longer held by this worker, saying why in `waiting`, until a slot frees and wakes it (store/slots.py)."""
-        changes = {"state": TaskState.CURRENT, "start": time.time(), "worker": worker}
+        # The claim's own mark: when Redis goes away as it answers, the client sends the claim again, which then finds
+        # the task CURRENT; the mark tells this claim's repeat (the task is ours) from another worker's claim.
+        claim = uuid.uuid4().hex
+        changes = {"state": TaskState.CURRENT, "start": time.time(), "worker": worker, "claim": claim}
         with self.redis.pipeline() as pipe:  # the claim and the claimed record in one round trip
             self.tasks.transition(task_id, changes, [TaskState.INIT], f"claim:{lease_seconds}:{holder or worker}",
                                   pipe)
             pipe.hgetall(TASK.key(task_id))
             (status, _), raw = pipe.execute()
-        return TASK.decode(raw) if status in (b"ok", b"waiting") else None
+        ours = status in (b"ok", b"waiting") or raw.get(b"claim") == claim.encode()
+        return TASK.decode(raw) if ours else None
 
     def renew(self, task_ids: Iterable[int], holder: str, lease_seconds: int, pipeline: Pipeline | None = None) -> None:
         """Renew the tasks' leases, and their holder's heartbeat: while it beats, its tasks are not taken for lost."""
