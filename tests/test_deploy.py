@@ -11,6 +11,7 @@ import shlex
 import shutil
 import ssl
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import pytest
 import requests
 
 from tests import test_dos, test_readme
-from tests.helpers import CRON_TOKEN, PASSWORDS, ROOT, wait_for
+from tests.helpers import CRON_TOKEN, PASSWORDS, ROOT, sse_frames, task_body, wait_for
 from wsexec.config import Settings
 from wsexec.files.routes import FORM_OVERHEAD
 from wsexec.testing import SshServer
@@ -212,6 +213,38 @@ def test_readme_deployment_check_through_nginx(nginx: Nginx, workers: Any, tmp_p
     health, instances = (json.loads(line) for line in done.stdout.splitlines())
     assert health["status"] == "ok" and health["workers"] == 1
     assert instances["count"] == 0 and instances["results"] == []
+
+
+@pytest.mark.parametrize("accept", ["text/event-stream", "text/plain"])
+def test_following_a_task_through_nginx_shows_its_output_before_it_ends(
+    nginx: Nginx, client: requests.Session, workers: Any, instance: dict, accept: str, tmp_path: Path
+) -> None:
+    """curl -N through the shipped site: the first line arrives while the task still waits for its gate file (nginx
+    passes the stream unbuffered, X-Accel-Buffering: no), the rest and the end once it goes on."""
+    gate = Path(f"/tmp/wsexec-test-{uuid.uuid4().hex}.go")
+    script = f"echo before; until [ -e {gate} ]; do sleep 0.1; done; echo after"
+    task = client.post(f"{nginx.https}/tasks", auth=ADMIN, json=task_body(instance, script), timeout=30).json()
+    workers.start(1)
+    url = f"{nginx.https}/tasks/{task['id']}/output?follow=true&timeout=120"
+    try:
+        # a read that waits 60 s for its next bytes fails the test: a buffering nginx holds them until the end
+        with client.get(url, auth=ADMIN, headers={"Accept": accept}, stream=True, timeout=(10, 60)) as stream:
+            assert stream.status_code == 200 and stream.headers["Content-Type"].startswith(accept)
+            lines = stream.iter_lines(decode_unicode=True)
+            first = next(line for line in lines if line.startswith(("data: ", "before")))
+            assert first.removeprefix("data: ") == "before"
+            assert client.get(f"{nginx.https}/tasks/{task['id']}", auth=ADMIN).json()["state"] == "CURRENT"
+            gate.touch()
+            rest = list(lines)
+    finally:
+        gate.touch()
+        gate.unlink()
+    if accept == "text/plain":
+        assert rest == ["after"]
+    else:
+        events = [f for f in sse_frames(rest) if "event" in f]
+        assert [(f["event"], f["data"]) for f in events][:1] == [("stdout", "after\n")]
+        assert events[-1]["event"] == "end" and json.loads(events[-1]["data"])["rc"] == 0
 
 
 # --- a few hostile clients through nginx ------------------------------------------------------------------------
