@@ -118,10 +118,12 @@ def test_readme_quickstart_through_nginx_with_curl_over_tls(nginx: Nginx, worker
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "CURL_CA_BUNDLE": str(nginx.cert)}
     done = test_readme.run_blocks(["quickstart"], nginx.https.removesuffix("/wsexec"), demo_host.port, tmp_path, env)
     assert done.returncode == 0, done.stderr
-    instance, created, task, listing = (json.loads(line) for line in done.stdout.splitlines())
+    lines = done.stdout.splitlines(keepends=True)
+    instance, created, task, listing = (json.loads(line) for line in lines[:4])
     assert (instance["id"], created["created_by"]) == (1, "admin")
     assert (task["state"], task["rc"]) == ("DONE", 3) and task["stdout"].startswith("hello from ")
     assert listing["results"][0]["id"] == 1
+    assert "".join(lines[4:]) == task["stdout"] + task["stderr"], "curl -N's follow through nginx"
 
 
 def test_health_and_credentials_through_nginx(nginx: Nginx, client: requests.Session, workers: Any) -> None:
