@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests import test_dos, test_readme
+from tests import test_dos, test_readme, test_streams
 from tests.helpers import CRON_TOKEN, PASSWORDS, ROOT, sse_frames, task_body, wait_for
 from wsexec.config import Settings
 from wsexec.files.routes import FORM_OVERHEAD
@@ -247,6 +247,50 @@ def test_following_a_task_through_nginx_shows_its_output_before_it_ends(
         events = [f for f in sse_frames(rest) if "event" in f]
         assert [(f["event"], f["data"]) for f in events][:1] == [("stdout", "after\n")]
         assert events[-1]["event"] == "end" and json.loads(events[-1]["data"])["rc"] == 0
+
+
+STREAM_SOURCES = tuple(f"127.0.0.{n}" for n in range(20, 24))  # 4 x 50 streams: under limit_conn's 64 per address
+GET_SOURCES = tuple(f"127.0.0.{n}" for n in range(30, 36))  # 600 GETs faster than limit_req's 50 a second
+
+
+class RoundRobin(requests.adapters.HTTPAdapter):
+    """Each request from the next of some loopback addresses (one connection pool each)."""
+
+    def __init__(self, sources: tuple[str, ...]) -> None:
+        super().__init__()
+        self.adapters, self.turn = [FromAddress(source) for source in sources], 0
+
+    def send(self, request: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        self.turn += 1
+        return self.adapters[self.turn % len(self.adapters)].send(request, **kwargs)
+
+    def close(self) -> None:
+        for adapter in self.adapters:
+            adapter.close()
+
+
+def test_200_follow_streams_through_nginx_beside_ordinary_requests(gunicorn_url: str, api: Any, store: Any,
+                                                                  instance: dict, tmp_path: Path) -> None:
+    """200 follow streams held open through the shipped site (its nginx with room for their 400 connections): every
+    GET of one task is still answered 200. p50/p99 printed (pytest -s), never asserted: `make bench` measures."""
+    task = api.create_task(instance)
+    assert store.claim(task["id"], "test-worker", 600)  # running, silent: its follows stay open
+    with Nginx(tmp_path / "roomy", urlsplit(gunicorn_url).netloc, SITE, connections=1024).start() as roomy:
+        session = requests.Session()  # from a new address each GET, in turn: limit_req's burst allows 200 each
+        session.trust_env, session.verify = False, str(roomy.cert)
+        session.mount("https://", RoundRobin(GET_SOURCES))
+        url = f"{roomy.https}/tasks/{task['id']}"
+        alone, alone_seconds = test_streams.get_one_task(session, url)
+        tls = ssl.create_default_context(cafile=str(roomy.cert))
+        follow = f"/wsexec/tasks/{task['id']}/output?follow=true"
+        with test_streams.streams(roomy.https, follow, test_streams.STREAMS, sources=STREAM_SOURCES,
+                                  wrap=tls) as held:
+            loaded, loaded_seconds = test_streams.get_one_task(session, url)
+            assert len(held) == test_streams.STREAMS
+    assert alone == loaded == [200] * test_streams.GETS
+    print(f"\nthrough nginx, GET one task ({test_streams.GETS} sequential): no streams: "
+          f"{test_streams.percentiles(alone_seconds)}; {test_streams.STREAMS} follow streams open: "
+          f"{test_streams.percentiles(loaded_seconds)}")
 
 
 # --- a few hostile clients through nginx ------------------------------------------------------------------------

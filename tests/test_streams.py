@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import socket
+import ssl
 import statistics
 import time
 from collections.abc import Iterator
@@ -49,10 +50,14 @@ def running(store: Store, api: Any, instance: dict[str, Any]) -> dict[str, Any]:
     return task
 
 
-def open_stream(base: str, path: str, accept: str = "text/event-stream") -> socket.socket:
-    """A stream held open by a raw socket once its status line came (nothing read after): a client that sits."""
+def open_stream(base: str, path: str, accept: str = "text/event-stream", source: str = "127.0.0.1",
+                wrap: ssl.SSLContext | None = None) -> socket.socket:
+    """A stream held open by a raw socket (TLS if `wrap`) once its status line came (nothing read after): a client
+    that sits."""
     url = urlsplit(base)
-    sock = socket.create_connection((url.hostname, url.port), timeout=60)
+    sock: socket.socket = socket.create_connection((url.hostname, url.port), timeout=60, source_address=(source, 0))
+    if wrap:
+        sock = wrap.wrap_socket(sock, server_hostname=url.hostname)
     token = base64.b64encode(":".join(VIEWER).encode()).decode()
     sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: Basic {token}\r\n"
                   f"Accept: {accept}\r\n\r\n").encode())
@@ -64,11 +69,14 @@ def open_stream(base: str, path: str, accept: str = "text/event-stream") -> sock
 
 
 @contextmanager
-def streams(base: str, path: str, count: int, accept: str = "text/event-stream") -> Iterator[list[socket.socket]]:
+def streams(base: str, path: str, count: int, accept: str = "text/event-stream",
+            sources: tuple[str, ...] = ("127.0.0.1",),
+            wrap: ssl.SSLContext | None = None) -> Iterator[list[socket.socket]]:
+    """`count` open streams, from the source addresses in turn; closed on exit."""
     held: list[socket.socket] = []
     try:
-        for _ in range(count):
-            held.append(open_stream(base, path, accept))
+        for number in range(count):
+            held.append(open_stream(base, path, accept, sources[number % len(sources)], wrap))
         yield held
     finally:
         for sock in held:
