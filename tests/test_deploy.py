@@ -249,6 +249,24 @@ def test_following_a_task_through_nginx_shows_its_output_before_it_ends(
         assert events[-1]["event"] == "end" and json.loads(events[-1]["data"])["rc"] == 0
 
 
+def test_a_text_follow_cut_short_behind_nginx_is_cut_short_for_the_client(
+    nginx: Nginx, client: requests.Session, api: Any, store: Any, instance: dict, redis_server: Any
+) -> None:
+    """Redis lost under a text/plain follow: the client's transfer ends without its last chunk, as gunicorn's does
+    (tests/test_streams.py), instead of nginx presenting the output as complete."""
+    task = api.create_task(instance)
+    assert store.claim(task["id"], "test-worker", 600)
+    url = f"{nginx.https}/tasks/{task['id']}/output?follow=true"
+    with client.get(url, auth=ADMIN, stream=True, timeout=(10, 60)) as stream:
+        assert stream.status_code == 200
+        redis_server.stop()
+        try:
+            with pytest.raises(requests.exceptions.ChunkedEncodingError):
+                b"".join(stream.iter_content(None))
+        finally:
+            redis_server.start()
+
+
 STREAM_SOURCES = tuple(f"127.0.0.{n}" for n in range(20, 24))  # 4 x 50 streams: under limit_conn's 64 per address
 GET_SOURCES = tuple(f"127.0.0.{n}" for n in range(30, 36))  # 600 GETs faster than limit_req's 50 a second
 

@@ -148,3 +148,18 @@ def test_the_cap_and_a_client_that_leaves_giving_its_slot_back(gunicorn_url: str
             assert open_streams_metric(gunicorn_url) == (2, 2)
     wait_for(lambda: open_streams_metric(gunicorn_url)[0] == 0, timeout=60)
     print(f"\n{path} ({accept}): slot back {freed:.2f} s after the client left (heartbeat {HEARTBEAT} s)")
+
+
+def test_a_text_follow_that_loses_redis_is_cut_short_not_ended(gunicorn_url: str, running: dict,
+                                                               redis_server: Any) -> None:
+    """Plain text has no room for an error event: the transfer stops without its last chunk, so curl says so (exit
+    18) instead of taking the output for complete; never a hang. Resume with ?stdout_offset=."""
+    url = f"{gunicorn_url}/wsexec/tasks/{running['id']}/output?follow=true"
+    with requests.get(url, auth=VIEWER, stream=True, timeout=(10, 60)) as stream:
+        assert stream.status_code == 200 and stream.headers["Transfer-Encoding"] == "chunked"
+        redis_server.stop()
+        try:
+            with pytest.raises(requests.exceptions.ChunkedEncodingError):
+                b"".join(stream.iter_content(None))
+        finally:
+            redis_server.start()
