@@ -11,6 +11,7 @@ import shlex
 import shutil
 import ssl
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests import test_dos, test_readme
-from tests.helpers import CRON_TOKEN, PASSWORDS, ROOT, wait_for
+from tests import test_dos, test_readme, test_streams
+from tests.helpers import CRON_TOKEN, PASSWORDS, ROOT, sse_frames, task_body, wait_for
 from wsexec.config import Settings
 from wsexec.files.routes import FORM_OVERHEAD
 from wsexec.testing import SshServer
@@ -117,10 +118,12 @@ def test_readme_quickstart_through_nginx_with_curl_over_tls(nginx: Nginx, worker
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "CURL_CA_BUNDLE": str(nginx.cert)}
     done = test_readme.run_blocks(["quickstart"], nginx.https.removesuffix("/wsexec"), demo_host.port, tmp_path, env)
     assert done.returncode == 0, done.stderr
-    instance, created, task, listing = (json.loads(line) for line in done.stdout.splitlines())
+    lines = done.stdout.splitlines(keepends=True)
+    instance, created, task, listing = (json.loads(line) for line in lines[:4])
     assert (instance["id"], created["created_by"]) == (1, "admin")
     assert (task["state"], task["rc"]) == ("DONE", 3) and task["stdout"].startswith("hello from ")
     assert listing["results"][0]["id"] == 1
+    assert "".join(lines[4:]) == task["stdout"] + task["stderr"], "curl -N's follow through nginx"
 
 
 def test_health_and_credentials_through_nginx(nginx: Nginx, client: requests.Session, workers: Any) -> None:
@@ -212,6 +215,95 @@ def test_readme_deployment_check_through_nginx(nginx: Nginx, workers: Any, tmp_p
     health, instances = (json.loads(line) for line in done.stdout.splitlines())
     assert health["status"] == "ok" and health["workers"] == 1
     assert instances["count"] == 0 and instances["results"] == []
+
+
+@pytest.mark.parametrize("accept", ["text/event-stream", "text/plain"])
+def test_following_a_task_through_nginx_shows_its_output_before_it_ends(
+    nginx: Nginx, client: requests.Session, workers: Any, instance: dict, accept: str, tmp_path: Path
+) -> None:
+    """curl -N through the shipped site: the first line arrives while the task still waits for its gate file (nginx
+    passes the stream unbuffered, X-Accel-Buffering: no), the rest and the end once it goes on."""
+    gate = Path(f"/tmp/wsexec-test-{uuid.uuid4().hex}.go")
+    script = f"echo before; until [ -e {gate} ]; do sleep 0.1; done; echo after"
+    task = client.post(f"{nginx.https}/tasks", auth=ADMIN, json=task_body(instance, script), timeout=30).json()
+    workers.start(1)
+    url = f"{nginx.https}/tasks/{task['id']}/output?follow=true&timeout=120"
+    try:
+        # a read that waits 60 s for its next bytes fails the test: a buffering nginx holds them until the end
+        with client.get(url, auth=ADMIN, headers={"Accept": accept}, stream=True, timeout=(10, 60)) as stream:
+            assert stream.status_code == 200 and stream.headers["Content-Type"].startswith(accept)
+            lines = stream.iter_lines(decode_unicode=True)
+            first = next(line for line in lines if line.startswith(("data: ", "before")))
+            assert first.removeprefix("data: ") == "before"
+            assert client.get(f"{nginx.https}/tasks/{task['id']}", auth=ADMIN).json()["state"] == "CURRENT"
+            gate.touch()
+            rest = list(lines)
+    finally:
+        gate.touch()
+        gate.unlink()
+    if accept == "text/plain":
+        assert rest == ["after"]
+    else:
+        events = [f for f in sse_frames(rest) if "event" in f]
+        assert [(f["event"], f["data"]) for f in events][:1] == [("stdout", "after\n")]
+        assert events[-1]["event"] == "end" and json.loads(events[-1]["data"])["rc"] == 0
+
+
+def test_a_text_follow_cut_short_behind_nginx_is_cut_short_for_the_client(
+    nginx: Nginx, client: requests.Session, api: Any, store: Any, instance: dict, redis_server: Any
+) -> None:
+    """Redis lost under a text/plain follow: the client's transfer ends without its last chunk, as gunicorn's does
+    (tests/test_streams.py), instead of nginx presenting the output as complete."""
+    task = api.create_task(instance)
+    assert store.claim(task["id"], "test-worker", 600)
+    url = f"{nginx.https}/tasks/{task['id']}/output?follow=true"
+    with client.get(url, auth=ADMIN, stream=True, timeout=(10, 60)) as stream:
+        assert stream.status_code == 200
+        test_streams.cut_short_when_redis_stops(stream, redis_server)
+
+
+STREAM_SOURCES = tuple(f"127.0.0.{n}" for n in range(20, 24))  # 4 x 50 streams: under limit_conn's 64 per address
+GET_SOURCES = tuple(f"127.0.0.{n}" for n in range(30, 36))  # 600 GETs faster than limit_req's 50 a second
+
+
+class RoundRobin(requests.adapters.HTTPAdapter):
+    """Each request from the next of some loopback addresses (one connection pool each)."""
+
+    def __init__(self, sources: tuple[str, ...]) -> None:
+        super().__init__()
+        self.adapters, self.turn = [FromAddress(source) for source in sources], 0
+
+    def send(self, request: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        self.turn += 1
+        return self.adapters[self.turn % len(self.adapters)].send(request, **kwargs)
+
+    def close(self) -> None:
+        for adapter in self.adapters:
+            adapter.close()
+
+
+def test_200_follow_streams_through_nginx_beside_ordinary_requests(gunicorn_url: str, api: Any, store: Any,
+                                                                  instance: dict, tmp_path: Path) -> None:
+    """200 follow streams held open through the shipped site (its nginx with room for their 400 connections): every
+    GET of one task is still answered 200. p50/p99 printed (pytest -s), never asserted: `make bench` measures."""
+    task = api.create_task(instance)
+    assert store.claim(task["id"], "test-worker", 600)  # running, silent: its follows stay open
+    with Nginx(tmp_path / "roomy", urlsplit(gunicorn_url).netloc, SITE, connections=1024).start() as roomy:
+        session = requests.Session()  # from a new address each GET, in turn: limit_req's burst allows 200 each
+        session.trust_env, session.verify = False, str(roomy.cert)
+        session.mount("https://", RoundRobin(GET_SOURCES))
+        url = f"{roomy.https}/tasks/{task['id']}"
+        alone, alone_seconds = test_streams.get_one_task(session, url)
+        tls = ssl.create_default_context(cafile=str(roomy.cert))
+        follow = f"/wsexec/tasks/{task['id']}/output?follow=true"
+        with test_streams.streams(roomy.https, follow, test_streams.STREAMS, sources=STREAM_SOURCES,
+                                  wrap=tls) as held:
+            loaded, loaded_seconds = test_streams.get_one_task(session, url)
+            assert len(held) == test_streams.STREAMS
+    assert alone == loaded == [200] * test_streams.GETS
+    print(f"\nthrough nginx, GET one task ({test_streams.GETS} sequential): no streams: "
+          f"{test_streams.percentiles(alone_seconds)}; {test_streams.STREAMS} follow streams open: "
+          f"{test_streams.percentiles(loaded_seconds)}")
 
 
 # --- a few hostile clients through nginx ------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -184,3 +184,70 @@ def test_output_arrives_live_through_gunicorn_from_real_workers(gunicorn_url: st
     assert text.headers["Content-Type"].startswith("text/plain")
     assert text.content == b"before\nafter\nlast" + b"oops\n", "a finished task's: stdout, then stderr"
     go.unlink()
+
+
+def stream_of(response: Any) -> Iterator[dict[str, Any]]:
+    """The events (not comments) of an unbuffered test-client response, as they come."""
+    lines = (line for chunk in response.response for line in chunk.decode().split("\n"))
+    return (f for f in sse_frames(lines) if "event" in f)
+
+
+@pytest.fixture
+def printing(app: Any, api: Api, instance: dict) -> tuple[dict[str, Any], Store]:
+    """A running task that printed "one\\n", and the app's store (its client rides out a Redis restart)."""
+    store = app.extensions["wsexec_store"]
+    task = api.create_task(instance)
+    assert store.claim(task["id"], "test-worker", 600)
+    store.append_output(task["id"], "stdout", b"one\n", 0)
+    return task, store
+
+
+def test_redis_restarted_mid_stream_the_stream_goes_on_or_resumes_by_last_event_id(
+    api: Api, printing: tuple[dict[str, Any], Store], redis_server: Any
+) -> None:
+    """A short restart (AOF kept) is within the client's retries: the stream reads on. Should the restart outlast
+    them (a loaded machine), the stream says `error` and ends; a reconnect with Last-Event-ID gets the rest.
+    Either way: all of the output once, and one end."""
+    task, store = printing
+    url = f"/tasks/{task['id']}/output?follow=true&timeout=120"
+    response = api.get(url, headers=SSE, buffered=False)
+    events = stream_of(response)
+    seen = [next(events)]
+    assert (seen[0]["event"], seen[0]["data"]) == ("stdout", "one\n")
+    redis_server.restart(down_seconds=0.5)
+    store.append_output(task["id"], "stdout", b"two\n", 4)
+    store.finish(task["id"], TaskState.DONE, rc=0)
+    seen += [next(e for e in events if e["event"] in ("stdout", "end", "error"))]
+    if seen[-1]["event"] == "stdout":  # read on after the restart
+        seen += list(events)
+    response.close()
+    errored = seen[-1]["event"] == "error"
+    if errored:
+        seen = seen[:-1] + frames(api, task["id"], **{"Last-Event-ID": seen[-2]["id"]})
+    print("\nRedis restart mid-stream:", "error event, resumed by Last-Event-ID" if errored else "the stream read on")
+    assert joined(seen, "stdout") == "one\ntwo\n"
+    assert [f["event"] for f in seen].count("end") == 1 and seen[-1]["event"] == "end"
+
+
+def test_redis_down_beyond_the_retries_ends_the_stream_with_an_error_then_last_event_id_resumes(
+    api: Api, printing: tuple[dict[str, Any], Store], redis_server: Any
+) -> None:
+    """Never a hang: the stream ends with `event: error` (what it could not do, and that Last-Event-ID resumes)."""
+    task, store = printing
+    response = api.get(f"/tasks/{task['id']}/output?follow=true&timeout=120", headers=SSE, buffered=False)
+    events = stream_of(response)
+    first = next(events)
+    redis_server.stop()
+    try:
+        error = next(events)
+        assert list(events) == [], "the error event is the last"
+    finally:
+        response.close()
+        redis_server.start()
+    assert error["event"] == "error" and "id" not in error
+    assert json.loads(error["data"])["error"] == "Redis unreachable: the stream ends; reconnect with Last-Event-ID"
+    store.append_output(task["id"], "stdout", b"two\n", 4)
+    store.finish(task["id"], TaskState.DONE, rc=0)
+    rest = frames(api, task["id"], **{"Last-Event-ID": first["id"]})
+    assert [(f["event"], f["data"]) for f in rest] == [("stdout", "two\n"),
+                                                        ("end", '{"state":"DONE","rc":0,"error":null}')]

@@ -39,9 +39,13 @@ def run_blocks(
                           timeout=60, env=env)
 
 
-def json_lines(done: subprocess.CompletedProcess) -> list[Any]:
+QUICKSTART_LINES = 6  # what the quickstart prints: four JSON answers, then its task's stdout and stderr lines (curl -N)
+
+
+def json_lines(done: subprocess.CompletedProcess, skip: int = 0) -> list[Any]:
+    """The JSON answers printed, one a line, after the first `skip` lines."""
     assert done.returncode == 0, done.stderr
-    return [json.loads(line) for line in done.stdout.splitlines()]
+    return [json.loads(line) for line in done.stdout.splitlines()[skip:]]
 
 
 def test_quickstart_and_follow(gunicorn_url: str, workers: Any, demo_host: SshServer, tmp_path: Path) -> None:
@@ -55,7 +59,7 @@ def test_quickstart_and_follow(gunicorn_url: str, workers: Any, demo_host: SshSe
     assert task["state"] == "DONE" and task["rc"] == 3
     assert task["stdout"].startswith("hello from ") and task["stderr"].strip()
     assert listing["count"] == 1 and listing["results"][0]["id"] == 1
-    assert "".join(lines[4:]) == task["stdout"] + task["stderr"]  # what curl -N printed
+    assert "".join(lines[4:]) == task["stdout"] + task["stderr"] + "1\n2\n3\n"  # what the two curl -N printed
 
 
 def test_events_replay(gunicorn_url: str, workers: Any, demo_host: SshServer, tmp_path: Path) -> None:
@@ -70,7 +74,8 @@ def test_events_replay(gunicorn_url: str, workers: Any, demo_host: SshServer, tm
 
 def test_commands_fanout_and_cron(gunicorn_url: str, workers: Any, demo_host: SshServer, tmp_path: Path) -> None:
     workers.start(1)
-    json_lines(run_blocks(["quickstart"], gunicorn_url, demo_host.port, tmp_path))
+    quickstart = run_blocks(["quickstart"], gunicorn_url, demo_host.port, tmp_path)
+    assert quickstart.returncode == 0 and len(quickstart.stdout.splitlines()) == QUICKSTART_LINES, quickstart.stderr
 
     commands = run_blocks(["commands"], gunicorn_url, demo_host.port, tmp_path).stdout.splitlines()
     listed, uptime, queued = json.loads(commands[0]), commands[1], json.loads(commands[2])
@@ -89,22 +94,23 @@ def test_commands_fanout_and_cron(gunicorn_url: str, workers: Any, demo_host: Ss
     assert first[0][0]["created_by"] == "nightly" and first[0][0]["script"] == "df -P /"
 
 
-def test_notes(gunicorn_url: str, demo_host: SshServer, tmp_path: Path) -> None:
+def test_notes(gunicorn_url: str, workers: Any, demo_host: SshServer, tmp_path: Path) -> None:
+    workers.start(1)  # the quickstart's curl -N follows its task until it ends
     done = run_blocks(["quickstart", "notes"], gunicorn_url, demo_host.port, tmp_path)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    pinned, private, unpinned, listing = (json.loads(line) for line in lines[4:8])
+    pinned, private, unpinned, listing = (json.loads(line) for line in lines[QUICKSTART_LINES:QUICKSTART_LINES + 4])
     assert pinned["pinned"] is True and pinned["author"] == "admin" and pinned["instance"] == 1
     assert private["private"] is True and private["id"] == 2
     assert unpinned["pinned"] is False and unpinned["content"] == pinned["content"]
     assert [note["id"] for note in listing["results"]] == [1, 2]  # both unpinned now: the last updated first
-    assert lines[8:] == ["204"]
+    assert lines[QUICKSTART_LINES + 4:] == ["204"]
 
 
 def test_schedules(gunicorn_url: str, workers: Any, demo_host: SshServer, tmp_path: Path) -> None:
     workers.start(1)
     nightly, heartbeat, shown, tasks, paused = json_lines(
-        run_blocks(["quickstart", "schedules"], gunicorn_url, demo_host.port, tmp_path))[4:]
+        run_blocks(["quickstart", "schedules"], gunicorn_url, demo_host.port, tmp_path), QUICKSTART_LINES)
     assert (nightly["cron"], nightly["timezone"], nightly["template"]["target"]) == (
         "30 2 * * *", "Europe/Berlin", {"tag": "demo"})
     assert heartbeat["interval"] == 10 and heartbeat["overlap"] == "skip" and shown["id"] == heartbeat["id"] == 2
@@ -130,12 +136,13 @@ def test_files(gunicorn_url: str, workers: Any, demo_host: SshServer, tmp_path: 
         done = run_blocks(["quickstart", "files"], gunicorn_url, demo_host.port, tmp_path)
         assert done.returncode == 0, done.stderr
         lines = done.stdout.splitlines()
-        first, refused, replaced, (fanned,) = (json.loads(line) for line in lines[4:8])
+        answers = lines[QUICKSTART_LINES:QUICKSTART_LINES + 4]
+        first, refused, replaced, (fanned,) = (json.loads(line) for line in answers)
         assert (first["kind"], first["state"], first["rc"], first["mode"]) == ("upload", "DONE", 0, "0640"), first
         assert refused["state"] == "ABORT" and "already exists" in refused["error"], refused
         assert (replaced["state"], replaced["mode"]) == ("DONE", "0640") and fanned["state"] == "DONE"
         assert fanned["batch"] and motd.read_text() == "managed by wsexec\n"
-        assert lines[8:] == ["200 application/octet-stream"]
+        assert lines[QUICKSTART_LINES + 4:] == ["200 application/octet-stream"]
         assert (tmp_path / "os-release").read_bytes() == Path("/etc/os-release").read_bytes()
     finally:
         motd.unlink(missing_ok=True)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import re
+import select
+import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from flask import Response, current_app
+from flask import Response, current_app, request
 from redis.exceptions import RedisError
 
 from wsexec.exceptions import Saturated
@@ -58,11 +60,39 @@ class StreamSlots:
             self.open -= 1
 
 
+def client_gone(sock: socket.socket) -> bool:
+    """The client hung up (EOF or reset waiting on its connection); never blocks."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
+def while_connected(body: Iterable[Any], sock: socket.socket | None) -> Iterator[Any]:
+    """The body's items until its client hangs up, looked at before each one (a heartbeat at the latest).
+
+    A write to a connection the client closed still succeeds once (the kernel takes it; the reset comes back
+    after): without this look a stream would notice only at its second heartbeat.
+    """
+    iterator = iter(body)
+    try:
+        for item in iterator:
+            if sock is not None and client_gone(sock):
+                return
+            yield item
+    finally:
+        close = getattr(iterator, "close", None)
+        if close:
+            close()
+
+
 def respond(body: Iterable[str] | Iterable[bytes], mimetype: str, slots: StreamSlots) -> Response:
     """A streamed answer holding one of this process's stream slots until it closes (503 when none is free)."""
     if not slots.acquire():
         raise Saturated(f"this process already serves {slots.limit} streams (WSEXEC_EVENTS_STREAMS_MAX)",
                         STREAMS_RETRY_AFTER, {"limit": slots.limit})
+    body = while_connected(body, request.environ.get("gunicorn.socket"))  # gunicorn's; other servers: writes fail
     response = current_app.response_class(body, mimetype=mimetype,
                                           headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     response.call_on_close(slots.release)

@@ -94,3 +94,5 @@ def text(store: Store, task_id: int, offsets: dict[str, int], heartbeat: float, 
     for item in chunks(store, task_id, offsets, heartbeat, seconds):
         if isinstance(item, Chunk):
             yield item.data
+        elif item is None:
+            yield b""  # idle for a heartbeat: nothing to write, but sse.respond looks whether the client is still there
