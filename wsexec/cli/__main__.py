@@ -1,0 +1,3 @@
+from wsexec.cli import main
+
+main()
