@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -209,3 +210,77 @@ def test_fan_out_prefixes_lines_and_exits_0_4_or_3(cli: Cli, make_sshd: Callable
     two = cli("run", "-i", json.loads(cli("instances", "--json").stdout)["results"][-1]["id"],
               "-i", tasks[0]["instance"], "--", "exit 0")
     assert two.returncode == 0 and two.stderr.strip() == "2 tasks: 2 DONE (rc 0: 2)"
+
+
+def test_listings_show_and_json_shapes(cli: Cli, sshd: SshServer, ssh_user: str) -> None:
+    instance = declare(cli, sshd, "list", ssh_user)
+    assert cli("run", "-i", instance, "--name", "listed", "--", "echo listed").returncode == 0
+
+    listing = json.loads(cli("tasks", "--tag", "cli", "--state", "DONE", "--json").stdout)
+    assert set(listing) == {"count", "next", "previous", "results"} and listing["count"] == 1
+    task = listing["results"][0]
+    plain = cli("tasks").stdout.splitlines()  # in a pipe: a header, then tab-separated rows
+    assert plain[0].split("\t") == ["ID", "STATE", "RC", "INSTANCE", "TAG", "NAME", "CREATED_BY", "START", "END"]
+    assert plain[1].split("\t")[:6] == [str(task["id"]), "DONE", "0", str(instance), "cli", "listed"]
+    assert "\x1b[" not in "".join(plain)  # no colours in a pipe
+    shown = cli("show", task["id"])
+    assert re.search(r"^state: +DONE$", shown.stdout, re.M) and re.search(r"^stdout: +listed$", shown.stdout, re.M)
+    assert json.loads(cli("show", task["id"], "--json").stdout)["stdout"] == "listed\n"
+
+    instances = json.loads(cli("instances", "--json").stdout)
+    assert set(instances) == {"count", "next", "previous", "results"} and instances["results"][0]["id"] == instance
+    assert cli("instances").stdout.splitlines()[0].startswith("ID\tIP\tPORT\tTAG\tSTATE")
+    assert json.loads(cli("instances", "show", instance, "--json").stdout)["port"] == sshd.port
+    facts = cli("instances", "facts", instance, "--json", user="admin")
+    assert facts.returncode == 0, facts.stderr
+    assert json.loads(facts.stdout)["kernel"]
+
+    commands = json.loads(cli("cmd", "--json").stdout)
+    assert commands["uptime"] == "uptime"
+    done = cli("cmd", "uptime", "-i", instance)
+    assert done.returncode == 0 and "load average" in done.stdout
+    assert json.loads(cli("cmd", "df", "-i", instance, "--json").stdout)["name"] == "df"
+
+    events = cli("events", "--instance", instance, "--all", "--timeout", 0, "--json")
+    assert events.returncode == 0, events.stderr
+    seen = [json.loads(line) for line in events.stdout.splitlines()]
+    assert {"created", "started", "finished"} <= {event["event"] for event in seen}
+    assert all(set(event) == {"event", "id", "data"} and event["data"]["instance"] == instance for event in seen)
+    assert f"finished task {task['id']} instance {instance} tag cli DONE rc 0" in cli(
+        "events", "--all", "--timeout", 0).stdout.splitlines()
+
+    assert cli("instances", "rm", instance, user="admin").stdout == f"instance {instance}: removed\n"
+
+
+def test_bad_credentials_missing_server_and_config_files(cli: Cli, gunicorn_url: str, tmp_path: Path) -> None:
+    env = environment(gunicorn_url, None, tmp_path) | {"WSEXEC_USER": "operator", "WSEXEC_PASSWORD": "wrong-pw"}
+    done = cli("tasks", env=env)
+    assert done.returncode == 125 and done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1 and "401 UNAUTHORIZED" in done.stderr.upper(), done.stderr
+    assert "wrong-pw" not in done.stderr
+
+    env = environment(f"http://127.0.0.1:{free_port()}", "operator", tmp_path)
+    done = cli("tasks", env=env)
+    assert done.returncode == 125 and len(done.stderr.splitlines()) == 1
+    assert "connection refused" in done.stderr and "WSEXEC_URL" in done.stderr
+
+    no_password = environment(gunicorn_url, None, tmp_path) | {"WSEXEC_USER": "operator"}
+    done = cli("tasks", env=no_password)  # stdin is not a terminal: no prompt
+    assert done.returncode == 125 and "no password for operator" in done.stderr
+
+    config = tmp_path / "config" / "wsexec" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text(f'url = "{gunicorn_url}"\nuser = "viewer"\npassword = "{PASSWORDS["viewer"]}"\n')
+    config.chmod(0o644)
+    bare = environment("", None, tmp_path)
+    del bare["WSEXEC_URL"]
+    done = cli("tasks", env=bare)
+    assert done.returncode == 125 and "readable by others" in done.stderr and "chmod 600" in done.stderr
+    assert PASSWORDS["viewer"] not in done.stderr
+    config.chmod(0o600)
+    assert cli("tasks", "--json", env=bare).returncode == 0
+    done = cli("--token", "not-a-token", "tasks", env=bare)  # an option wins over the file
+    assert done.returncode == 125 and "401" in done.stderr
+
+    usage = cli("--help", env=bare).stdout
+    assert "Exit codes" in usage and "255" in usage and "125" in usage

@@ -12,6 +12,7 @@ import click
 import requests
 
 from wsexec.cli.config import Credentials
+from wsexec.cli.outcome import CLIENT_ERROR
 
 TIMEOUT = 30.0  # seconds for a plain request; waits add theirs
 
@@ -19,7 +20,7 @@ TIMEOUT = 30.0  # seconds for a plain request; waits add theirs
 class ApiError(click.ClickException):
     """Exits with EXIT_CLIENT and one line on stderr: the status and the server's error, or why it could not ask."""
 
-    exit_code = 125
+    exit_code = CLIENT_ERROR
 
 
 @dataclass(frozen=True)

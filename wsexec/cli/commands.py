@@ -279,15 +279,17 @@ def batch(state: State, batch_id: str, wait: bool, as_json: bool) -> None:
 @click.option("-t", "--tag")
 @click.option("-i", "--instance", type=int)
 @click.option("--timeout", type=click.IntRange(min=0), help="stop after this many seconds")
+@click.option("--after", metavar="EVENT_ID", help="resume after this event id (default: from now on)")
+@click.option("--all", "from_oldest", is_flag=True, help="from the oldest event the server keeps")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line: event, id, data")
 @pass_state
 def events(state: State, batch: str | None, tag: str | None, instance: int | None, timeout: int | None,
-           as_json: bool) -> None:
+           after: str | None, from_oldest: bool, as_json: bool) -> None:
     """Tail task events (created, started, finished) as they happen; Ctrl-C stops."""
     params = {key: value for key, value in (("batch", batch), ("tag", tag), ("instance", instance),
                                             ("timeout", timeout)) if value is not None}
     try:
-        for event in state.client.stream("/events", params):
+        for event in state.client.stream("/events", params, "0-0" if from_oldest else after):
             data = json.loads(event.data)
             if as_json:
                 click.echo(json.dumps({"event": event.name, "id": event.id, "data": data}), nl=True)

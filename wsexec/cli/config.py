@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from wsexec.cli.outcome import CLIENT_ERROR
+
 FILE_NAME = "config.toml"
 KEYS = ("url", "user", "password", "token")
 DEFAULT_URL = "http://127.0.0.1:5000"
@@ -16,6 +18,8 @@ DEFAULT_URL = "http://127.0.0.1:5000"
 
 class ConfigError(click.ClickException):
     """A config file that cannot be used, or credentials that are missing."""
+
+    exit_code = CLIENT_ERROR
 
 
 @dataclass(frozen=True)

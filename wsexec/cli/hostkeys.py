@@ -6,8 +6,9 @@ import base64
 import hashlib
 import socket
 
-import click
 import paramiko
+
+from wsexec.cli.client import ApiError
 
 TIMEOUT = 10.0
 
@@ -22,13 +23,13 @@ def scan(host: str, port: int) -> tuple[str, str]:
     try:
         sock = socket.create_connection((host, port), timeout=TIMEOUT)
     except OSError as exc:
-        raise click.ClickException(f"cannot scan {host}:{port}: {exc.strerror or exc}") from None
+        raise ApiError(f"cannot scan {host}:{port}: {exc.strerror or exc}") from None
     transport = paramiko.Transport(sock)
     try:
         transport.start_client(timeout=TIMEOUT)
         key = transport.get_remote_server_key()
     except (paramiko.SSHException, OSError, EOFError) as exc:
-        raise click.ClickException(f"cannot scan {host}:{port}: {exc or type(exc).__name__}") from None
+        raise ApiError(f"cannot scan {host}:{port}: {exc or type(exc).__name__}") from None
     finally:
         transport.close()
     return f"{key.get_name()} {key.get_base64()}", fingerprint(key)
