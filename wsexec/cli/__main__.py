@@ -1,3 +1,6 @@
+"""python -m wsexec.cli: the same as the wsexec command."""
+
 from wsexec.cli import main
 
-main()
+if __name__ == "__main__":
+    main()
