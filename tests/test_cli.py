@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -284,3 +287,42 @@ def test_bad_credentials_missing_server_and_config_files(cli: Cli, gunicorn_url:
 
     usage = cli("--help", env=bare).stdout
     assert "Exit codes" in usage and "255" in usage and "125" in usage
+
+
+def on_terminal(env: dict[str, str], args: list[str | int], answer: str, timeout: float = 60) -> tuple[int, str]:
+    """Run wsexec on a pseudo-terminal, typing `answer` when it asks; its exit code and all it showed."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: wsexec with the terminal as stdin, stdout and stderr
+        os.chdir(ROOT)
+        os.execve(sys.executable, [*WSEXEC, *map(str, args)], env | {"COLUMNS": "100", "TERM": "xterm"})
+    shown, deadline, answered = b"", time.monotonic() + timeout, False
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 1)
+        if not ready:
+            continue
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        shown += data
+        if not answered and b"password for" in shown:
+            os.write(fd, answer.encode() + b"\n")
+            answered = True
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")
+
+
+def test_on_a_terminal_it_asks_the_password_and_draws_tables(cli: Cli, operator_env: dict[str, str], sshd: SshServer,
+                                                            ssh_user: str) -> None:
+    instance = declare(cli, sshd, "tty", ssh_user)
+    assert cli("run", "-i", instance, "--", "true").returncode == 0
+    env = {key: value for key, value in operator_env.items() if key != "WSEXEC_PASSWORD"}
+    code, shown = on_terminal(env, ["tasks"], PASSWORDS["operator"])
+    assert code == 0, shown
+    assert "password for operator" in shown and PASSWORDS["operator"] not in shown  # asked, not echoed
+    assert "┏━━━━┳" in shown and "\x1b[32mDONE" in shown, shown  # rich's table, the state in colour
+    code, shown = on_terminal(env, ["run", "-t", "tty", "--", "exit 3"], PASSWORDS["operator"])
+    assert code == 4 and "1 task: 1 DONE (rc 3: 1)" in shown, shown

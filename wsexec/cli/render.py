@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -90,6 +90,3 @@ def note(message: str) -> None:
     """A line on stderr for the person, not the pipe."""
     click.secho(message, err=True, dim=on_terminal(sys.stderr))
 
-
-def prefixed(prefix: str, write: Callable[[str], None]) -> Callable[[str], None]:
-    return lambda line: write(f"{prefix}: {line}")
