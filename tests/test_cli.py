@@ -307,7 +307,7 @@ def on_terminal(env: dict[str, str], args: list[str | int], answer: str, timeout
         if not data:
             break
         shown += data
-        if not answered and b"password for" in shown:
+        if not answered and shown.rstrip().endswith(b":") and b"assword" in shown:
             os.write(fd, answer.encode() + b"\n")
             answered = True
     _, status = os.waitpid(pid, 0)
@@ -326,3 +326,15 @@ def test_on_a_terminal_it_asks_the_password_and_draws_tables(cli: Cli, operator_
     assert "┏━━━━┳" in shown and "\x1b[32mDONE" in shown, shown  # rich's table, the state in colour
     code, shown = on_terminal(env, ["run", "-t", "tty", "--", "exit 3"], PASSWORDS["operator"])
     assert code == 4 and "1 task: 1 DONE (rc 3: 1)" in shown, shown
+
+
+
+def test_login_saves_a_config_file_only_its_owner_reads(cli: Cli, gunicorn_url: str, tmp_path: Path) -> None:
+    bare = {key: value for key, value in environment(gunicorn_url, None, tmp_path).items() if key != "WSEXEC_URL"}
+    code, shown = on_terminal(bare, ["login", "--url", gunicorn_url, "--user", "viewer"], PASSWORDS["viewer"])
+    assert code == 0 and "saved to" in shown, shown
+    config = tmp_path / "config" / "wsexec" / "config.toml"
+    assert config.stat().st_mode & 0o777 == 0o600 and PASSWORDS["viewer"] not in shown
+    assert json.loads(cli("tasks", "--json", env=bare).stdout)["count"] == 0
+    code, shown = on_terminal(bare, ["login", "--url", gunicorn_url, "--user", "viewer"], "wrong")
+    assert code == 125 and "401" in shown and config.stat().st_mode & 0o777 == 0o600

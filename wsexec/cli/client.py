@@ -23,6 +23,10 @@ class ApiError(click.ClickException):
     exit_code = CLIENT_ERROR
 
 
+class StreamBroken(ApiError):
+    """An event stream that ended before its end: the caller may resume it with the last event id."""
+
+
 @dataclass(frozen=True)
 class Event:
     """One Server-Sent Event: its name, id (or None) and data (lines joined by \\n)."""
@@ -126,7 +130,7 @@ class Client:
             try:
                 yield from sse_events(lines(response.iter_content(chunk_size=None)))
             except requests.RequestException as exc:
-                raise ApiError(f"{self.url}: the stream broke ({reason(exc)})") from None
+                raise StreamBroken(f"{self.url}: the stream broke ({reason(exc)})") from None
 
 
 def lines(chunks: Iterator[bytes]) -> Iterator[str]:

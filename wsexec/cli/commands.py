@@ -216,7 +216,7 @@ def tasks(state: State, task_state: str | None, instance: int | None, tag: str |
     if as_json:
         render.emit_json(found)
         return
-    render.table(found["results"], TASK_COLUMNS, title=f"{found['count']} tasks")
+    render.table(found["results"], TASK_COLUMNS, title=f"{found['count']} task(s)")
 
 
 @cli.command()
@@ -345,7 +345,7 @@ def instances(ctx: click.Context, tag: str | None, instance_state: str | None, a
         if as_json:
             render.emit_json(found)
         else:
-            render.table(found["results"], INSTANCE_COLUMNS, title=f"{found['count']} instances")
+            render.table(found["results"], INSTANCE_COLUMNS, title=f"{found['count']} instance(s)")
 
 
 @instances.command("add")

@@ -17,7 +17,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from wsexec.cli import render
-from wsexec.cli.client import ApiError, Client
+from wsexec.cli.client import ApiError, Client, StreamBroken
 from wsexec.cli.outcome import FINISHED
 
 WAIT = 60  # seconds per ?wait request (the server caps it at WSEXEC_WAIT_MAX, 300 by default)
@@ -98,9 +98,8 @@ def follow(client: Client, task_id: int, out: Lines, err: Lines) -> dict[str, An
                         raise ApiError(f"task {task_id}: {end.get('error') or 'gone'}")
                     return dict(client.get(f"/tasks/{task_id}"))
                 last_id = event.id or last_id
-        except ApiError as exc:
-            if "the stream broke" not in str(exc.message):
-                raise
+        except StreamBroken:
+            pass
         time.sleep(RECONNECT_PAUSE)  # the stream ended early (a restart, Redis lost): go on from where it was
 
 
