@@ -171,7 +171,8 @@ def test_ctrl_c_with_cancel_on_interrupt_and_cancel(cli: Cli, operator_env: dict
     assert done.returncode == 255 and json.loads(done.stdout)["state"] == "ABORT"
 
 
-def test_fan_out_prefixes_lines_and_exits_0_4_or_3(cli: Cli, make_sshd: Callable[..., SshServer], sshd: SshServer,
+def test_fan_out_prefixes_lines_and_exits_0_4_or_3(cli: Cli, operator_env: dict[str, str], gate: Path,
+                                                  make_sshd: Callable[..., SshServer], sshd: SshServer,
                                                   ssh_user: str) -> None:
     other = make_sshd("127.0.1.2")  # not in the workers' known_hosts: --scan pins its key
     declare(cli, sshd, "fan", ssh_user)
@@ -194,6 +195,16 @@ def test_fan_out_prefixes_lines_and_exits_0_4_or_3(cli: Cli, make_sshd: Callable
         assert done.returncode == 4, done.stderr
         assert done.stdout == f"{first}: fine\n"
         assert done.stderr.splitlines() == [f"{second}: bad", "2 tasks: 2 DONE (rc 0: 1, rc 3: 1)"]
+
+    proc = start(operator_env, "run", "-t", "fan", "--follow", "--", gate_script(gate, 0))
+    assert proc.stdout is not None and proc.stderr is not None
+    shown = sorted([proc.stdout.readline(), proc.stdout.readline()])
+    assert shown == sorted([f"{first}: first\n", f"{second}: first\n"])
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 130  # both followers stopped cleanly
+    message = proc.stderr.read()
+    assert "detached; the tasks go on. Re-attach with: wsexec show ID --follow, for ID in " in message, message
+    gate.touch()
 
     batch = json.loads(cli("tasks", "--name", "echo one; echo two", "--json").stdout)["results"][0]["batch"]
     shown = cli("batch", batch, "--wait", "--json")

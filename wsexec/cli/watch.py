@@ -39,19 +39,25 @@ class Lines:
     """Writes text with `prefix: ` before every line, holding back a line until it is complete (one lock for all)."""
 
     lock = threading.Lock()
+    muted = False  # once set (under the lock), no thread writes again: the interpreter can exit mid-follow
 
     def __init__(self, prefix: str | None, err: bool) -> None:
         self.prefix, self.err, self.pending = prefix, err, ""
 
+    @classmethod
+    def mute(cls) -> None:
+        with cls.lock:
+            cls.muted = True
+
     def write(self, text: str) -> None:
         if self.prefix is None:
-            with self.lock:
-                click.echo(text, nl=False, err=self.err)
-            return
-        *complete, self.pending = (self.pending + text).split("\n")
+            complete = [text]
+        else:
+            *complete, self.pending = (self.pending + text).split("\n")
+            complete = [f"{self.prefix}: {line}\n" for line in complete]
         with self.lock:
-            for line in complete:
-                click.echo(f"{self.prefix}: {line}", err=self.err)
+            if not self.muted:
+                click.echo("".join(complete), nl=False, err=self.err)
 
     def close(self) -> None:
         if self.pending:
@@ -106,6 +112,9 @@ def follow(client: Client, task_id: int, out: Lines, err: Lines) -> dict[str, An
 def follow_all(client: Client, ids: list[int], names: dict[int, str] | None,
                show_progress: bool) -> list[dict[str, Any]]:
     """Follow several tasks at once, each line prefixed with its instance; the final tasks in the given order."""
+    if len(ids) == 1:  # in this thread: nothing else to stop on Ctrl-C
+        prefix = names[ids[0]] if names else None
+        return [follow(client, ids[0], Lines(prefix, False), Lines(prefix, True))]
     results: dict[int, dict[str, Any]] = {}
     failures: list[BaseException] = []
 
@@ -119,15 +128,19 @@ def follow_all(client: Client, ids: list[int], names: dict[int, str] | None,
     threads = [threading.Thread(target=one, args=(task_id,), daemon=True) for task_id in ids]
     for thread in threads:
         thread.start()
-    with progress(len(ids), show_progress and len(ids) > 1, "running") as bar:
-        job = bar.add_task("running", total=len(ids)) if bar else None
-        while any(thread.is_alive() for thread in threads):  # join with a timeout: Ctrl-C reaches this thread
-            for thread in threads:
-                thread.join(0.2)
-            if bar:
-                bar.update(job, completed=len(results))
-            if failures:
-                raise failures[0]
+    try:
+        with progress(len(ids), show_progress, "running") as bar:
+            job = bar.add_task("running", total=len(ids)) if bar else None
+            while any(thread.is_alive() for thread in threads):  # join with a timeout: Ctrl-C reaches this thread
+                for thread in threads:
+                    thread.join(0.2)
+                if bar:
+                    bar.update(job, completed=len(results))
+                if failures:
+                    raise failures[0]
+    except KeyboardInterrupt:
+        Lines.mute()  # the following threads stay blocked on their streams until the process exits
+        raise
     if failures:
         raise failures[0]
     return [results[task_id] for task_id in ids]
