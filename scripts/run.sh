@@ -108,6 +108,7 @@ wsexec is running (Ctrl-C stops it; logs in var/log/):
 EOF
 [ -n "${made_admin:-}" ] && echo "  login     admin, password: cat var/admin.password"
 echo "  see README quickstart for a first task (make demo-host gives you a loopback SSH host)"
+echo "  client    .venv/bin/wsexec --url http://$WSEXEC_BIND --user admin tasks   (wsexec --help)"
 echo
 
 # Until Ctrl-C or TERM: restart what exits. It polls, once a second: bash's `wait -n` misses a child that died

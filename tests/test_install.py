@@ -52,3 +52,5 @@ def test_pip_install_into_a_fresh_venv(tmp_path: Path) -> None:
     assert check_password_hash(digest, "s3cret")
     usage = run(venv / "bin/wsexec-worker", "--help", cwd=tmp_path).stdout
     assert "--burst" in usage
+    usage = run(venv / "bin/wsexec", "--help", cwd=tmp_path).stdout  # the command-line client
+    assert "run" in usage.split() and "Exit codes" in usage

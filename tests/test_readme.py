@@ -8,6 +8,7 @@ import os
 import pwd
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +147,25 @@ def test_files(gunicorn_url: str, workers: Any, demo_host: SshServer, tmp_path: 
         assert (tmp_path / "os-release").read_bytes() == Path("/etc/os-release").read_bytes()
     finally:
         motd.unlink(missing_ok=True)
+
+
+def test_cli(gunicorn_url: str, workers: Any, demo_host: SshServer, tmp_path: Path) -> None:
+    """The CLI block, with `wsexec` on PATH as `make run`'s venv has it (this checkout's wsexec.cli)."""
+    workers.start(1)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "wsexec").write_text(f'#!/bin/sh\nPYTHONPATH={ROOT} exec {sys.executable} -m wsexec.cli "$@"\n')
+    (bin_dir / "wsexec").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path),
+           "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    done = run_blocks(["cli"], gunicorn_url, demo_host.port, tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.splitlines()
+    host = f"127.0.0.1:{demo_host.port}"
+    assert out[0] == "1" and out[1].startswith("hello from ") and out[2] == "exit code 3"
+    assert out[3:6] == ["step 1", "step 2", "step 3"]
+    assert out[6] == f"{host}: Linux"
+    assert out[7].split("\t")[:3] == ["ID", "STATE", "RC"]  # the two tasks tagged cli (the fan-out's are demo)
+    assert [row.split("\t")[:3] for row in out[8:10]] == [["2", "DONE", "0"], ["1", "DONE", "3"]]
+    assert out[10] == "3" and "load average" in out[11]
+    assert "SHA256:" in done.stderr and "1 task: 1 DONE (rc 0: 1)" in done.stderr
