@@ -136,7 +136,8 @@ def test_uses_are_taken_atomically_by_concurrent_registrations(
 
     def register(port: int) -> int:
         body = {"host_key": sshd.host_key_line, "port": port, "name": f"racer-{port}"}
-        return requests.post(f"{gunicorn_url}/wsexec/register", json=body, headers=bearer(token), timeout=60).status_code
+        answer = requests.post(f"{gunicorn_url}/wsexec/register", json=body, headers=bearer(token), timeout=60)
+        return answer.status_code
 
     with concurrent.futures.ThreadPoolExecutor(12) as pool:
         statuses = sorted(pool.map(register, range(2200, 2212)))
