@@ -31,6 +31,7 @@ from wsexec.store import Store, TaskState
 UNDOCUMENTED_ENDPOINTS = {"static", "api-docs.openapi_json"}  # the document does not describe itself
 FUZZER, FUZZER_PASSWORD = "schemathesis", "fuzz-pw"
 ADMIN_HEADERS = {"Authorization": "Basic " + base64.b64encode(f"{FUZZER}:{FUZZER_PASSWORD}".encode()).decode()}
+REGISTRATION_PATHS = {"/wsexec/register.sh", "/wsexec/register"}
 SEEDED = 9  # instances, and tasks (a third ABORT, a third DONE, a third INIT)
 
 
@@ -76,13 +77,15 @@ def test_document_covers_every_route_and_method(app: Flask, document: dict[str, 
 def test_security_declared_and_required_except_health(document: dict[str, Any]) -> None:
     schemes = document["components"]["securitySchemes"]
     assert {(s["type"], s["scheme"]) for s in schemes.values()} == {("http", "basic"), ("http", "bearer")}
-    assert document["security"] == [{name: []} for name in schemes]
+    assert document["security"] == [{"basicAuth": []}, {"bearerAuth": []}]
     for path, item in document["paths"].items():
         for method, operation in item.items():
             if method == "parameters":
                 continue
             public = path == "/wsexec/health"
+            registration = path in REGISTRATION_PATHS  # a registration token, and no user's credentials
             assert (operation.get("security") == []) is public, (method, path)
+            assert (operation.get("security") == [{"registrationToken": []}]) is registration, (method, path)
             assert ("401" not in operation["responses"]) is public, (method, path)
 
 
@@ -136,6 +139,9 @@ def live_schema(
         note = {"instance": number % 3 + 1, "content": f"seed {number}", "private": number % 3 == 0,
                 "pinned": number % 2 == 0}
         assert api.post("/notes", json=note).status_code == 201
+    for number in range(SEEDED):
+        registration = {"tag": f"tag{number % 2}", "user": ssh_user, "uses": number + 1, "activate": number % 2 == 0}
+        assert api.post("/registrations", json=registration).status_code == 201
     seeded = {"name": next(iter(settings.commands)), "batch_id": fan_out.json[0]["batch"]}
 
     def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any] | None) -> Any:

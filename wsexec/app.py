@@ -44,11 +44,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     from wsexec.health import blp as health_blp
     from wsexec.instances.routes import blp as instances_blp
     from wsexec.notes.routes import blp as notes_blp
+    from wsexec.registrations.routes import blp as registrations_blp
+    from wsexec.registrations.routes import register_blp
     from wsexec.schedules.routes import blp as schedules_blp
     from wsexec.tasks.routes import blp as tasks_blp
 
     for blueprint in (health_blp, instances_blp, tasks_blp, commands_blp, notes_blp, audit.blp, batches.blp,
-                      events.blp, metrics.blp, schedules_blp):
+                      events.blp, metrics.blp, schedules_blp, registrations_blp):
         api.register_blueprint(blueprint, url_prefix=f"/wsexec/{blueprint.name}")
     api.register_blueprint(files_blp, url_prefix="/wsexec")  # /wsexec/files... and /wsexec/tasks/{id}/file
+    api.register_blueprint(register_blp, url_prefix="/wsexec")  # /wsexec/register.sh and /wsexec/register
     return app

@@ -10,7 +10,7 @@ from flask.views import MethodView
 from marshmallow import Schema, fields
 
 from wsexec import context
-from wsexec.auth import current_user
+from wsexec.auth import Principal, current_user
 from wsexec.blueprint import Blueprint
 from wsexec.pagination import PageArgs, envelope, page_schema
 from wsexec.roles import Role
@@ -25,12 +25,17 @@ ACTIONS = (
     "file.upload", "file.fetch",
     "schedule.create", "schedule.update", "schedule.delete",
     "schedule.fire",  # by a worker's scheduler (user "scheduler"): detail has the outcome, fire_time, tasks, worker
+    "registration.create", "registration.delete",
+    "instance.register",  # by a server with a registration token (user "registration:ID", the issuing admin's role)
 )
 
 
-def record(action: str, target: str, detail: Any = None) -> None:
-    """Log a change the current request made (call it once the change succeeded); detail must be JSON."""
-    user = current_user()
+def record(action: str, target: str, detail: Any = None, user: Principal | None = None) -> None:
+    """Log a change the current request made (call it once the change succeeded); detail must be JSON.
+
+    user: who made it, when that is not the authenticated user (a registration token is none).
+    """
+    user = user or current_user()
     entry = {
         "time": time.time(),
         "user": user.name,

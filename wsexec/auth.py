@@ -23,6 +23,7 @@ from wsexec import accesslog, logins
 from wsexec.blueprint import access_of
 from wsexec.config import Settings
 from wsexec.errors import error_response
+from wsexec.registrations import tokens as registration_tokens
 from wsexec.roles import Role
 
 
@@ -146,9 +147,13 @@ def current_user() -> Principal:
 
 
 def authorize() -> Any:
-    """Runs before every request: only blueprints declared public skip it (health)."""
+    """Runs before every request: only blueprints declared public skip it (health); registration ones take a
+    registration token instead of a user's credentials."""
     access = access_of(current_app.blueprints.get(request.blueprint or ""))
     if access.public:
+        return None
+    if access.registration:
+        registration_tokens.authenticate()
         return None
     role = access.role_for(request.method)
     g.required_role = role.label

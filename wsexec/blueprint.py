@@ -11,12 +11,13 @@ from wsexec.roles import Access, Role
 
 
 class Blueprint(flask_smorest.Blueprint):
-    """`Blueprint("tasks", __name__, write_role=Role.OPERATOR)`; `public=True` for the one without credentials."""
+    """`Blueprint("tasks", __name__, write_role=Role.OPERATOR)`; `public=True` for the one without credentials,
+    `registration=True` for the routes a registration token opens (and nothing else does)."""
 
     def __init__(self, *args: Any, read_role: Role = Role.VIEWER, write_role: Role = Role.ADMIN, public: bool = False,
-                 **kwargs: Any) -> None:
+                 registration: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.access = Access(read_role, write_role, public)
+        self.access = Access(read_role, write_role, public, registration)
 
 
 def access_of(blueprint: object) -> Access:

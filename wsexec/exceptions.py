@@ -17,6 +17,19 @@ class WsexecError(Exception):
         self.detail = detail
 
 
+class Unauthorized(WsexecError):
+    """A registration token that is unknown, revoked, expired or used up (users' credentials: flask-httpauth)."""
+
+    status = 401
+    headers = {"WWW-Authenticate": 'Bearer realm="wsexec registration"'}
+
+
+class Unavailable(WsexecError):
+    """Something the service itself needs is missing (its SSH key unreadable): the request was fine."""
+
+    status = 503
+
+
 class Forbidden(WsexecError):
     """Allowed for the role, not for this target (a login user the instance does not allow)."""
 

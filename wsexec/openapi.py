@@ -31,6 +31,10 @@ SECURITY_SCHEMES = {
     "basicAuth": {"type": "http", "scheme": "basic", "description": "a user from WSEXEC_USERS"},
     "bearerAuth": {"type": "http", "scheme": "bearer", "description": "a token from WSEXEC_TOKENS"},
 }
+REGISTRATION_SCHEME = {"registrationToken": {
+    "type": "http", "scheme": "bearer",
+    "description": "a registration token (POST /wsexec/registrations): only for /wsexec/register.sh and /register",
+}}
 BODY_METHODS = ("post", "put", "patch")
 SUBSCHEMA_KEYS = ("items", "oneOf", "anyOf", "allOf")
 
@@ -139,6 +143,9 @@ class AccessPlugin(BasePlugin):
             access = access_of(self.blueprint)
             if access.public:
                 operation["security"] = []
+            elif access.registration:
+                operation["security"] = [{name: []} for name in REGISTRATION_SCHEME]
+                errors += [HTTPStatus.UNAUTHORIZED, HTTPStatus.TOO_MANY_REQUESTS]  # bad tokens count as failed logins
             else:
                 role = access.role_for(method)
                 operation["x-required-role"] = role.label
@@ -156,8 +163,9 @@ class AccessPlugin(BasePlugin):
 
 
 def declare_security(spec: APISpec) -> None:
-    """Both schemes, either accepted everywhere (operations of public blueprints say `security: []`)."""
-    for name, scheme in SECURITY_SCHEMES.items():
+    """Both user schemes, either accepted everywhere (operations of public blueprints say `security: []`, the
+    registration routes their own scheme)."""
+    for name, scheme in {**SECURITY_SCHEMES, **REGISTRATION_SCHEME}.items():
         spec.components.security_scheme(name, scheme)
     spec.options["security"] = [{name: []} for name in SECURITY_SCHEMES]
     unauthorized = spec.components._subsections_lazy["response"].get("UNAUTHORIZED")

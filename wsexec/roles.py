@@ -22,11 +22,13 @@ class Role(IntEnum):
 
 @dataclass(frozen=True)
 class Access:
-    """What a blueprint's routes ask for: reads read_role, writes write_role; public ones no credentials at all."""
+    """What a blueprint's routes ask for: reads read_role, writes write_role; public ones no credentials at all;
+    registration ones a self-registration token and nothing else (wsexec.registrations)."""
 
     read_role: Role = Role.VIEWER
     write_role: Role = Role.ADMIN
     public: bool = False
+    registration: bool = False
 
     def role_for(self, method: str) -> Role:
         """Reads need a viewer and writes an admin unless the blueprint says otherwise."""

@@ -21,6 +21,7 @@ from wsexec.store.limits import Limits
 from wsexec.store.metrics import RUN_TIME_BUCKETS, Metrics
 from wsexec.store.notes import Notes
 from wsexec.store.output import Output
+from wsexec.store.registrations import Registrations
 from wsexec.store.retention import Retention
 from wsexec.store.schedules import Schedules
 from wsexec.store.slots import Slots
@@ -43,6 +44,7 @@ class Store:
         self._redis = redis
         self.instances = Instances(redis)
         self.notes = Notes(redis)
+        self.registrations = Registrations(redis)
         self.tasks = Tasks(redis, retention_seconds, events_window)
         self.events = Events(redis)
         self.schedules = Schedules(redis, self.tasks)

@@ -37,6 +37,7 @@ LOGIN_FAILURES = PREFIX + "login_failures:{scope}:{who}"  # string: failures in 
 LOGIN_KNOWN = PREFIX + "login_known:{who}"  # zset: addresses a user name logged in from -> until, ms (limits.py)
 SCHEDULES_DUE = PREFIX + "schedules:due"  # zset: enabled schedules scored by next_run (schedules.py, FIRE_SCHEDULE)
 WAITS = PREFIX + "waits:{user}"  # zset: a user's open ?wait requests, lease id -> expiry in ms (limits.py)
+REGISTRATION_TOKEN = PREFIX + "registration_token:{digest}"  # string: a registration's id, by its token's SHA-256
 
 
 def record(kind: str, record_id: int | str) -> str:
@@ -121,6 +122,11 @@ def login_known(who: str) -> str:
 
 def waits(user: str) -> str:
     return WAITS.format(user=user)
+
+
+def registration_token(digest: str) -> str:
+    """digest: the hex SHA-256 of the token (the token itself is never stored) (registrations.py)."""
+    return REGISTRATION_TOKEN.format(digest=digest)
 
 
 SLOT_TEMPLATES = json.dumps(slot_keys())  # as the scripts take them

@@ -122,6 +122,16 @@ SCHEDULE = Kind(
     bools=frozenset({"enabled", "catch_up"}),
 )
 
+REGISTRATION = Kind(
+    "registration",
+    indexed=(),
+    # uses: as created, uses_left: what POST /wsexec/register has not taken yet; digest: its token's SHA-256
+    ints=frozenset({"id", "port", "uses", "uses_left"}),
+    floats=frozenset({"created_at", "expires_at"}),
+    lists=frozenset({"instances"}),
+    bools=frozenset({"activate"}),
+)
+
 
 def as_ints(values: Any) -> list[int]:
     """Ids as Redis answers them (bytes) as ints."""
