@@ -214,6 +214,32 @@ def test_a_task_whose_lease_lapsed_is_not_lost_while_its_worker_beats(
     assert store.reap_lost([task["id"]]) == [task["id"]]
 
 
+def test_holding_a_task_starts_its_holders_heartbeat(api: Api, instance: dict[str, Any], store: Store,
+                                                      redis: Redis) -> None:
+    """A worker's first tasks come before its lease keeper's first beat: until then, without this, its slots were
+    taken for free and its tasks for lost by any reaper."""
+    task = api.create_task(instance, "true")
+    assert store.hold([task["id"]], "starting-worker", 30) == [task["id"]]
+    assert redis.exists(keys.worker_alive("starting-worker"))
+
+
+def test_a_reap_leaves_a_task_whose_lease_is_live_or_that_no_one_holds(
+    api: Api, instance: dict[str, Any], store: Store, redis: Redis
+) -> None:
+    """The reap checks, in the same step as it ends the task, what the reaper saw a moment before: that the task is
+    held, its lease gone and its holder silent. A claim or a wait for a slot in between must win."""
+    leased, waiting = api.create_task(instance, "true"), api.create_task(instance, "true")
+    limited(api, instance, 1)
+    assert store.claim(leased["id"], "w1", 30)["state"] == "CURRENT"
+    assert store.claim(waiting["id"], "w1", 30)["state"] == "INIT"  # no free slot: it waits, held by no one
+    redis.delete(keys.worker_alive("w1"))
+    assert store.reap_lost([leased["id"], waiting["id"]]) == []
+    assert [t["state"] for t in store.get_tasks([leased["id"], waiting["id"]])] == ["CURRENT", "INIT"]
+    redis.delete(keys.lease(leased["id"]))
+    assert store.reap_lost([leased["id"], waiting["id"]]) == [leased["id"]]
+    assert store.get_task(waiting["id"])["state"] == "INIT"
+
+
 def test_a_worker_restarted_under_the_same_name_does_not_keep_its_predecessors_tasks(
     api: Api, instance: dict[str, Any], store: Store, redis: Redis
 ) -> None:

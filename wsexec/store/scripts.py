@@ -95,7 +95,8 @@ end
 TRANSITION = ALLOW_OOM + """
 -- A task's update together with its lease: 'hold:<ttl>:<owner>' (a worker has it), 'claim:<ttl>:<owner>' (as hold,
 -- taking a slot if its instance has max_concurrent; when none is free the task waits in INIT instead, unchanged),
--- 'release' (it is finished), 'reap' (finished because its lease expired: refused while its worker holds it).
+-- 'release' (it is finished), 'reap' (finished because its lease expired: refused unless the task is held, its lease
+-- gone and its holder's heartbeat too).
 -- KEYS[1] the task's hash, KEYS[2] its lease, KEYS[3] the held zset, KEYS[4] the finished zset,
 -- KEYS[5], KEYS[6] its stdout and stderr, KEYS[7] the events stream (a state change adds 'started' or 'finished'),
 -- KEYS[8] its output notification stream (the end wakes whoever follows the output)
@@ -103,12 +104,17 @@ TRANSITION = ALLOW_OOM + """
 -- ARGV[8] the events stream's length (about), ARGV[9] the key prefix of uploads' content (the last of an upload's
 -- tasks to end deletes it: its index 'upload:<token>' then meets neither INIT nor CURRENT), ARGV[10] JSON of the
 -- key templates (keys.slot_keys)
--- returns {status, state found}: as UPDATE, 'leased' when a reap found the task held alive, or 'waiting' when a claim
+-- returns {status, state found}: as UPDATE, 'leased' when a reap found the task not lost, or 'waiting' when a claim
 -- found its instance's slots taken (the task then waits in INIT, says why in 'waiting' and is no longer held)
 """ + _UPDATE_ARGS + _EMIT + """
 local lease_key, held_key, lease_op, cfg = KEYS[2], KEYS[3], ARGV[6], cjson.decode(ARGV[10])
 """ + _SLOTS + _STATE_CHECK + """
-if lease_op == 'reap' and held_alive(id) then return {'leased', state} end
+-- a reap is for a held task whose lease has expired and whose holder no longer beats, checked here at once: between
+-- the reaper's look and this, the task may have been claimed, or have gone to wait for a slot (no longer held)
+if lease_op == 'reap' and (held_alive(id) or redis.call('EXISTS', lease_key) == 1
+                           or not redis.call('ZSCORE', held_key, id)) then
+  return {'leased', state}
+end
 local function stop_waiting()
   if redis.call('HEXISTS', hash, 'waiting') == 0 then return end
   local instance = redis.call('HGET', hash, 'instance')
@@ -138,6 +144,7 @@ end
 local ttl, owner = string.match(lease_op, '^%a+:(%d+):(.*)$')
 if ttl then
   redis.call('SET', lease_key, owner, 'EX', ttl)
+  redis.call('SET', key('alive', owner), 1, 'EX', ttl)  -- it holds, so it beats: before its lease keeper first does
   redis.call('HSET', hash, 'holder', owner)
   redis.call('ZADD', held_key, id, id)
 elseif lease_op == 'release' or lease_op == 'reap' then
