@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from redis import Redis
 from redis.backoff import ExponentialBackoff
+from redis.client import Pipeline
 from redis.connection import SSLConnection, parse_url
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.exceptions import ConnectionError, NoScriptError, TimeoutError
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelManagedConnection
 
@@ -76,3 +78,20 @@ def sentinel_addresses(value: str) -> list[tuple[str, int]]:
             raise ValueError(f"{item!r} is not host:port")
         addresses.append((host.strip("[]"), int(port)))
     return addresses
+
+
+def execute_scripted(redis: Redis, queue: Callable[[Pipeline], None], transaction: bool = True) -> list[Any]:
+    """Queue commands that run scripts on a pipeline and execute it; once more if its retry met a restarted Redis.
+
+    redis-py loads a pipeline's scripts before its first try only: when Redis restarts under it, the retried EVALSHA
+    finds no script (NOSCRIPT), although the first try may have run. So what `queue` adds must be safe to run twice.
+    """
+    def execute() -> list[Any]:
+        with redis.pipeline(transaction=transaction) as pipe:
+            queue(pipe)
+            return pipe.execute()
+
+    try:
+        return execute()
+    except NoScriptError:  # its next execute() loads the scripts again
+        return execute()

@@ -11,6 +11,7 @@ from redis import Redis
 from redis.client import Pipeline
 
 from wsexec.store import keys
+from wsexec.store.connection import execute_scripted
 from wsexec.store.records import TASK, as_ints
 from wsexec.store.states import RUNNING_STATES, TaskState
 from wsexec.store.tasks import Tasks
@@ -25,11 +26,12 @@ class Leases:
     def hold(self, task_ids: list[int], worker: str, lease_seconds: int, holder: str | None = None) -> list[int]:
         """Lease the still-INIT tasks of a job to this worker (one round trip), so they end ABORT if it dies.
         holder: the worker process that renews the leases and beats (default: the worker's name)."""
-        with self.redis.pipeline(transaction=False) as pipe:
+        def queue(pipe: Pipeline) -> None:
             for task_id in task_ids:
                 self.tasks.transition(task_id, {"worker": worker}, [TaskState.INIT],
                                       f"hold:{lease_seconds}:{holder or worker}", pipe)
-            outcomes = pipe.execute()
+
+        outcomes = execute_scripted(self.redis, queue, transaction=False)
         return [task_id for task_id, (status, _) in zip(task_ids, outcomes, strict=True) if status == b"ok"]
 
     def claim(self, task_id: int, worker: str, lease_seconds: int, holder: str | None = None
@@ -41,11 +43,12 @@ class Leases:
         # the task CURRENT; the mark tells this claim's repeat (the task is ours) from another worker's claim.
         claim = uuid.uuid4().hex
         changes = {"state": TaskState.CURRENT, "start": time.time(), "worker": worker, "claim": claim}
-        with self.redis.pipeline() as pipe:  # the claim and the claimed record in one round trip
+        def queue(pipe: Pipeline) -> None:  # the claim and the claimed record in one round trip
             self.tasks.transition(task_id, changes, [TaskState.INIT], f"claim:{lease_seconds}:{holder or worker}",
                                   pipe)
             pipe.hgetall(TASK.key(task_id))
-            (status, _), raw = pipe.execute()
+
+        (status, _), raw = execute_scripted(self.redis, queue)
         ours = status in (b"ok", b"waiting") or raw.get(b"claim") == claim.encode()
         return TASK.decode(raw) if ours else None
 
