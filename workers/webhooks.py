@@ -21,6 +21,8 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from redis.exceptions import RedisError
+
 from wsexec import notify
 from wsexec.config import Settings
 from wsexec.exceptions import NotFound
@@ -37,6 +39,7 @@ class WebhookLoop:
         self.store, self.settings, self.name = store, settings, name
         self.hooks = notify.global_hooks(settings.webhooks)
         self.allowed = notify.allow_list(settings.webhook_allow)
+        self.joined = False
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
 
@@ -46,6 +49,12 @@ class WebhookLoop:
         return int((4 * self.settings.webhook_timeout + 10) * 1000)
 
     def start(self) -> None:
+        """Join the consumer group before any task of this process can end (an end before it would go unseen)."""
+        try:
+            self.store.webhooks.join()
+            self.joined = True
+        except RedisError:  # Redis away: the loop joins once it is back
+            log.exception("webhook loop: cannot join the events' consumer group yet")
         self.thread.start()
 
     def stop(self) -> None:
@@ -53,12 +62,11 @@ class WebhookLoop:
         self.stopping.set()
 
     def _run(self) -> None:
-        joined = False
         while not self.stopping.is_set():
             try:
-                if not joined:
+                if not self.joined:
                     self.store.webhooks.join()
-                    joined = True
+                    self.joined = True
                 self.dispatch(self._block_ms())
                 self.send_due()
             except Exception:  # Redis down or restarting: nothing is lost (unacknowledged ends, due deliveries)
