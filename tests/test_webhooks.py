@@ -137,6 +137,27 @@ def test_a_receiver_that_never_accepts_is_given_up_after_the_attempts(api: Api, 
     assert delivery["last_error"] == "HTTP 500 Internal Server Error" and len(receiver.received) == 4
 
 
+def test_a_pending_delivery_survives_a_worker_restart_and_is_sent_once(api: Api, instance: dict[str, Any],
+                                                                       settings: Settings, receiver: Receiver) -> None:
+    receiver.fail = 1
+    slow_retry = dataclasses.replace(settings, webhook_backoff=15.0)
+    task = api.create_task(instance, notify={"url": f"{receiver.url}/hooks"})
+    first = WorkerProcesses(slow_retry)
+    try:
+        first.start(1)
+        wait_for(lambda: any(d["attempts"] == 1 for d in deliveries(api)), DELIVERY_TIMEOUT)
+    finally:
+        first.stop()
+    assert [d["state"] for d in deliveries(api)] == ["pending"]  # its retry is due in 15 s, when no worker is left
+    second = WorkerProcesses(slow_retry)
+    try:
+        second.start(1)
+        delivery = wait_delivery(api, f"t{task['id']}-n")
+    finally:
+        second.stop()
+    assert delivery["attempts"] == 2 and delivery["statuses"] == [500, 204] and len(receiver.received) == 2
+
+
 def test_on_chooses_the_outcomes(api: Api, instance: dict[str, Any], workers: WorkerProcesses,
                                  receiver: Receiver) -> None:
     nowhere = api.created("/instances", {"ip": "127.0.0.1", "port": free_port(), "tag": "gone",

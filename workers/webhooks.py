@@ -72,6 +72,10 @@ class WebhookLoop:
             except Exception:  # Redis down or restarting: nothing is lost (unacknowledged ends, due deliveries)
                 log.exception("webhook loop step failed")
                 self.stopping.wait(1.0)
+        try:
+            self.store.webhooks.leave(self.name)
+        except RedisError:  # its name stays in the group, harmless
+            pass
 
     def _block_ms(self) -> int:
         due = self.store.webhooks.next_due_ms()

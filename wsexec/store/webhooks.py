@@ -53,6 +53,11 @@ class Webhooks:
             return []
         return [decode(raw_id, raw) for raw_id, raw in entries]
 
+    def leave(self, consumer: str) -> None:
+        """A stopping reader leaves the group if it holds no unacknowledged end (deleting it would drop those)."""
+        if not self.redis.xpending_range(keys.EVENTS, GROUP, "-", "+", 1, consumername=consumer):
+            self.redis.xgroup_delconsumer(keys.EVENTS, GROUP, consumer)
+
     def done(self, event_ids: list[str]) -> None:
         if event_ids:
             self.redis.xack(keys.EVENTS, GROUP, *event_ids)
