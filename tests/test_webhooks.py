@@ -46,8 +46,11 @@ class Receiver:
                     receiver.sleeping.set()
                     time.sleep(receiver.delay)
                     receiver.sleeping.clear()
-                failing = len(receiver.received) <= receiver.fail
-                self.send_response(500 if failing else 204)
+                if "redirect" in self.path:
+                    self.send_response(307)
+                    self.send_header("Location", f"{receiver.url}/hooks/elsewhere")
+                else:
+                    self.send_response(500 if len(receiver.received) <= receiver.fail else 204)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -135,6 +138,15 @@ def test_a_receiver_that_never_accepts_is_given_up_after_the_attempts(api: Api, 
     delivery = wait_delivery(api, f"t{task['id']}-n", "failed")
     assert delivery["attempts"] == 4 and delivery["statuses"] == [500] * 4
     assert delivery["last_error"] == "HTTP 500 Internal Server Error" and len(receiver.received) == 4
+
+
+def test_redirects_are_not_followed(api: Api, instance: dict[str, Any], workers: WorkerProcesses,
+                                     receiver: Receiver) -> None:
+    task = api.create_task(instance, notify={"url": f"{receiver.url}/hooks/redirect"})
+    workers.start(1)
+    delivery = wait_delivery(api, f"t{task['id']}-n", "failed")
+    assert delivery["statuses"] == [307] * 4 and "307" in delivery["last_error"]
+    assert {r["path"] for r in receiver.received} == {"/hooks/redirect"}
 
 
 def test_a_pending_delivery_survives_a_worker_restart_and_is_sent_once(api: Api, instance: dict[str, Any],
@@ -306,4 +318,4 @@ def test_deliveries_page_newest_first_and_are_bounded(api: Api, instance: dict[s
     listing = api.get("/webhooks/deliveries?page_size=2").json
     assert listing["count"] == 3 and [d["id"] for d in listing["results"]] == ["t4-n", "t3-n"]
     assert [d["id"] for d in api.get("/webhooks/deliveries?page=2&page_size=2").json["results"]] == ["t2-n"]
-    assert store.webhooks.get("t0-n") is None and store.webhooks.claim(2000, 1000) == ["t2-n", "t3-n", "t4-n"]
+    assert store.webhooks.get("t0-n") is None and store.webhooks.claim(2000, 1000, 10) == ["t2-n", "t3-n", "t4-n"]

@@ -31,6 +31,7 @@ from wsexec.store import FINISHED_STATES, Event, Store
 log = logging.getLogger(__name__)
 
 IDLE_BLOCK_MS = 1000  # how long one read of the events stream waits when no delivery is due sooner
+SEND_MAX = 20  # deliveries sent in a row before the loop reads task ends again
 ANSWER_MAX = 4096  # bytes of a receiver's answer read (the rest is ignored)
 
 
@@ -134,15 +135,20 @@ class WebhookLoop:
         return int(self.store.webhooks.add(delivery_id, record, int(now * 1000), self.settings.webhook_deliveries_max))
 
     def send_due(self) -> int:
-        """Try every delivery due now, one after the other; how many were tried."""
-        ids = self.store.webhooks.claim(int(time.time() * 1000), self.lease_ms)
-        for delivery_id in ids:
-            if self.stopping.is_set():
-                break  # left leased: due again after the lease, for whoever runs then
-            delivery = self.store.webhooks.get(delivery_id)
-            if delivery is not None:
+        """Try the deliveries due now (up to SEND_MAX before reading ends again), taking each just before its POST so
+        its lease covers that POST alone; how many were tried."""
+        tried = 0
+        while tried < SEND_MAX and not self.stopping.is_set():
+            taken = self.store.webhooks.claim(int(time.time() * 1000), self.lease_ms, count=1)
+            if not taken:
+                break
+            tried += 1
+            delivery = self.store.webhooks.get(taken[0])
+            if delivery is None:  # its record is gone: so goes its place in the queue
+                self.store.webhooks.record(taken[0], {}, None)
+            else:
                 self.attempt(delivery)
-        return len(ids)
+        return tried
 
     def attempt(self, delivery: dict[str, Any]) -> None:
         """One POST and its outcome: delivered on a 2xx, else tried again after the backoff or (the last) given up."""

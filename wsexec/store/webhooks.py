@@ -69,7 +69,7 @@ class Webhooks:
                           args=[delivery_id, now_ms, json.dumps(fields), keep, keys.webhook_delivery("")])
         return bool(added)
 
-    def claim(self, now_ms: int, lease_ms: int, count: int = 20) -> list[str]:
+    def claim(self, now_ms: int, lease_ms: int, count: int) -> list[str]:
         """Due deliveries, each held for lease_ms (then due again unless its outcome was recorded)."""
         return [raw.decode() for raw in self._claim(keys=[keys.WEBHOOK_DUE], args=[now_ms, lease_ms, count])]
 
