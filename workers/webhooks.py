@@ -16,13 +16,13 @@ import http.client
 import json
 import logging
 import ssl
-import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
 from redis.exceptions import RedisError
 
+from workers.loop import Loop
 from wsexec import notify
 from wsexec.config import Settings
 from wsexec.exceptions import NotFound
@@ -35,14 +35,15 @@ SEND_MAX = 20  # deliveries sent in a row before the loop reads task ends again
 ANSWER_MAX = 4096  # bytes of a receiver's answer read (the rest is ignored)
 
 
-class WebhookLoop:
+class WebhookLoop(Loop):
+    name = "webhooks"
+
     def __init__(self, store: Store, settings: Settings, name: str) -> None:
-        self.store, self.settings, self.name = store, settings, name
+        super().__init__()
+        self.store, self.settings, self.consumer = store, settings, name
         self.hooks = notify.global_hooks(settings.webhooks)
         self.allowed = notify.allow_list(settings.webhook_allow)
         self.joined = False
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
 
     @property
     def lease_ms(self) -> int:
@@ -56,25 +57,20 @@ class WebhookLoop:
             self.joined = True
         except RedisError:  # Redis away: the loop joins once it is back
             log.exception("webhook loop: cannot join the events' consumer group yet")
-        self.thread.start()
+        super().start()
 
-    def stop(self) -> None:
-        """Safe in a signal handler: the loop ends after the step under way (a delivery mid-POST is finished)."""
-        self.stopping.set()
+    def step(self) -> float:
+        """Read the ends (waiting at most until the next delivery is due), then send what is due; no pause."""
+        if not self.joined:
+            self.store.webhooks.join()
+            self.joined = True
+        self.dispatch(self._block_ms())
+        self.send_due()
+        return 0.0
 
-    def _run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                if not self.joined:
-                    self.store.webhooks.join()
-                    self.joined = True
-                self.dispatch(self._block_ms())
-                self.send_due()
-            except Exception:  # Redis down or restarting: nothing is lost (unacknowledged ends, due deliveries)
-                log.exception("webhook loop step failed")
-                self.stopping.wait(1.0)
+    def stopped(self) -> None:
         try:
-            self.store.webhooks.leave(self.name)
+            self.store.webhooks.leave(self.consumer)
         except RedisError:  # its name stays in the group, harmless
             pass
 
@@ -86,7 +82,7 @@ class WebhookLoop:
 
     def dispatch(self, block_ms: int) -> int:
         """Turn the task ends read into deliveries; acknowledged once stored. The deliveries added."""
-        events = self.store.webhooks.read(self.name, block_ms)
+        events = self.store.webhooks.read(self.consumer, block_ms)
         added = sum(self._deliveries(event) for event in events if event.type == "finished")
         self.store.webhooks.done([event.id for event in events])
         return added
