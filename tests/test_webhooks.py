@@ -319,3 +319,13 @@ def test_deliveries_page_newest_first_and_are_bounded(api: Api, instance: dict[s
     assert listing["count"] == 3 and [d["id"] for d in listing["results"]] == ["t4-n", "t3-n"]
     assert [d["id"] for d in api.get("/webhooks/deliveries?page=2&page_size=2").json["results"]] == ["t2-n"]
     assert store.webhooks.get("t0-n") is None and store.webhooks.claim(2000, 1000, 10) == ["t2-n", "t3-n", "t4-n"]
+
+
+def test_the_openapi_document_describes_notify_and_the_deliveries(api: Api) -> None:
+    document = api.get("/openapi.json").json
+    schemas = document["components"]["schemas"]
+    url = schemas["Notify"]["properties"]["url"]["description"]
+    assert notify.SIGNATURE_HEADER in url and notify.TIMESTAMP_HEADER in url and "WSEXEC_WEBHOOK_ALLOW" in url
+    assert "notify" in schemas["Task"]["properties"] and "notify" in schemas["Template"]["properties"]
+    operation = document["paths"]["/wsexec/webhooks/deliveries"]["get"]
+    assert "403" in operation["responses"] and "200" in operation["responses"]

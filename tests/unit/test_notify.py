@@ -84,3 +84,7 @@ def test_global_webhooks_are_checked_when_the_settings_are_read() -> None:
     for bad in ('{"url": "x"}', '[{"url": "x", "on": ["SOMETIMES"]}]', '[{"url": "x", "on": []}]', "[1]", "nope"):
         with pytest.raises(ValueError, match="WSEXEC_WEBHOOKS"):
             Settings(webhooks=bad)
+
+
+def test_the_secret_stays_out_of_the_settings_repr() -> None:
+    assert "s3cr3t-value" not in repr(Settings(webhook_secret="s3cr3t-value"))
