@@ -26,7 +26,7 @@ from workers.loop import Loop
 from wsexec import notify
 from wsexec.config import Settings
 from wsexec.exceptions import NotFound
-from wsexec.store import FINISHED_STATES, Event, Store
+from wsexec.store import Event, Store
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +105,11 @@ class WebhookLoop(Loop):
         return added
 
     def _batch(self, batch: str, hook: dict[str, Any]) -> int:
-        """The batch's webhook once its last task has ended: whichever end is read last sees them all ended."""
-        tasks = self.store.batch_tasks(batch)
-        if any(task["state"] not in FINISHED_STATES for task in tasks):
+        """The batch's webhook once its last task has ended: whichever end is read last sees them all ended (counted
+        from the indexes, so a fan-out to many instances is read whole only then)."""
+        if self.store.tasks.batch_active(batch):
             return 0
+        tasks = self.store.batch_tasks(batch)
         outcomes = [notify.outcome(task["state"], task.get("rc")) for task in tasks]
         result = notify.batch_outcome(outcomes)
         states = {state: sum(1 for task in tasks if task["state"] == state) for state in ("DONE", "ABORT")}
