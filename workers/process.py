@@ -22,6 +22,7 @@ from types import FrameType
 from workers.job import LeaseKeeper, Runtime, install_runtime, reap_lost
 from workers.rq_adapter import SERIALIZER, make_queue
 from workers.schedules import ScheduleLoop
+from workers.webhooks import WebhookLoop
 from workers.worker import TaskWorker
 from wsexec.config import Settings
 from wsexec.jobs import SLOT_SEPARATOR
@@ -45,6 +46,7 @@ class WorkerProcess:
         self.lease_keeper = LeaseKeeper(self.runtime)
         self.schedules = ScheduleLoop(self.runtime.store, make_queue(self.runtime.connection, settings.queue), settings,
                                       name) if settings.scheduler else None
+        self.webhooks = WebhookLoop(self.runtime.store, settings, name)
         self.slots = [
             TaskWorker([settings.queue], connection=connect(settings), name=f"{name}{SLOT_SEPARATOR}{n}",
                        serializer=SERIALIZER)
@@ -65,6 +67,7 @@ class WorkerProcess:
         self.lease_keeper.start()
         if self.schedules:
             self.schedules.start()
+        self.webhooks.start()
         reap_lost(self.runtime)
         threads = [
             threading.Thread(target=slot.work, name=slot.name, daemon=True,
@@ -111,6 +114,7 @@ class WorkerProcess:
         self.stopping_since = time.monotonic()
         if self.schedules:
             self.schedules.stop()  # it would make tasks for others to run: leave that to the workers that go on
+        self.webhooks.stop()  # what it has not acknowledged or sent stays in Redis for the others (or its restart)
         for slot in self.slots:
             slot.stop_taking_jobs()
 

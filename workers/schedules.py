@@ -11,11 +11,11 @@ up, the earlier ones are missed) is wsexec.cron.due's rule; the tasks are made a
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from rq import Queue
 
+from workers.loop import Loop
 from wsexec import jobs
 from wsexec.config import Settings
 from wsexec.cron import Due, due
@@ -31,27 +31,16 @@ TICK_MARGIN = 0.005  # seconds past each whole second of Redis's clock that a ti
 AUDIT_USER = "scheduler"
 
 
-class ScheduleLoop:
+class ScheduleLoop(Loop):
+    name = "schedules"
+
     def __init__(self, store: Store, queue: Queue, settings: Settings, name: str) -> None:
-        self.store, self.queue, self.settings, self.name = store, queue, settings, name
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="schedules", daemon=True)
+        super().__init__()
+        self.store, self.queue, self.settings, self.worker = store, queue, settings, name
 
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        """No new tick (safe in a signal handler); one under way ends by itself."""
-        self.stopping.set()
-
-    def _run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                now: float | None = self.tick()
-            except Exception:  # Redis down or restarting: the next tick tries again, nothing was half done
-                log.exception("schedule tick failed")
-                now = None
-            self.stopping.wait(1.0 - now % 1.0 + TICK_MARGIN if now is not None else 1.0)
+    def step(self) -> float:
+        """A tick, then a pause until just after the next second of Redis's clock."""
+        return 1.0 - self.tick() % 1.0 + TICK_MARGIN
 
     def tick(self, now: float | None = None) -> float:
         """Fire every schedule due at `now` (default: Redis's clock); the time it went by."""
@@ -109,4 +98,4 @@ class ScheduleLoop:
         return {"time": now, "user": AUDIT_USER, "role": "admin", "action": "schedule.fire",
                 "target": f"schedule:{schedule['id']}", "ip": None,
                 "detail": {"fire_time": decision.fire, "latest": decision.latest, "missed": decision.missed,
-                           "worker": self.name}}
+                           "worker": self.worker}}

@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     auth.init_app(app, settings)  # first: nothing is answered, not even 415, before credentials are checked
     app.before_request(errors.require_json_body)
 
-    from wsexec import audit, batches, events, metrics
+    from wsexec import audit, batches, events, metrics, webhooks
     from wsexec.commands.routes import blp as commands_blp
     from wsexec.files.routes import blp as files_blp
     from wsexec.health import blp as health_blp
@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from wsexec.tasks.routes import blp as tasks_blp
 
     for blueprint in (health_blp, instances_blp, tasks_blp, commands_blp, notes_blp, audit.blp, batches.blp,
-                      events.blp, metrics.blp, schedules_blp, registrations_blp):
+                      events.blp, metrics.blp, schedules_blp, registrations_blp, webhooks.blp):
         api.register_blueprint(blueprint, url_prefix=f"/wsexec/{blueprint.name}")
     api.register_blueprint(files_blp, url_prefix="/wsexec")  # /wsexec/files... and /wsexec/tasks/{id}/file
     api.register_blueprint(register_blp, url_prefix="/wsexec")  # /wsexec/register.sh and /wsexec/register

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from wsexec import notify
+
 DEFAULT_COMMANDS = {
     "uptime": "uptime",
     "top": "top -b -n 1",
@@ -88,6 +90,13 @@ class Settings:
     scheduler: int = 1  # 1: this worker process fires due schedules (any number may: each fire is claimed once)
     schedule_grace: float = 60.0  # seconds after its time a fire still runs; older ones were missed (see catch_up)
     login_users: str = ""  # login users allowed on instances without their own login_users (besides their user)
+    webhook_allow: str = ""  # URL prefixes webhooks may call, space separated; empty: every webhook is refused (422)
+    webhooks: str = ""  # JSON array of {"url": ..., "on": [DONE, FAILED, ABORT]}: called for every task's end
+    webhook_secret: str = field(default="", repr=False)  # HMAC-SHA256 key of X-Wsexec-Signature; empty: refused
+    webhook_attempts: int = 5  # tries per delivery before it is given up (failed)
+    webhook_backoff: float = 2.0  # seconds before the second try; doubled before each next one
+    webhook_timeout: float = 5.0  # seconds to connect, and to wait for each read of the answer
+    webhook_deliveries_max: int = 10_000  # delivery records kept (the oldest are dropped, pending ones too)
     commands: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_COMMANDS))
 
     @classmethod
@@ -111,6 +120,10 @@ class Settings:
         if not 1 <= self.script_max <= SCRIPT_MAX_LIMIT:
             raise ValueError(f"WSEXEC_SCRIPT_MAX={self.script_max}: must be within 1..{SCRIPT_MAX_LIMIT} bytes "
                              "(the script is one argument of /bin/sh on the host, and Linux limits that)")
+        try:
+            notify.global_hooks(self.webhooks)
+        except ValueError as exc:
+            raise ValueError(f"WSEXEC_WEBHOOKS: {exc}") from None
 
     @property
     def retention_seconds(self) -> float:

@@ -28,6 +28,7 @@ from wsexec.store.slots import Slots
 from wsexec.store.states import FINISHED_STATES, RUNNING_STATES, STREAMS, InstanceState, TaskState
 from wsexec.store.tasks import Tasks
 from wsexec.store.waits import Waits
+from wsexec.store.webhooks import Webhooks
 
 if TYPE_CHECKING:
     from wsexec.config import Settings
@@ -58,6 +59,7 @@ class Store:
         self.metrics = Metrics(redis)
         self.limits = Limits(redis)
         self.slots = Slots(redis)
+        self.webhooks = Webhooks(redis)
         # today's call sites keep their short names: each is the bound method of the part that owns it
         self.create_instance = self.instances.create
         self.get_instance = self.instances.get

@@ -36,7 +36,7 @@ def entry_id(value: str) -> tuple[int, int]:
     return int(milliseconds), int(sequence or 0)
 
 
-def _decode(raw_id: bytes, raw: dict[bytes, bytes]) -> Event:
+def decode(raw_id: bytes, raw: dict[bytes, bytes]) -> Event:
     fields: dict[str, Any] = {}
     for name_bytes, value_bytes in raw.items():
         name, value = name_bytes.decode(), value_bytes.decode()
@@ -81,4 +81,4 @@ class Events:
         if not answer:
             return []
         (_, entries), = cast(list[Any], answer)
-        return [_decode(raw_id, raw) for raw_id, raw in entries]
+        return [decode(raw_id, raw) for raw_id, raw in entries]

@@ -36,6 +36,9 @@ SSH_FAILURES = PREFIX + "metrics:ssh_failures"  # hash: reason -> count (metrics
 LOGIN_FAILURES = PREFIX + "login_failures:{scope}:{who}"  # string: failures in the window, with its TTL (limits.py)
 LOGIN_KNOWN = PREFIX + "login_known:{who}"  # zset: addresses a user name logged in from -> until, ms (limits.py)
 SCHEDULES_DUE = PREFIX + "schedules:due"  # zset: enabled schedules scored by next_run (schedules.py, FIRE_SCHEDULE)
+WEBHOOK_DELIVERY = PREFIX + "webhook:delivery:{id}"  # hash: one webhook delivery and its outcome (webhooks.py)
+WEBHOOK_DELIVERIES = PREFIX + "webhook:deliveries"  # zset: every delivery kept, id -> created ms (webhooks.py)
+WEBHOOK_DUE = PREFIX + "webhook:due"  # zset: deliveries to try, id -> next try ms (webhooks.py)
 WAITS = PREFIX + "waits:{user}"  # zset: a user's open ?wait requests, lease id -> expiry in ms (limits.py)
 REGISTRATION_TOKEN = PREFIX + "registration_token:{digest}"  # string: a registration's id, by its token's SHA-256
 
@@ -118,6 +121,10 @@ def login_failures(scope: str, who: str) -> str:
 def login_known(who: str) -> str:
     """who: the digest of the user name, as for login_failures."""
     return LOGIN_KNOWN.format(who=who)
+
+
+def webhook_delivery(delivery_id: str) -> str:
+    return WEBHOOK_DELIVERY.format(id=delivery_id)
 
 
 def waits(user: str) -> str:

@@ -33,10 +33,17 @@ class Tasks:
 
     def active_count(self, created_by: str) -> int:
         """How many of this user's tasks are INIT or CURRENT, from the indexes the state changes keep (no counter)."""
-        by_user = self.records.kind.index_key("created_by", created_by)
+        return self._active("created_by", created_by)
+
+    def batch_active(self, batch: str) -> int:
+        """How many of a batch's tasks are INIT or CURRENT (without reading them)."""
+        return self._active("batch", batch)
+
+    def _active(self, field: str, value: str) -> int:
+        having = self.records.kind.index_key(field, value)
         with self.records.redis.pipeline(transaction=False) as pipe:
             for state in RUNNING_STATES:
-                pipe.zintercard(2, [by_user, self.records.kind.index_key("state", state)])
+                pipe.zintercard(2, [having, self.records.kind.index_key("state", state)])
             return sum(int(count) for count in pipe.execute())
 
     def create(self, tasks: list[dict[str, Any]], now: float, job_prefix: str, tasks_per_job: int

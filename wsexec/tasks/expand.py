@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from wsexec import jobs
+from wsexec import jobs, notify
 from wsexec.config import Settings
 from wsexec.exceptions import Forbidden, NotFound, Unprocessable
 from wsexec.store import Store
@@ -25,6 +25,12 @@ def records(store: Store, settings: Settings, index: int, item: dict[str, Any], 
     timeout = item.get("timeout", settings.task_timeout)
     if timeout > settings.task_timeout_max:
         raise refuse("timeout", f"at most {settings.task_timeout_max} s")
+    if "notify" in item:
+        refused = notify.url_refused(item["notify"]["url"], notify.allow_list(settings.webhook_allow))
+        if refused is None and not settings.webhook_secret:
+            refused = "webhooks are off: WSEXEC_WEBHOOK_SECRET is not set (deliveries are always signed)"
+        if refused:
+            raise refuse("notify", f"url refused: {refused}")
     if "target" in item:
         instances = store.active_instances_with_tag(item["target"]["tag"])
         if not instances:

@@ -7,12 +7,13 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
-from wsexec import validators
+from wsexec import notify, validators
 from wsexec.schemas import ApiSchema
 from wsexec.store import TaskState
 
 RESULT_FIELDS = ("stdout", "stderr", "rc", "start", "end", "error", "worker", "stdout_dropped", "stderr_dropped")
-FIXED_FIELDS = ("id", "instance", "script", "user", "timeout", "scheduled_at", "run_after", "created_by", "target")
+FIXED_FIELDS = ("id", "instance", "script", "user", "timeout", "scheduled_at", "run_after", "created_by", "target",
+                "notify")
 KINDS = ("script", "upload", "fetch")
 
 
@@ -62,6 +63,19 @@ class TargetSchema(Schema):
     tag = fields.String(required=True, validate=validators.tag)
 
 
+class NotifySchema(Schema):
+    """A webhook for the task's end (a fan-out's: once, when all its tasks have ended)."""
+
+    url = fields.String(required=True, validate=validate.Length(min=1, max=notify.URL_MAX), metadata={
+        "description": "http(s) URL under a prefix of WSEXEC_WEBHOOK_ALLOW (else 422); POSTed JSON signed with "
+                       f"HMAC-SHA256 ({notify.SIGNATURE_HEADER}: sha256=<hex> over '<{notify.TIMESTAMP_HEADER}>.<body>'"
+                       f"), {notify.DELIVERY_HEADER} the same on retries; redirects are not followed",
+        "example": "https://hooks.example.com/wsexec"})
+    on = fields.List(fields.String(validate=validate.OneOf(notify.OUTCOMES)), load_default=list(notify.OUTCOMES),
+                     validate=validate.Length(min=1), metadata={
+                         "description": "which ends: DONE (rc 0), FAILED (DONE with rc != 0), ABORT; default all"})
+
+
 class TaskSchema(ApiSchema):
     """A task as stored and shown; the load side is what POST accepts."""
 
@@ -80,6 +94,7 @@ class TaskSchema(ApiSchema):
     timeout = validators.Integer(validate=validate.Range(min=1), metadata={"description": "seconds"})
     scheduled_at = Timestamp(allow_none=True, metadata={"description": "unix time or ISO 8601", "anyOf": WHEN})
     run_after = fields.List(validators.Integer(validate=validate.Range(min=1)), validate=validate.Length(max=100))
+    notify = fields.Nested(NotifySchema)
     state = fields.String(dump_only=True, metadata={"enum": [s.value for s in TaskState]})
     created_by = fields.String(dump_only=True)
     created_at = fields.Float(dump_only=True)
