@@ -1,6 +1,6 @@
 # Entry points: `make run` to use wsexec locally, `make test` for the suite (what .ci/run calls), `make test-unit`
 # for the daemon-free tier (seconds), `make lint`, `make bench`.
-.PHONY: setup dev-setup run demo-host test test-unit bench lint
+.PHONY: setup dev-setup run demo-host test test-unit bench lint vendor
 
 setup:
 	scripts/setup.sh
@@ -30,3 +30,7 @@ bench: dev-setup
 lint: dev-setup
 	.venv/bin/ruff check .
 	.venv/bin/mypy
+
+# Refresh the console's vendored JavaScript (wsexec/ui/static/vendor, versions in its VERSIONS file) with npm pack.
+vendor:
+	scripts/vendor.sh

@@ -189,3 +189,21 @@ def gunicorn_url(settings: Settings, redis: Redis, tmp_path: Path) -> Iterator[s
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the session (starting one costs seconds); each test logs in afresh."""
+    from tests.browser import Browser
+
+    started = Browser()
+    yield started
+    started.quit()
+
+
+@pytest.fixture
+def console(browser: Any, gunicorn_url: str, workers: WorkerProcesses) -> Any:
+    """The browser on the console of a real gunicorn with one worker, logged out."""
+    workers.start(1)
+    browser.fresh(gunicorn_url)
+    return browser

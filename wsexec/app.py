@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from wsexec import auth, errors, jobs, sse
+from wsexec import auth, errors, headers, jobs, sse
 from wsexec.config import Settings
 from wsexec.store import Store, connect
 
@@ -37,8 +37,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     api = errors.init_app(app)
     auth.init_app(app, settings)  # first: nothing is answered, not even 415, before credentials are checked
     app.before_request(errors.require_json_body)
+    headers.init_app(app)
 
-    from wsexec import audit, batches, events, metrics, webhooks
+    from wsexec import audit, batches, events, metrics, ui, webhooks, whoami
     from wsexec.commands.routes import blp as commands_blp
     from wsexec.files.routes import blp as files_blp
     from wsexec.health import blp as health_blp
@@ -50,8 +51,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from wsexec.tasks.routes import blp as tasks_blp
 
     for blueprint in (health_blp, instances_blp, tasks_blp, commands_blp, notes_blp, audit.blp, batches.blp,
-                      events.blp, metrics.blp, schedules_blp, registrations_blp, webhooks.blp):
+                      events.blp, metrics.blp, schedules_blp, registrations_blp, webhooks.blp, whoami.blp):
         api.register_blueprint(blueprint, url_prefix=f"/wsexec/{blueprint.name}")
     api.register_blueprint(files_blp, url_prefix="/wsexec")  # /wsexec/files... and /wsexec/tasks/{id}/file
     api.register_blueprint(register_blp, url_prefix="/wsexec")  # /wsexec/register.sh and /wsexec/register
+    app.register_blueprint(ui.blp, url_prefix="/wsexec/ui")  # not the API: outside its OpenAPI document
     return app
