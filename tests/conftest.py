@@ -202,8 +202,9 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def console(browser: Any, gunicorn_url: str, workers: WorkerProcesses) -> Any:
+def console(browser: Any, gunicorn_url: str, workers: WorkerProcesses) -> Iterator[Any]:
     """The browser on the console of a real gunicorn with one worker, logged out."""
     workers.start(1)
     browser.fresh(gunicorn_url)
-    return browser
+    yield browser
+    browser.driver.get("about:blank")  # its streams end now: gunicorn's graceful stop need not wait for them
