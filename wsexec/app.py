@@ -33,6 +33,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["wsexec_store"] = Store.from_settings(redis, settings)
     app.extensions["wsexec_queue"] = jobs.make_queue(redis, settings.queue)
     app.extensions["wsexec_streams"] = sse.StreamSlots(settings.events_streams_max)
+    # websh's websockets (flask-sock): pings keep proxies from closing an idle terminal; keystrokes come small
+    app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": settings.websh_ping, "max_message_size": 1024 * 1024}
 
     api = errors.init_app(app)
     auth.init_app(app, settings)  # first: nothing is answered, not even 415, before credentials are checked
@@ -49,11 +51,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     from wsexec.registrations.routes import register_blp
     from wsexec.schedules.routes import blp as schedules_blp
     from wsexec.tasks.routes import blp as tasks_blp
+    from wsexec.websh.routes import blp as websh_blp
+    from wsexec.websh.routes import connect_blp as websh_connect_blp
 
     for blueprint in (health_blp, instances_blp, tasks_blp, commands_blp, notes_blp, audit.blp, batches.blp,
-                      events.blp, metrics.blp, schedules_blp, registrations_blp, webhooks.blp, whoami.blp):
+                      events.blp, metrics.blp, schedules_blp, registrations_blp, webhooks.blp, websh_blp,
+                      whoami.blp):
         api.register_blueprint(blueprint, url_prefix=f"/wsexec/{blueprint.name}")
     api.register_blueprint(files_blp, url_prefix="/wsexec")  # /wsexec/files... and /wsexec/tasks/{id}/file
     api.register_blueprint(register_blp, url_prefix="/wsexec")  # /wsexec/register.sh and /wsexec/register
+    api.register_blueprint(websh_connect_blp, url_prefix="/wsexec/websh")  # .../sessions/{id}/connect (websocket)
     app.register_blueprint(ui.blp, url_prefix="/wsexec/ui")  # not the API: outside its OpenAPI document
     return app

@@ -26,6 +26,8 @@ ACTIONS = (
     "schedule.create", "schedule.update", "schedule.delete",
     "schedule.fire",  # by a worker's scheduler (user "scheduler"): detail has the outcome, fire_time, tasks, worker
     "registration.create", "registration.delete",
+    "websh.create", "websh.delete",
+    "websh.session",  # a terminal session's end (user: its owner): instance, user, start, end, bytes_in, bytes_out
     "instance.register",  # by a server with a registration token (user "registration:ID", the issuing admin's role)
 )
 

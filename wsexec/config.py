@@ -97,6 +97,12 @@ class Settings:
     webhook_backoff: float = 2.0  # seconds before the second try; doubled before each next one
     webhook_timeout: float = 5.0  # seconds to connect, and to wait for each read of the answer
     webhook_deliveries_max: int = 10_000  # delivery records kept (the oldest are dropped, pending ones too)
+    websh_ticket_ttl: float = 30.0  # seconds a terminal's one-time websocket URL stays valid
+    websh_idle: float = 900.0  # seconds a terminal may go without a keystroke before it is closed (1008)
+    websh_max: float = 28800.0  # seconds a terminal may stay open in all (then closed, 1008)
+    websh_recording_max: int = 2 * 1024 * 1024  # bytes of a session's asciicast recording; beyond, it stops growing
+    websh_origins: str = ""  # websocket Origins allowed besides the request's own host, space separated
+    websh_ping: float = 25.0  # seconds between websocket pings, so proxies keep an idle terminal open
     commands: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_COMMANDS))
 
     @classmethod

@@ -29,6 +29,7 @@ from wsexec.store.states import FINISHED_STATES, RUNNING_STATES, STREAMS, Instan
 from wsexec.store.tasks import Tasks
 from wsexec.store.waits import Waits
 from wsexec.store.webhooks import Webhooks
+from wsexec.store.websh import Sessions
 
 if TYPE_CHECKING:
     from wsexec.config import Settings
@@ -60,6 +61,7 @@ class Store:
         self.limits = Limits(redis)
         self.slots = Slots(redis)
         self.webhooks = Webhooks(redis)
+        self.websh = Sessions(redis, retention_seconds)
         # today's call sites keep their short names: each is the bound method of the part that owns it
         self.create_instance = self.instances.create
         self.get_instance = self.instances.get

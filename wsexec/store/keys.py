@@ -42,6 +42,11 @@ WEBHOOK_DUE = PREFIX + "webhook:due"  # zset: deliveries to try, id -> next try 
 WAITS = PREFIX + "waits:{user}"  # zset: a user's open ?wait requests, lease id -> expiry in ms (limits.py)
 REGISTRATION_TOKEN = PREFIX + "registration_token:{digest}"  # string: a registration's id, by its token's SHA-256
 
+# a terminal session is a record of kind "websh" (RECORD, COUNTER, INDEX_ALL) (websh.py)
+WEBSH_TICKET = PREFIX + "websh:ticket:{digest}"  # string with a TTL: a session's one-time websocket ticket (websh.py)
+WEBSH_RECORDING = PREFIX + "websh:{id}:recording"  # string: asciicast event lines, capped (websh.py)
+WEBSH_CONTROL = PREFIX + "websh:{id}:control"  # pub/sub channel: resize and end, to the process serving it (websh.py)
+
 
 def record(kind: str, record_id: int | str) -> str:
     return RECORD.format(kind=kind, id=record_id)
@@ -134,6 +139,19 @@ def waits(user: str) -> str:
 def registration_token(digest: str) -> str:
     """digest: the hex SHA-256 of the token (the token itself is never stored) (registrations.py)."""
     return REGISTRATION_TOKEN.format(digest=digest)
+
+
+def websh_ticket(digest: str) -> str:
+    """digest: the hex SHA-256 of the ticket (the ticket itself is never stored)."""
+    return WEBSH_TICKET.format(digest=digest)
+
+
+def websh_recording(session_id: int | str) -> str:
+    return WEBSH_RECORDING.format(id=session_id)
+
+
+def websh_control(session_id: int | str) -> str:
+    return WEBSH_CONTROL.format(id=session_id)
 
 
 SLOT_TEMPLATES = json.dumps(slot_keys())  # as the scripts take them
