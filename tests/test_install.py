@@ -47,6 +47,9 @@ def test_pip_install_into_a_fresh_venv(tmp_path: Path) -> None:
     shipped = {p.relative_to(site).as_posix() for pkg in packages for p in (site / pkg).rglob("*.py")}
     in_repo = {p.relative_to(ROOT).as_posix() for pkg in packages for p in (ROOT / pkg).rglob("*.py")}
     assert shipped == in_repo
+    console = {p.relative_to(site).as_posix() for p in (site / "wsexec/ui/static").rglob("*") if p.is_file()}
+    assert console == {p.relative_to(ROOT).as_posix() for p in (ROOT / "wsexec/ui/static").rglob("*") if p.is_file()}
+    assert "wsexec/ui/static/vendor/xterm/LICENSE" in console  # the page, its scripts, the libraries and licences
 
     digest = run(venv / "bin/wsexec-auth", "hash", "s3cret", cwd=tmp_path).stdout.strip()
     assert check_password_hash(digest, "s3cret")

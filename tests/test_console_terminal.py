@@ -1,0 +1,75 @@
+"""The console's terminals in a real headless Chromium: open a websh on an instance, type, read, resize it with
+the window, end it, and play its recording, against real gunicorn and sshd."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from selenium.webdriver.common.keys import Keys
+
+from tests.browser import Browser
+from tests.helpers import Api
+
+ROWS = "return [...document.querySelectorAll(arguments[0] + ' .xterm-rows > div')]" \
+       ".map(row => row.textContent.replace(/\\u00a0/g, ' ').trimEnd())"
+SIZE = re.compile(r"^(\d+) (\d+)$")
+
+
+def rows(console: Browser, screen: str = "#terminal") -> list[str]:
+    """The terminal's lines as xterm.js draws them."""
+    return console.js(ROWS, screen)
+
+
+def typed(console: Browser, text: str) -> None:
+    console.find("#terminal .xterm-helper-textarea").send_keys(text, Keys.ENTER)
+
+
+def stty_sizes(console: Browser) -> list[tuple[int, int]]:
+    return [(int(m[1]), int(m[2])) for line in rows(console) if (m := SIZE.match(line))]
+
+
+def test_a_terminal_echoes_resizes_and_its_recording_plays(console: Browser, api: Api,
+                                                           instance: dict[str, Any]) -> None:
+    console.driver.set_window_size(1280, 900)
+    console.login("admin", f"terminals?instance={instance['id']}")
+    console.find("#terminal-open").click()
+    console.until(lambda: console.find("#terminal").get_attribute("data-session"))
+    console.until(lambda: any(line.endswith("$") for line in rows(console)), "no shell prompt")
+    typed(console, "echo hi")
+    console.until(lambda: "hi" in rows(console), f"no line 'hi' in {rows(console)}")
+    console.screenshot("terminal")
+
+    typed(console, "stty size")
+    [first] = console.until(lambda: stty_sizes(console))
+    console.driver.set_window_size(900, 640)  # the page fits the terminal to the window and PATCHes the session
+    console.until(lambda: f"{first[1]}×{first[0]}" not in console.text("#terminal-status"))
+    typed(console, "stty size")
+    sizes = console.until(lambda: len(stty_sizes(console)) == 2 and stty_sizes(console))
+    assert sizes[1] != first and sizes[1][1] < first[1]  # fewer columns in the narrower window
+    session_id = int(console.find("#terminal").get_attribute("data-session"))
+    assert (api.get(f"/websh/sessions/{session_id}").json["cols"]) == sizes[1][1]
+
+    typed(console, "exit")
+    console.until(lambda: console.find("#terminal").get_attribute("data-ended"))
+    console.wait_text("#terminal-status", "ended (1000")
+
+    console.driver.set_window_size(1280, 900)
+    console.open("terminals")
+    console.find(f"#session-rows tr[data-session='{session_id}'] a.play").click()
+    console.find("#player .xterm-rows")
+    # one synchronous step: the click plays what is due at 0 s only, the rest waits for its recorded time
+    done_at_once = console.js("document.getElementById('player-toggle').click();"
+                              "return document.getElementById('player').dataset.done")
+    assert done_at_once == "false"
+    console.until(lambda: console.find("#player").get_attribute("data-done") == "true")
+    played = rows(console, "#player")
+    assert "hi" in played and any(line.endswith("echo hi") for line in played)
+    assert console.text("#player-toggle") == "Play again"
+    console.screenshot("recording")
+
+
+def test_a_viewer_cannot_open_a_terminal(console: Browser, instance: dict[str, Any]) -> None:
+    console.login("viewer", "terminals")
+    console.wait_text("main", "Opening a terminal takes the operator role")
+    assert console.all("#terminal-open") == []
