@@ -320,3 +320,32 @@ def test_unknown_instance_is_404_and_a_login_user_must_be_allowed(api: Api, api_
     assert api.post("/websh/sessions", json={"instance": 999, "rows": 24, "cols": 80}).status_code == 404
     response = api.post("/websh/sessions", json={"instance": api_instance["id"], "rows": 2, "cols": 2, "user": "root"})
     assert response.status_code == 403 and response.json["detail"]["allowed"] == [api_instance["user"]]
+
+
+@pytest.mark.timeout(600)
+def test_the_api_answers_while_50_terminals_are_open(base: str, open_session: Callable[..., dict[str, Any]],
+                                                     instance: dict[str, Any]) -> None:
+    """gevent: each terminal is a few greenlets, not one of a few threads, so the API is not starved."""
+    sessions, terminals = [], []
+    try:
+        for number in range(50):
+            sessions.append(open_session())
+            terminals.append(Terminal(sessions[-1]["websocket"]))
+            terminals[-1].type(f"echo open-{number}''.\n")
+        for number, terminal in enumerate(terminals):
+            terminal.read_until(f"open-{number}.\r\n".encode())
+        # all 50 open, each holding its SSH connection and websocket: the API still answers, and correctly
+        for _ in range(3):
+            assert get(f"{base}/instances/{instance['id']}").json()["ip"] == instance["ip"]
+            listed = get(f"{base}/websh/sessions?page_size=100", "admin").json()
+            assert listed["count"] == 50 and {s["state"] for s in listed["results"]} == {"ACTIVE"}
+            audit = get(f"{base}/audit?page_size=100", "admin").json()["results"]
+            assert sum(entry["action"] == "websh.create" for entry in audit) == 50
+        for number, terminal in enumerate(terminals):  # and every terminal is still live
+            terminal.type(f"echo still-{number}''.\n")
+            terminal.read_until(f"still-{number}.\r\n".encode())
+    finally:
+        for terminal in terminals:
+            terminal.close()
+    for session in sessions:
+        assert ended(session)["close_reason"] == "closed by the client"
