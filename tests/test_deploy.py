@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+import websocket
 
 from tests import test_dos, test_readme, test_streams
 from tests.helpers import CRON_TOKEN, PASSWORDS, ROOT, sse_frames, task_body, wait_for
@@ -157,7 +158,9 @@ def test_nginx_and_gunicorn_wait_longer_than_the_longest_wait() -> None:
     """A ?wait=WSEXEC_WAIT_MAX (its default) must not be cut by nginx (504) or gunicorn (worker killed)."""
     wait_max = Settings().wait_max
     seconds = re.findall(r"^\s*proxy_read_timeout (\d+)s;", SITE.read_text(), re.MULTILINE)
-    assert [int(s) > wait_max for s in seconds] == [True]
+    assert seconds and all(int(s) > wait_max for s in seconds)  # the server's, and websh's websocket location's
+    websh = re.search(r"location ~ \^/wsexec/websh/.*?proxy_read_timeout (\d+)s;", SITE.read_text(), re.DOTALL)
+    assert websh and int(websh.group(1)) > max(Settings().websh_ping, Settings().websh_idle)
     assert int(read_by_code()["WSEXEC_GUNICORN_TIMEOUT"]) > wait_max
 
 
@@ -348,3 +351,25 @@ def test_a_flood_from_one_address_is_429_in_the_error_shape_and_others_still_pas
     assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
     assert refused.json() == {"error": "too many requests from your address", "detail": {"retry_after": 1}}
     assert client.get(challenge).status_code == 404  # the test's client, from CLIENT_IP
+
+
+def test_a_terminal_through_nginx_over_tls(nginx: Nginx, client: requests.Session, instance: dict) -> None:
+    """websh behind the shipped site: a wss:// URL built from what nginx passes on, the upgrade through it, echo hi."""
+    body = {"instance": instance["id"], "rows": 24, "cols": 80}
+    session = client.post(f"{nginx.https}/websh/sessions", auth=ADMIN, json=body, timeout=30).json()
+    assert session["websocket"].startswith(f"wss://127.0.0.1:{nginx.port}/wsexec/websh/sessions/{session['id']}/")
+    ws = websocket.create_connection(session["websocket"], timeout=20, sslopt={"ca_certs": str(nginx.cert)},
+                                     origin=nginx.https.removesuffix("/wsexec"))
+    ws.send("echo h''i\n")  # the echoed line reads h''i: "hi" alone is the command's output
+    output = b""
+    while b"hi\r\n" not in output:
+        opcode, data = ws.recv_data()
+        assert opcode == websocket.ABNF.OPCODE_BINARY, (opcode, data, output)
+        output += data
+    ws.send("exit\n")
+    opcode, data = ws.recv_data(control_frame=True)
+    while opcode != websocket.ABNF.OPCODE_CLOSE:
+        opcode, data = ws.recv_data(control_frame=True)
+    assert int.from_bytes(data[:2], "big") == 1000  # the shell's exit, as the app closed it, through nginx
+    ended = wait_for(lambda: (s := client.get(session["api"], auth=ADMIN).json())["state"] == "ENDED" and s)
+    assert ended["bytes_in"] == len("echo h''i\nexit\n")

@@ -32,6 +32,7 @@ UNDOCUMENTED_ENDPOINTS = {"static", "api-docs.openapi_json", "ui.index", "ui.ass
 FUZZER, FUZZER_PASSWORD = "schemathesis", "fuzz-pw"
 ADMIN_HEADERS = {"Authorization": "Basic " + base64.b64encode(f"{FUZZER}:{FUZZER_PASSWORD}".encode()).decode()}
 REGISTRATION_PATHS = {"/wsexec/register.sh", "/wsexec/register"}
+PUBLIC_PATHS = {"/wsexec/health", "/wsexec/websh/sessions/{session_id}/connect"}  # the websocket: its one-time ticket
 SEEDED = 9  # instances, and tasks (a third ABORT, a third DONE, a third INIT)
 
 
@@ -82,7 +83,7 @@ def test_security_declared_and_required_except_health(document: dict[str, Any]) 
         for method, operation in item.items():
             if method == "parameters":
                 continue
-            public = path == "/wsexec/health"
+            public = path in PUBLIC_PATHS
             registration = path in REGISTRATION_PATHS  # a registration token, and no user's credentials
             assert (operation.get("security") == []) is public, (method, path)
             assert (operation.get("security") == [{"registrationToken": []}]) is registration, (method, path)

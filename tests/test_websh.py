@@ -3,14 +3,19 @@ browser would: POST a session, open its one-time websocket, type, read the PTY's
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 import websocket
 
-from tests.helpers import PASSWORDS, wait_for
+from tests.helpers import CRON_TOKEN, PASSWORDS, Api, wait_for
+from wsexec.config import Settings
 from wsexec.testing import SshServer
 
 AUTH = {user: (user, password) for user, password in PASSWORDS.items()}
@@ -26,15 +31,25 @@ class Terminal:
     def type(self, text: str) -> None:
         self.ws.send(text)
 
+    def _more(self, wanted: object) -> None:
+        """One more frame of output (websocket-client's timeout: 20 s per frame)."""
+        opcode, data = self.ws.recv_data()
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            raise AssertionError(f"closed before {wanted!r}: {data!r}; printed {self.output!r}")
+        assert opcode == websocket.ABNF.OPCODE_BINARY, opcode
+        self.output += data
+
     def read_until(self, wanted: bytes) -> bytes:
-        """Everything printed so far, once `wanted` is in it (websocket-client's timeout: 20 s per frame)."""
+        """Everything printed so far, once `wanted` is in it."""
         while wanted not in self.output:
-            opcode, data = self.ws.recv_data()
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                raise AssertionError(f"closed before {wanted!r}: {data!r}; printed {self.output!r}")
-            assert opcode == websocket.ABNF.OPCODE_BINARY, opcode
-            self.output += data
+            self._more(wanted)
         return self.output
+
+    def read_match(self, pattern: bytes) -> re.Match[bytes]:
+        """The first match of pattern in what is printed, once there is one."""
+        while (found := re.search(pattern, self.output)) is None:
+            self._more(pattern)
+        return found
 
     def closed(self) -> tuple[int, str]:
         """Read until the server closes: its close code and reason."""
@@ -49,6 +64,17 @@ class Terminal:
 
     def close(self) -> None:
         self.ws.close()
+
+
+@pytest.fixture
+def changes() -> dict[str, Any]:
+    """Settings a test changes: `@pytest.mark.parametrize("changes", [{"websh_idle": 1.0}])`."""
+    return {}
+
+
+@pytest.fixture
+def settings(settings: Settings, changes: dict[str, Any]) -> Settings:
+    return dataclasses.replace(settings, **changes)
 
 
 @pytest.fixture
@@ -75,6 +101,22 @@ def open_session(base: str, instance: dict[str, Any]) -> Callable[..., dict[str,
     return open_
 
 
+def get(url: str, user: str = "operator", **kwargs: Any) -> requests.Response:
+    return requests.get(url, auth=AUTH[user], timeout=10, **kwargs)
+
+
+def ended(session: dict[str, Any]) -> dict[str, Any]:
+    """The session once its web process has written how it ended."""
+    return wait_for(lambda: (s := get(session["api"], "admin").json())["state"] == "ENDED" and s)
+
+
+def refused(url: str, **options: Any) -> int:
+    """The HTTP status a websocket handshake got instead of 101."""
+    with pytest.raises(websocket.WebSocketBadStatusException) as caught:
+        websocket.create_connection(url, timeout=20, **options)
+    return caught.value.status_code
+
+
 def test_echo_round_trip_and_the_session_record(base: str, open_session: Callable[..., dict[str, Any]]) -> None:
     session = open_session()
     assert session["state"] == "PENDING" and session["websocket"].startswith("ws://")
@@ -90,3 +132,220 @@ def test_echo_round_trip_and_the_session_record(base: str, open_session: Callabl
                      ["state"] == "ENDED" and s)
     assert ended["close_code"] == 1000 and ended["bytes_in"] == len("echo h''i\nexit\n")
     assert ended["bytes_out"] >= len("hi\r\n") and ended["end"] >= ended["start"]
+
+
+def test_the_ticket_opens_once(open_session: Callable[..., dict[str, Any]]) -> None:
+    session = open_session()
+    terminal = Terminal(session["websocket"])
+    assert refused(session["websocket"]) == 403  # while the first is open
+    terminal.close()
+    ended(session)
+    assert refused(session["websocket"]) == 403  # and after it ended
+
+
+@pytest.mark.parametrize("changes", [{"websh_ticket_ttl": 0.5}])
+def test_an_expired_ticket_is_refused(open_session: Callable[..., dict[str, Any]]) -> None:
+    session = open_session()
+    wait_for(lambda: get(session["api"]).json()["state"] == "EXPIRED")
+    assert refused(session["websocket"]) == 403
+    assert get(session["api"]).json()["state"] == "EXPIRED"
+
+
+@pytest.mark.parametrize("changes", [{"websh_origins": "https://console.example.com"}])
+def test_origin_must_be_this_server_or_an_allowed_one(base: str, open_session: Callable[..., dict[str, Any]]) -> None:
+    evil = open_session()
+    assert refused(evil["websocket"], origin="https://evil.example.com") == 403
+    assert get(evil["api"]).json()["state"] == "PENDING"  # a refused Origin does not use the ticket up
+    assert refused(evil["websocket"], origin=base.replace("127.0.0.1", "localhost").removesuffix("/wsexec")) == 403
+    own = base.removesuffix("/wsexec")
+    for origin in (own, "https://console.example.com"):
+        terminal = Terminal(open_session()["websocket"], origin=origin)
+        terminal.type("echo o''k\n")
+        terminal.read_until(b"ok\r\n")
+        terminal.close()
+
+
+def test_resize_reaches_the_pty(open_session: Callable[..., dict[str, Any]]) -> None:
+    session = open_session(rows=24, cols=80)
+    terminal = Terminal(session["websocket"])
+    terminal.type("stty size\n")
+    terminal.read_until(b"24 80\r\n")
+    response = requests.patch(session["api"], json={"rows": 30, "cols": 100}, auth=AUTH["operator"], timeout=10)
+    assert response.status_code == 200, response.text
+    assert (response.json()["rows"], response.json()["cols"]) == (30, 100)
+    # the resize is applied (then recorded) by the process serving the websocket: once recorded, the PTY has it
+    wait_for(lambda: b'"r", "100x30"' in get(f"{session['api']}/recording", "admin").content)
+    terminal.type("stty size\n")
+    terminal.read_until(b"30 100\r\n")
+    terminal.close()
+    assert requests.patch(session["api"], json={"rows": 1, "cols": 1}, auth=AUTH["operator"],
+                          timeout=10).status_code in (200, 409)
+    ended(session)
+    assert requests.patch(session["api"], json={"rows": 1, "cols": 1}, auth=AUTH["operator"],
+                          timeout=10).status_code == 409
+
+
+def test_closing_the_websocket_ends_the_shell_on_the_host(open_session: Callable[..., dict[str, Any]]) -> None:
+    session = open_session()
+    terminal = Terminal(session["websocket"])
+    terminal.type("echo PID=$$'.'\n")  # the typed line echoes as PID=$$'.', the output as PID=1234.
+    pid = int(terminal.read_match(rb"PID=(\d+)\.\r\n").group(1))
+    assert Path(f"/proc/{pid}").exists()
+    terminal.close()
+    wait_for(lambda: not Path(f"/proc/{pid}").exists())
+    assert ended(session)["close_reason"] == "closed by the client"
+
+
+def test_delete_ends_an_open_session(open_session: Callable[..., dict[str, Any]]) -> None:
+    session = open_session()
+    terminal = Terminal(session["websocket"])
+    terminal.type("echo r''eady\n")
+    terminal.read_until(b"ready\r\n")
+    assert requests.delete(session["api"], auth=AUTH["operator"], timeout=10).status_code == 204
+    assert terminal.closed() == (1000, "ended by operator")
+    assert ended(session)["close_code"] == 1000
+
+
+@pytest.mark.parametrize("changes", [{"websh_idle": 1.0}])
+def test_idle_limit_closes_the_terminal(open_session: Callable[..., dict[str, Any]]) -> None:
+    session = open_session()
+    code, reason = Terminal(session["websocket"]).closed()
+    assert code == 1008 and reason.startswith("idle for 1 s"), (code, reason)
+    assert ended(session)["close_code"] == 1008
+
+
+def test_unknown_host_key_is_refused(base: str, make_sshd: Callable[..., SshServer], ssh_user: str) -> None:
+    stranger = make_sshd("127.0.1.3")  # its host key is in no known_hosts and pinned nowhere
+    created = requests.post(f"{base}/instances", auth=AUTH["admin"], timeout=10,
+                            json={"ip": stranger.host, "port": stranger.port, "tag": "websh", "user": ssh_user})
+    assert created.status_code == 201, created.text
+    body = {"instance": created.json()["id"], "rows": 24, "cols": 80}
+    session = requests.post(f"{base}/websh/sessions", json=body, auth=AUTH["operator"], timeout=10).json()
+    code, reason = Terminal(session["websocket"]).closed()
+    assert code == 1008 and "unknown host key" in reason, (code, reason)
+    record = ended(session)
+    assert "not in known_hosts and not pinned; refusing" in record["error"] and record["bytes_out"] == 0
+
+
+def test_recording_is_asciicast_for_admins_only(open_session: Callable[..., dict[str, Any]]) -> None:
+    session = open_session(rows=20, cols=70)
+    terminal = Terminal(session["websocket"])
+    terminal.type("echo rec''orded\n")
+    terminal.read_until(b"recorded\r\n")
+    terminal.type("exit\n")
+    terminal.closed()
+    record = ended(session)
+    assert get(f"{session['api']}/recording", "operator").status_code == 403  # its owner, not an admin
+    response = get(f"{session['api']}/recording", "admin")
+    assert response.status_code == 200 and response.headers["Content-Type"] == "application/x-asciicast"
+    header, *lines = response.text.splitlines()
+    assert json.loads(header) | {"title": None} == {
+        "version": 2, "width": 70, "height": 20, "title": None, "timestamp": int(record["start"]),
+        "env": {"TERM": "xterm-256color"}}
+    events = [json.loads(line) for line in lines]
+    assert all(code == "o" for _, code, _ in events) and [t for t, _, _ in events] == sorted(t for t, _, _ in events)
+    assert "recorded\r\n" in "".join(data for _, _, data in events)
+    assert record["recording_bytes"] == len(response.content) - len(header) - 1 and not record["recording_truncated"]
+
+
+@pytest.mark.parametrize("changes", [{"websh_recording_max": 300}])
+def test_recording_stops_at_its_cap_and_says_so(open_session: Callable[..., dict[str, Any]]) -> None:
+    session = open_session()
+    terminal = Terminal(session["websocket"])
+    terminal.type("seq 1 2000 | tr -d '\\n'; echo; echo d''one\n")
+    terminal.read_until(b"done\r\n")  # the browser got everything
+    terminal.close()
+    record = ended(session)
+    response = get(f"{session['api']}/recording", "admin")
+    header = json.loads(response.text.splitlines()[0])
+    assert record["recording_truncated"] and header["truncated"] and "truncated at 300 bytes" in header["title"]
+    assert record["recording_bytes"] <= 300 and len(response.content) - len(response.text.splitlines()[0]) - 1 <= 300
+    assert record["bytes_out"] > 2000
+
+
+def test_every_session_is_audited(open_session: Callable[..., dict[str, Any]], base: str) -> None:
+    session = open_session()
+    terminal = Terminal(session["websocket"])
+    terminal.type("exit\n")
+    terminal.closed()
+    record = ended(session)
+    entries = get(f"{base}/audit", "admin").json()["results"]
+    end = next(e for e in entries if e["action"] == "websh.session" and e["target"] == f"websh:{session['id']}")
+    assert end["user"] == "operator" and end["role"] == "operator"
+    assert {k: end["detail"][k] for k in ("instance", "user", "start", "end", "bytes_in", "bytes_out")} == \
+        {k: record[k] for k in ("instance", "user", "start", "end", "bytes_in", "bytes_out")}
+    assert end["detail"]["bytes_in"] == len("exit\n")
+    assert any(e["action"] == "websh.create" and e["target"] == f"websh:{session['id']}" for e in entries)
+
+
+# --- the API alone (Flask's test client: no websocket) ---------------------------------------------------------
+
+
+@pytest.fixture
+def api_instance(api: Api, sshd: SshServer, ssh_user: str) -> dict[str, Any]:
+    return api.created("/instances", {"ip": sshd.host, "port": sshd.port, "tag": "websh", "user": ssh_user})
+
+
+def test_who_may_open_see_and_change_sessions(api: Api, api_instance: dict[str, Any]) -> None:
+    body = {"instance": api_instance["id"], "rows": 24, "cols": 80}
+    assert api.as_user("viewer").post("/websh/sessions", json=body).status_code == 403
+    mine = api.as_user("operator").created("/websh/sessions", body)
+    assert mine["owner"] == "operator" and mine["user"] == api_instance["user"] and mine["state"] == "PENDING"
+    assert mine["websocket"].startswith(f"ws://localhost/wsexec/websh/sessions/{mine['id']}/connect?ticket=")
+    other = {"Authorization": f"Bearer {CRON_TOKEN}"}  # another operator
+    assert api.client.get(f"/wsexec/websh/sessions/{mine['id']}", headers=other).status_code == 404
+    assert api.client.patch(f"/wsexec/websh/sessions/{mine['id']}", headers=other,
+                            json={"rows": 5, "cols": 5}).status_code == 404
+    assert api.client.get("/wsexec/websh/sessions", headers=other).json["count"] == 0
+    assert api.as_user("operator").get("/websh/sessions").json["results"][0]["id"] == mine["id"]
+    assert api.get("/websh/sessions").json["count"] == 1  # an admin sees everyone's
+    shown = api.as_user("operator").get(f"/websh/sessions/{mine['id']}").json
+    assert shown["websocket"] is None and "ticket" not in json.dumps(shown)  # the ticket is shown once
+    assert api.as_user("viewer").get(f"/websh/sessions/{mine['id']}").status_code == 404
+    assert api.as_user("operator").delete(f"/websh/sessions/{mine['id']}").status_code == 204
+    assert api.get(f"/websh/sessions/{mine['id']}").json["state"] == "ENDED"
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"rows": 0, "cols": 80}, "rows"), ({"rows": 24, "cols": 0}, "cols"), ({"rows": 24.5, "cols": 80}, "rows"),
+    ({"rows": 24, "cols": 5000}, "cols"), ({"cols": 80}, "rows"), ({"rows": "x", "cols": 80}, "rows"),
+    ({"rows": 24, "cols": 80, "user": "Root!"}, "user"),
+])
+def test_bad_sizes_are_422(api: Api, api_instance: dict[str, Any], body: dict[str, Any], field: str) -> None:
+    response = api.as_user("operator").post("/websh/sessions", json={"instance": api_instance["id"], **body})
+    assert response.status_code == 422 and field in response.json["detail"], response.json
+
+
+def test_unknown_instance_is_404_and_a_login_user_must_be_allowed(api: Api, api_instance: dict[str, Any]) -> None:
+    assert api.post("/websh/sessions", json={"instance": 999, "rows": 24, "cols": 80}).status_code == 404
+    response = api.post("/websh/sessions", json={"instance": api_instance["id"], "rows": 2, "cols": 2, "user": "root"})
+    assert response.status_code == 403 and response.json["detail"]["allowed"] == [api_instance["user"]]
+
+
+@pytest.mark.timeout(600)
+def test_the_api_answers_while_50_terminals_are_open(base: str, open_session: Callable[..., dict[str, Any]],
+                                                     instance: dict[str, Any]) -> None:
+    """gevent: each terminal is a few greenlets, not one of a few threads, so the API is not starved."""
+    sessions, terminals = [], []
+    try:
+        for number in range(50):
+            sessions.append(open_session())
+            terminals.append(Terminal(sessions[-1]["websocket"]))
+            terminals[-1].type(f"echo open-{number}''.\n")
+        for number, terminal in enumerate(terminals):
+            terminal.read_until(f"open-{number}.\r\n".encode())
+        # all 50 open, each holding its SSH connection and websocket: the API still answers, and correctly
+        for _ in range(3):
+            assert get(f"{base}/instances/{instance['id']}").json()["ip"] == instance["ip"]
+            listed = get(f"{base}/websh/sessions?page_size=100", "admin").json()
+            assert listed["count"] == 50 and {s["state"] for s in listed["results"]} == {"ACTIVE"}
+            audit = get(f"{base}/audit?page_size=100", "admin").json()["results"]
+            assert sum(entry["action"] == "websh.create" for entry in audit) == 50
+        for number, terminal in enumerate(terminals):  # and every terminal is still live
+            terminal.type(f"echo still-{number}''.\n")
+            terminal.read_until(f"still-{number}.\r\n".encode())
+    finally:
+        for terminal in terminals:
+            terminal.close()
+    for session in sessions:
+        assert ended(session)["close_reason"] == "closed by the client"
