@@ -48,6 +48,11 @@ def test_admin_declares_an_instance_and_leaves_a_note(console: Browser, api: Api
     console.find("#note-form button").click()
     console.wait_text("#instance-notes ul", "disk replaced <b>today</b>")  # shown as text, never as markup
     assert api.get(f"/notes?instance={declared['id']}").json["results"][0]["author"] == "admin"
+
+    console.find("#facts-gather").click()  # one facts task, run by the worker over SSH
+    console.wait_text("#instance-facts", "kernel")
+    assert api.get(f"/instances/{declared['id']}").json["facts"]["kernel"] in console.text("#instance-facts")
+    console.js("window.scrollTo(0, 0)")
     console.screenshot("instances")
 
 

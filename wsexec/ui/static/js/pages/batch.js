@@ -22,7 +22,9 @@ export async function render(main, context, [id], signal) {
     for (const state of states.values()) by[state] = (by[state] || 0) + 1;
     counts.textContent = `${batch.total} hosts: ` + Object.entries(by).map(([s, n]) => `${n} ${s}`).join(', ');
   }
-  replace(main, h('h1', {}, `Batch ${id}`), counts, grid);
+  const first = tasks[0] ? await get(`tasks/${tasks[0].id}`, { signal }) : {};
+  replace(main, h('h1', {}, `Batch ${id}`, first.name ? `: ${first.name}` : ''),
+    first.script ? h('pre', { class: 'script' }, first.script) : '', counts, grid);
   count();
   follow(`events${query({ batch: id, last_event_id: '0-0' })}`, ({ data }) => {  // from its first event: none missed
     const change = JSON.parse(data);

@@ -45,11 +45,10 @@ async function showInstance(section, context, id, signal) {
     gather.disabled = true;
     try {
       await call('POST', `instances/${id}/facts?wait=30`);
-      await showInstance(section, context, id, signal);
+      window.dispatchEvent(new HashChangeEvent('hashchange'));  // the list's os column too
     } catch (error) { context.fail(error); gather.disabled = false; }
   });
-  const facts = instance.facts ? h('pre', { class: 'facts', id: 'instance-facts' },
-    JSON.stringify(instance.facts, null, 2)) : h('p', { class: 'muted' }, 'No facts gathered yet.');
+  const facts = instance.facts ? factList(instance.facts) : h('p', { class: 'muted' }, 'No facts gathered yet.');
   replace(section,
     h('h2', {}, `Instance ${id}: ${instance.ip}:${instance.port}`),
     context.can('operator') ? h('p', {}, h('a', { href: `#/terminals?instance=${id}`, id: 'instance-terminal' },
@@ -60,6 +59,27 @@ async function showInstance(section, context, id, signal) {
     await notes(context, id, signal));
 }
 
+function bytes(n) {
+  if (typeof n !== 'number') return '?';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  for (; n >= 1024 && i < units.length - 1; i += 1) n /= 1024;
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+function factList(facts) {
+  const memory = facts.memory || {};
+  const rows = [
+    ['os', facts.os], ['kernel', facts.kernel], ['cpu cores', facts.cpu_cores],
+    ['memory', `${bytes(memory.available)} available of ${bytes(memory.total)}`],
+    ['uptime', typeof facts.uptime_seconds === 'number' ? `${(facts.uptime_seconds / 86400).toFixed(1)} days` : ''],
+    ['disks', h('ul', {}, (facts.disks || []).map((d) =>
+      h('li', {}, `${d.mount}: ${bytes(d.used)} used of ${bytes(d.size)} (${d.filesystem})`)))],
+  ];
+  return h('dl', { class: 'summary', id: 'instance-facts' }, rows.map(([name, value]) =>
+    [h('dt', {}, name), h('dd', {}, value ?? '')]));
+}
+
 function instanceForm(context, instance) {
   const value = (name) => {
     const v = instance?.[name];
@@ -67,7 +87,6 @@ function instanceForm(context, instance) {
   };
   const input = (name, attrs = {}) => h('input', { name, value: String(value(name)), ...attrs });
   const form = h('form', { class: 'instance', id: instance ? 'instance-edit' : 'instance-declare' },
-    h('h3', {}, instance ? 'Edit' : 'Declare an instance'),
     field('Address', input('ip', { required: true })),
     field('Port', input('port', { type: 'number', min: 1, max: 65535, placeholder: '22' })),
     field('Tag', input('tag', { required: true })),
@@ -77,6 +96,8 @@ function instanceForm(context, instance) {
     field('Max concurrent tasks', input('max_concurrent', { type: 'number', min: 1 })),
     field('Host key (ssh-ed25519 AAAA… or SHA256:…)', input('host_key', { size: 60 })),
     h('button', { type: 'submit' }, instance ? 'Save' : 'Declare'));
+  const box = h('details', { class: 'instance', open: !instance },
+    h('summary', {}, instance ? `Edit instance ${instance.id}` : 'Declare an instance'), form);
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     const values = formValues(form);
@@ -97,5 +118,5 @@ function instanceForm(context, instance) {
       if (instance) window.dispatchEvent(new HashChangeEvent('hashchange'));
     } catch (error) { context.fail(error); }
   });
-  return form;
+  return box;
 }

@@ -11,8 +11,9 @@ export async function notes(context, instance, signal) {
       required: true });
     const pinned = h('input', { type: 'checkbox', name: 'pinned' });
     const hidden = h('input', { type: 'checkbox', name: 'private' });
-    const form = h('form', { id: 'note-form' }, field('New note', content), field('Pinned', pinned),
-      field('Private (only you see it)', hidden), h('button', { type: 'submit' }, 'Add note'));
+    const form = h('form', { id: 'note-form' }, field('New note', content),
+      h('p', { class: 'checks' }, h('label', {}, pinned, ' pinned'), h('label', {}, hidden, ' private (only you see it)'),
+        h('button', { type: 'submit' }, 'Add note')));
     form.addEventListener('submit', async (event) => {
       event.preventDefault();
       try {

@@ -36,7 +36,7 @@ export async function render(main, context, [id], signal) {
   }
 
   replace(main,
-    h('h1', {}, `Task ${task.id}: ${task.name}`, ' ', cancel),
+    h('h1', { class: 'title' }, `Task ${task.id}: ${task.name}`, cancel),
     summary,
     h('h2', {}, 'Script'), h('pre', { class: 'script' }, task.script || `(${task.kind || 'script'})`),
     h('h2', {}, 'Output'), output.stdout,
