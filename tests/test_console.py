@@ -98,8 +98,8 @@ def test_cancel_a_running_task(console: Browser, api: Api, instance: dict[str, A
 
 def test_tasks_page_follows_states_live(console: Browser, api: Api, instance: dict[str, Any]) -> None:
     console.login("viewer", "tasks")
-    console.find("#task-rows")
-    task = api.create_task(instance, "true")  # made after the page loaded: /events brings it in
+    console.find("#task-rows[data-live='connected']")
+    task = api.create_task(instance, "true")  # made once the page listens: only /events can bring it in
     row = f"#task-rows tr[data-task='{task['id']}']"
     console.wait_text(f"{row} .col-state", "DONE")
     assert console.text(f"{row} .col-rc") == "0"

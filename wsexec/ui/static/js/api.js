@@ -77,10 +77,11 @@ export async function text(path, options = {}) {
 }
 
 // Read a text/event-stream answer, calling onEvent({event, data, id}) for each event; resolves when the server ends
-// it, with the last id seen (to resume from with Last-Event-ID).
-export async function stream(path, onEvent, { signal, lastEventId } = {}) {
+// it, with the last id seen (to resume from with Last-Event-ID). onOpen() once the server has answered.
+export async function stream(path, onEvent, { signal, lastEventId, onOpen } = {}) {
   const extra = lastEventId ? { 'Last-Event-ID': lastEventId } : {};
   const response = await send('GET', path, { accept: 'text/event-stream', signal, extra });
+  if (onOpen) onOpen();
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = '';
   let event = { event: 'message', data: [], id: null };
@@ -111,11 +112,12 @@ export async function stream(path, onEvent, { signal, lastEventId } = {}) {
 }
 
 // Follow an endless stream (the events), reconnecting with Last-Event-ID after a drop, until signal aborts.
-export async function follow(path, onEvent, signal, onError) {
+// onOpen() each time it is connected: what changed before then is in no event it will send.
+export async function follow(path, onEvent, signal, onError, onOpen) {
   let lastEventId = null;
   while (!signal.aborted) {
     try {
-      lastEventId = await stream(path, onEvent, { signal, lastEventId });
+      lastEventId = await stream(path, onEvent, { signal, lastEventId, onOpen });
     } catch (error) {
       if (signal.aborted) return;
       if (onError && error instanceof ApiError && error.status !== 0 && error.status !== 503) {

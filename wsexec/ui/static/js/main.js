@@ -118,5 +118,6 @@ document.getElementById('logout').addEventListener('click', () => {
   location.hash = '#/login';
 });
 window.addEventListener('hashchange', route);
+window.addEventListener('pagehide', () => { if (state.cleanup) state.cleanup(); });  // its streams end with the page
 window.addEventListener('unhandledrejection', (event) => showError(event.reason));
 route();
