@@ -3,17 +3,37 @@ the window, end it, and play its recording, against real gunicorn and sshd."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import pytest
 from selenium.webdriver.common.keys import Keys
 
 from tests.browser import Browser
-from tests.helpers import Api
+from tests.helpers import ROOT, Api
+from wsexec.config import Settings
+from wsexec.testing.nginx import Nginx
 
 ROWS = "return [...document.querySelectorAll(arguments[0] + ' .xterm-rows > div')]" \
        ".map(row => row.textContent.replace(/\\u00a0/g, ' ').trimEnd())"
 SIZE = re.compile(r"^(\d+) (\d+)$")
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """As deployed behind nginx (deploy/wsexec.env.example); direct requests carry no forwarded headers to trust."""
+    return dataclasses.replace(settings, trusted_proxies=1)
+
+
+@pytest.fixture
+def nginx(tmp_path: Path, gunicorn_url: str) -> Iterator[Nginx]:
+    """The shipped site file (nginx/wsexec.conf) over TLS in front of the test's gunicorn."""
+    with Nginx(tmp_path / "nginx", urlsplit(gunicorn_url).netloc, ROOT / "nginx" / "wsexec.conf").start() as server:
+        yield server
 
 
 def rows(console: Browser, screen: str = "#terminal") -> list[str]:
@@ -73,3 +93,16 @@ def test_a_viewer_cannot_open_a_terminal(console: Browser, instance: dict[str, A
     console.login("viewer", "terminals")
     console.wait_text("main", "Opening a terminal takes the operator role")
     assert console.all("#terminal-open") == []
+
+
+def test_the_console_and_a_terminal_through_nginx_over_tls(console: Browser, nginx: Nginx,
+                                                           instance: dict[str, Any]) -> None:
+    """Production's path: https pages, fetch() streams and a wss:// websocket (CSP connect-src 'self') via nginx."""
+    console.fresh(nginx.https.removesuffix("/wsexec"))
+    console.login("operator", f"terminals?instance={instance['id']}")
+    console.find("#terminal-open").click()
+    console.until(lambda: any(line.endswith("$") for line in rows(console)), "no shell prompt")
+    typed(console, "echo h''i")  # the echoed command reads h''i: a line "hi" is the shell's answer
+    console.until(lambda: "hi" in rows(console), f"no line 'hi' in {rows(console)}")
+    assert console.js("return location.protocol") == "https:"
+    assert console.find("#terminal").get_attribute("data-ended") is None
