@@ -100,7 +100,7 @@ class Sessions:
 
     def tell(self, session_id: int, message: dict[str, Any]) -> int:
         """Send a control message to the process serving the session; how many listened (0: nobody serves it)."""
-        return cast(int, self.redis.publish(keys.websh_control(session_id), json.dumps(message)))
+        return int(self.redis.publish(keys.websh_control(session_id), json.dumps(message)))
 
     def listen(self, session_id: int) -> PubSub:
         """The session's control channel, subscribed (before its record is read, so no message is missed)."""

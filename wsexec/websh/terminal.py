@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import paramiko
+from redis.client import PubSub
 from simple_websocket import ConnectionClosed, Server
 
 from workers.ssh import Connection, Endpoint, SshError, SshOptions
@@ -83,7 +84,7 @@ class Terminal:
 
     def run(self) -> dict[str, Any]:
         """Serve the session until it ends; the fields its record ends with."""
-        control = self.sessions.listen(self.id)  # before reading the size: no resize is missed
+        control: PubSub | None = self.sessions.listen(self.id)  # before reading the size: no resize is missed
         try:
             current = self.sessions.get(self.id)
             rows, cols = current["rows"], current["cols"]
