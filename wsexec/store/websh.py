@@ -70,10 +70,11 @@ class Sessions:
         sessions = [shown(WEBSH.decode(raw)) for raw in raws if raw]
         return [s for s in sessions if owner is None or s["owner"] == owner]
 
-    def admit(self, session_id: int, ticket_digest: str) -> str:
-        """Take the ticket (once): 'ok' and the session is ACTIVE, else why not ('ticket' or the session's state)."""
+    def admit(self, session_id: int, ticket_digest: str, refusal: str | None = None) -> str:
+        """Take the ticket (once, whatever comes of it): 'ok' and the session is ACTIVE, else why not ('ticket',
+        'origin' when a refusal is given: the session then ends with it, or the session's state)."""
         outcome = self._admit(keys=[keys.websh_ticket(ticket_digest), WEBSH.key(session_id)],
-                              args=[session_id, repr(time.time())])
+                              args=[session_id, repr(time.time()), "0" if refusal else "1", refusal or ""])
         return cast(bytes, outcome).decode()
 
     def update(self, session_id: int, fields: dict[str, Any]) -> None:

@@ -22,15 +22,20 @@ return id
 """
 
 ADMIT = WRITES + """
--- Take a session's ticket: it opens the session once, only while the session waits for its websocket.
+-- Take a session's ticket: any attempt uses it up (so a URL in an access log opens nothing), and it opens the
+-- session only while the session waits for its websocket and the Origin was allowed (else the session ends).
 -- KEYS[1] the ticket key, KEYS[2] the session
--- ARGV[1] the session id, ARGV[2] now (unix time)
--- returns 'ok', 'ticket' (unknown, used, expired or another session's) or the state the session is in
+-- ARGV[1] the session id, ARGV[2] now (unix time), ARGV[3] '1' if the Origin is allowed, ARGV[4] why it is not
+-- returns 'ok', 'ticket' (unknown, used, expired or another session's), 'origin', or the state the session is in
 local owner = redis.call('GET', KEYS[1])
 if owner ~= ARGV[1] then return 'ticket' end
 redis.call('DEL', KEYS[1])
 local state = redis.call('HGET', KEYS[2], 'state')
 if state ~= 'PENDING' then return state or 'gone' end
+if ARGV[3] ~= '1' then
+  redis.call('HSET', KEYS[2], 'state', 'ENDED', 'end', ARGV[2], 'close_code', 1008, 'close_reason', ARGV[4])
+  return 'origin'
+end
 redis.call('HSET', KEYS[2], 'state', 'ACTIVE', 'start', ARGV[2])
 redis.call('PERSIST', KEYS[2])
 return 'ok'
