@@ -13,10 +13,13 @@ from typing import Any
 import pytest
 import requests
 import websocket
+from redis import Redis
 
 from tests.helpers import CRON_TOKEN, PASSWORDS, Api, wait_for
 from wsexec.config import Settings
+from wsexec.store import Store, keys
 from wsexec.testing import SshServer
+from wsexec.websh import service
 
 AUTH = {user: (user, password) for user, password in PASSWORDS.items()}
 
@@ -353,3 +356,16 @@ def test_the_api_answers_while_50_terminals_are_open(base: str, open_session: Ca
             terminal.close()
     for session in sessions:
         assert ended(session)["close_reason"] == "closed by the client"
+
+
+def test_a_session_no_web_process_serves_any_more_ends_as_lost(api: Api, api_instance: dict[str, Any],
+                                                               store: Store, redis: Redis) -> None:
+    """Its web process renews an alive key while it serves the websocket; without it, the session ends on read."""
+    session = api.as_user("operator").created("/websh/sessions", {"instance": api_instance["id"], "rows": 5, "cols": 5})
+    ticket = session["websocket"].partition("ticket=")[2]
+    assert store.websh.admit(session["id"], service.digest(ticket)) == "ok"  # as its connect would
+    assert api.get(f"/websh/sessions/{session['id']}").json["state"] == "ACTIVE"
+    redis.delete(keys.websh_alive(session["id"]))  # the process holding it was killed: nobody renews it
+    lost = api.get(f"/websh/sessions/{session['id']}").json
+    assert lost["state"] == "ENDED" and lost["close_reason"].startswith("lost: no web process serves it")
+    assert api.get("/websh/sessions").json["results"][0]["state"] == "ENDED"

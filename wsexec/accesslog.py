@@ -47,6 +47,7 @@ class AccessLogger(Logger):
     def atoms(self, resp: Any, req: Any, environ: MutableMapping[str, Any], request_time: Any) -> Any:
         atoms = super().atoms(resp, req, environ, request_time)
         for key in ("r", "q"):  # the request line and the query string
-            if isinstance(atoms.get(key), str):
-                atoms[key] = redact(atoms[key])
+            value = atoms.get(key)
+            if isinstance(value, str):
+                atoms[key] = redact(value)
         return {key: escape(value) if isinstance(value, str) else value for key, value in atoms.items()}

@@ -147,7 +147,7 @@ def _origin(url: str) -> tuple[str, str, int] | None:
 def admit(session_id: int) -> dict[str, Any]:
     """Before the websocket handshake: the one-time ticket (used up by any attempt), then the Origin."""
     origin = request.headers.get("Origin")
-    refusal = None if origin_allowed(origin) else f"refused: websocket Origin {origin[:60]!r} not allowed"
+    refusal = None if origin_allowed(origin) else f"refused: websocket Origin {(origin or '')[:60]!r} not allowed"
     ticket = request.args.get("ticket", "")
     outcome = context.store().websh.admit(session_id, digest(ticket), refusal) if ticket else "ticket"
     if outcome == "ticket":

@@ -200,6 +200,7 @@ class Terminal:
         """Resizes and ends sent by PATCH and DELETE, from whichever web process answered them."""
         try:
             while self.outcome is None:
+                self.sessions.served(self.id)
                 message = control.get_message(timeout=CONTROL_POLL)
                 if message is None:
                     continue
