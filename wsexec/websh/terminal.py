@@ -171,6 +171,8 @@ class Terminal:
             try:
                 channel.sendall(raw)
             except OSError as exc:
+                if channel.exit_status_ready():
+                    continue  # typed as the shell exited: the output pump ends the session with its status
                 self.end(FAILED, f"ssh channel lost: {exc}")
                 break
             self.sessions.count_input(self.id, len(raw))
