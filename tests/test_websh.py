@@ -13,10 +13,13 @@ from typing import Any
 import pytest
 import requests
 import websocket
+from redis import Redis
 
 from tests.helpers import CRON_TOKEN, PASSWORDS, Api, wait_for
 from wsexec.config import Settings
+from wsexec.store import Store, keys
 from wsexec.testing import SshServer
+from wsexec.websh import service
 
 AUTH = {user: (user, password) for user, password in PASSWORDS.items()}
 
@@ -117,7 +120,8 @@ def refused(url: str, **options: Any) -> int:
     return caught.value.status_code
 
 
-def test_echo_round_trip_and_the_session_record(base: str, open_session: Callable[..., dict[str, Any]]) -> None:
+def test_echo_round_trip_and_the_session_record(base: str, open_session: Callable[..., dict[str, Any]],
+                                                tmp_path: Path) -> None:
     session = open_session()
     assert session["state"] == "PENDING" and session["websocket"].startswith("ws://")
     assert session["websocket"].startswith(f"{session['api']}/connect?ticket=".replace("http://", "ws://"))
@@ -132,6 +136,7 @@ def test_echo_round_trip_and_the_session_record(base: str, open_session: Callabl
                      ["state"] == "ENDED" and s)
     assert ended["close_code"] == 1000 and ended["bytes_in"] == len("echo h''i\nexit\n")
     assert ended["bytes_out"] >= len("hi\r\n") and ended["end"] >= ended["start"]
+    assert session["websocket"].partition("ticket=")[2] not in (tmp_path / "gunicorn.log").read_text()
 
 
 def test_the_ticket_opens_once(open_session: Callable[..., dict[str, Any]]) -> None:
@@ -155,8 +160,10 @@ def test_an_expired_ticket_is_refused(open_session: Callable[..., dict[str, Any]
 def test_origin_must_be_this_server_or_an_allowed_one(base: str, open_session: Callable[..., dict[str, Any]]) -> None:
     evil = open_session()
     assert refused(evil["websocket"], origin="https://evil.example.com") == 403
-    assert get(evil["api"]).json()["state"] == "PENDING"  # a refused Origin does not use the ticket up
-    assert refused(evil["websocket"], origin=base.replace("127.0.0.1", "localhost").removesuffix("/wsexec")) == 403
+    assert refused(evil["websocket"]) == 403  # any attempt uses the ticket up: a URL in an access log opens nothing
+    assert get(evil["api"]).json()["close_reason"] == "refused: websocket Origin 'https://evil.example.com' not allowed"
+    assert refused(open_session()["websocket"], origin=base.replace("127.0.0.1", "localhost").removesuffix("/wsexec")) \
+        == 403
     own = base.removesuffix("/wsexec")
     for origin in (own, "https://console.example.com"):
         terminal = Terminal(open_session()["websocket"], origin=origin)
@@ -349,3 +356,16 @@ def test_the_api_answers_while_50_terminals_are_open(base: str, open_session: Ca
             terminal.close()
     for session in sessions:
         assert ended(session)["close_reason"] == "closed by the client"
+
+
+def test_a_session_no_web_process_serves_any_more_ends_as_lost(api: Api, api_instance: dict[str, Any],
+                                                               store: Store, redis: Redis) -> None:
+    """Its web process renews an alive key while it serves the websocket; without it, the session ends on read."""
+    session = api.as_user("operator").created("/websh/sessions", {"instance": api_instance["id"], "rows": 5, "cols": 5})
+    ticket = session["websocket"].partition("ticket=")[2]
+    assert store.websh.admit(session["id"], service.digest(ticket)) == "ok"  # as its connect would
+    assert api.get(f"/websh/sessions/{session['id']}").json["state"] == "ACTIVE"
+    redis.delete(keys.websh_alive(session["id"]))  # the process holding it was killed: nobody renews it
+    lost = api.get(f"/websh/sessions/{session['id']}").json
+    assert lost["state"] == "ENDED" and lost["close_reason"].startswith("lost: no web process serves it")
+    assert api.get("/websh/sessions").json["results"][0]["state"] == "ENDED"

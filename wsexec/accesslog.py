@@ -4,12 +4,14 @@ fake entry or drive the terminal of whoever reads the log. Imports nothing but g
 
 from __future__ import annotations
 
+import re
 from collections.abc import MutableMapping
 from typing import Any
 
 from gunicorn.glogging import Logger
 
 USER_ENVIRON_KEY = "wsexec.user"  # the app sets it in the WSGI environ once credentials are verified
+TICKET = re.compile(r"([?&]?ticket=)[^&\s]*")  # websh's one-time websocket tickets (used up, but still secrets)
 
 
 def escape(text: str) -> str:
@@ -31,6 +33,11 @@ def _escaped(ch: str) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
+def redact(text: str) -> str:
+    """The request line or query string without the value of a websh ticket."""
+    return TICKET.sub(r"\1REDACTED", text)
+
+
 class AccessLogger(Logger):
     """gunicorn's Logger with the authenticated user and escaped atoms (gunicorn.conf.py's logger_class)."""
 
@@ -39,4 +46,8 @@ class AccessLogger(Logger):
 
     def atoms(self, resp: Any, req: Any, environ: MutableMapping[str, Any], request_time: Any) -> Any:
         atoms = super().atoms(resp, req, environ, request_time)
+        for key in ("r", "q"):  # the request line and the query string
+            value = atoms.get(key)
+            if isinstance(value, str):
+                atoms[key] = redact(value)
         return {key: escape(value) if isinstance(value, str) else value for key, value in atoms.items()}

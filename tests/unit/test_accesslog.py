@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wsexec.accesslog import escape
+from wsexec.accesslog import escape, redact
 
 
 @pytest.mark.parametrize(("raw", "logged"), [
@@ -19,3 +19,13 @@ from wsexec.accesslog import escape
 ])
 def test_escape(raw: str, logged: str) -> None:
     assert escape(raw) == logged
+
+
+@pytest.mark.parametrize(("raw", "logged"), [
+    ("GET /wsexec/websh/sessions/3/connect?ticket=Ab-_9x HTTP/1.1",
+     "GET /wsexec/websh/sessions/3/connect?ticket=REDACTED HTTP/1.1"),
+    ("page=2&ticket=s3cret&x=1", "page=2&ticket=REDACTED&x=1"),
+    ("GET /wsexec/tasks?page=2 HTTP/1.1", "GET /wsexec/tasks?page=2 HTTP/1.1"),
+])
+def test_websh_tickets_are_never_logged(raw: str, logged: str) -> None:
+    assert redact(raw) == logged

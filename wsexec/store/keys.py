@@ -45,6 +45,7 @@ REGISTRATION_TOKEN = PREFIX + "registration_token:{digest}"  # string: a registr
 # a terminal session is a record of kind "websh" (RECORD, COUNTER, INDEX_ALL) (websh.py)
 WEBSH_TICKET = PREFIX + "websh:ticket:{digest}"  # string with a TTL: a session's one-time websocket ticket (websh.py)
 WEBSH_RECORDING = PREFIX + "websh:{id}:recording"  # string: asciicast event lines, capped (websh.py)
+WEBSH_ALIVE = PREFIX + "websh:{id}:alive"  # string with a TTL: a web process serves the session's websocket (websh.py)
 WEBSH_CONTROL = PREFIX + "websh:{id}:control"  # pub/sub channel: resize and end, to the process serving it (websh.py)
 
 
@@ -148,6 +149,10 @@ def websh_ticket(digest: str) -> str:
 
 def websh_recording(session_id: int | str) -> str:
     return WEBSH_RECORDING.format(id=session_id)
+
+
+def websh_alive(session_id: int | str) -> str:
+    return WEBSH_ALIVE.format(id=session_id)
 
 
 def websh_control(session_id: int | str) -> str:

@@ -25,6 +25,10 @@ WEBSH = Kind(
 )
 
 
+ALIVE_SECONDS = 60  # a session's web process renews its alive key every few seconds; gone this long, it is lost
+LOST = "lost: no web process serves it any more (stopped or restarted)"
+
+
 class Sessions:
     """The session records; who may see or change one is the service's rule (wsexec.websh.service)."""
 
@@ -55,7 +59,7 @@ class Sessions:
         raw = cast(dict[bytes, bytes], self.redis.hgetall(WEBSH.key(session_id)))
         if not raw:
             raise NotFound(f"session {session_id} not found")
-        return shown(WEBSH.decode(raw))
+        return self._lost([shown(WEBSH.decode(raw))])[0]
 
     def all(self, owner: str | None = None) -> list[dict[str, Any]]:
         """Newest first, every session kept (owner: only theirs); ids whose record has expired are dropped."""
@@ -67,13 +71,15 @@ class Sessions:
         gone = [session_id for session_id, raw in zip(ids, raws, strict=True) if not raw]
         if gone:
             self.redis.zrem(WEBSH.all_key, *gone)
-        sessions = [shown(WEBSH.decode(raw)) for raw in raws if raw]
+        sessions = self._lost([shown(WEBSH.decode(raw)) for raw in raws if raw])
         return [s for s in sessions if owner is None or s["owner"] == owner]
 
-    def admit(self, session_id: int, ticket_digest: str) -> str:
-        """Take the ticket (once): 'ok' and the session is ACTIVE, else why not ('ticket' or the session's state)."""
-        outcome = self._admit(keys=[keys.websh_ticket(ticket_digest), WEBSH.key(session_id)],
-                              args=[session_id, repr(time.time())])
+    def admit(self, session_id: int, ticket_digest: str, refusal: str | None = None) -> str:
+        """Take the ticket (once, whatever comes of it): 'ok' and the session is ACTIVE, else why not ('ticket',
+        'origin' when a refusal is given: the session then ends with it, or the session's state)."""
+        outcome = self._admit(
+            keys=[keys.websh_ticket(ticket_digest), WEBSH.key(session_id), keys.websh_alive(session_id)],
+            args=[session_id, repr(time.time()), "0" if refusal else "1", refusal or "", ALIVE_SECONDS])
         return cast(bytes, outcome).decode()
 
     def update(self, session_id: int, fields: dict[str, Any]) -> None:
@@ -92,15 +98,34 @@ class Sessions:
     def recording(self, session_id: int) -> bytes:
         return cast(bytes, self.redis.get(keys.websh_recording(session_id)) or b"")
 
-    def finish(self, session_id: int, fields: dict[str, Any]) -> bool:
-        """ENDED with the given fields, kept from now for the retention period; False if it had ended already."""
+    def finish(self, session_id: int, fields: dict[str, Any], unless_served: bool = False) -> bool:
+        """ENDED with the given fields, kept from now for the retention period; False if it had ended already (or,
+        unless_served, a web process still serves it)."""
         pairs = [item for name, value in WEBSH.encode(fields).items() if value is not None for item in (name, value)]
-        return bool(self._finish(keys=[WEBSH.key(session_id), keys.websh_recording(session_id)],
-                                 args=[self.retention, *pairs]))
+        return bool(self._finish(
+            keys=[WEBSH.key(session_id), keys.websh_recording(session_id), keys.websh_alive(session_id)],
+            args=[self.retention, "1" if unless_served else "0", *pairs]))
+
+    def served(self, session_id: int) -> None:
+        """The web process serving the session is alive (renewed every few seconds while it is)."""
+        self.redis.set(keys.websh_alive(session_id), 1, ex=ALIVE_SECONDS)
+
+    def _lost(self, sessions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """ACTIVE sessions that no web process renews any more end here ('lost'), so none stays ACTIVE forever."""
+        active = [s for s in sessions if s["state"] == "ACTIVE"]
+        if not active:
+            return sessions
+        with self.redis.pipeline(transaction=False) as pipe:
+            for session in active:
+                pipe.exists(keys.websh_alive(session["id"]))
+            alive = pipe.execute()
+        lost = {s["id"] for s, up in zip(active, alive, strict=True) if not up
+                and self.finish(s["id"], {"end": time.time(), "close_reason": LOST}, unless_served=True)}
+        return [self.get(s["id"]) if s["id"] in lost else s for s in sessions]
 
     def tell(self, session_id: int, message: dict[str, Any]) -> int:
         """Send a control message to the process serving the session; how many listened (0: nobody serves it)."""
-        return cast(int, self.redis.publish(keys.websh_control(session_id), json.dumps(message)))
+        return int(self.redis.publish(keys.websh_control(session_id), json.dumps(message)))
 
     def listen(self, session_id: int) -> PubSub:
         """The session's control channel, subscribed (before its record is read, so no message is missed)."""

@@ -44,6 +44,7 @@ class Sessions(MethodView):
 
     @blp.arguments(SessionCreateSchema)
     @blp.response(201, SessionSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
     def post(self, fields: dict[str, Any]) -> dict[str, Any]:
         """Open a terminal: answers its one-time websocket URL (valid WSEXEC_WEBSH_TICKET_TTL s) and its URL."""
         return service.create(fields, current_user())

@@ -145,13 +145,16 @@ def _origin(url: str) -> tuple[str, str, int] | None:
 
 
 def admit(session_id: int) -> dict[str, Any]:
-    """Before the websocket handshake: the Origin, then the one-time ticket (taken, so never usable again)."""
-    if not origin_allowed(request.headers.get("Origin")):
-        raise Forbidden("websocket Origin not allowed", {"origin": request.headers.get("Origin")})
+    """Before the websocket handshake: the one-time ticket (used up by any attempt), then the Origin."""
+    origin = request.headers.get("Origin")
+    refusal = None if origin_allowed(origin) else f"refused: websocket Origin {(origin or '')[:60]!r} not allowed"
     ticket = request.args.get("ticket", "")
-    outcome = context.store().websh.admit(session_id, digest(ticket)) if ticket else "ticket"
+    outcome = context.store().websh.admit(session_id, digest(ticket), refusal) if ticket else "ticket"
     if outcome == "ticket":
         raise Forbidden("ticket unknown, already used or expired: POST /wsexec/websh/sessions for a new one")
+    if outcome == "origin":
+        raise Forbidden("websocket Origin not allowed: the session is closed, POST for a new one",
+                        {"origin": origin})
     if outcome != "ok":
         raise Forbidden(f"session {session_id} is {outcome}", {"state": outcome})
     return context.store().websh.get(session_id)

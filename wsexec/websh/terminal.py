@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import paramiko
+from redis.client import PubSub
 from simple_websocket import ConnectionClosed, Server
 
 from workers.ssh import Connection, Endpoint, SshError, SshOptions
@@ -83,7 +84,7 @@ class Terminal:
 
     def run(self) -> dict[str, Any]:
         """Serve the session until it ends; the fields its record ends with."""
-        control = self.sessions.listen(self.id)  # before reading the size: no resize is missed
+        control: PubSub | None = self.sessions.listen(self.id)  # before reading the size: no resize is missed
         try:
             current = self.sessions.get(self.id)
             rows, cols = current["rows"], current["cols"]
@@ -170,6 +171,8 @@ class Terminal:
             try:
                 channel.sendall(raw)
             except OSError as exc:
+                if channel.exit_status_ready():
+                    continue  # typed as the shell exited: the output pump ends the session with its status
                 self.end(FAILED, f"ssh channel lost: {exc}")
                 break
             self.sessions.count_input(self.id, len(raw))
@@ -199,6 +202,7 @@ class Terminal:
         """Resizes and ends sent by PATCH and DELETE, from whichever web process answered them."""
         try:
             while self.outcome is None:
+                self.sessions.served(self.id)
                 message = control.get_message(timeout=CONTROL_POLL)
                 if message is None:
                     continue
