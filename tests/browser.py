@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -67,16 +67,21 @@ class Browser:
         self.wait(lambda: self.text("#who") == f"{user} ({user})")
         self.open(fragment)
 
-    def until(self, condition: Callable[[], Any], message: str = "") -> Any:
-        """condition()'s first truthy value (elements replaced while looked at count as not yet)."""
+    def until(self, condition: Callable[[], Any], message: str | Callable[[], str] = "") -> Any:
+        """condition()'s first truthy value (elements replaced while looked at count as not yet); the message (or
+        what the page shows) only once the time is up, so waiting reads no log it would consume."""
         def check(_: Any) -> Any:
             try:
                 return condition()
             except (StaleElementReferenceException, AssertionError):
                 return False
 
-        return WebDriverWait(self.driver, WAIT, poll_frequency=0.05).until(
-            check, message or f"not shown within {WAIT} s: {self.text('#error')!r} {self.console_errors()}")
+        try:
+            return WebDriverWait(self.driver, WAIT, poll_frequency=0.05).until(check)
+        except TimeoutException:
+            said = message() if callable(message) else message
+            raise AssertionError(f"not shown within {WAIT} s: {said or 'condition not met'}; error line "
+                                 f"{self.text('#error')!r}; page errors {self.console_errors()}") from None
 
     wait = until
 
@@ -87,20 +92,19 @@ class Browser:
         return self.driver.find_elements(By.CSS_SELECTOR, css)
 
     def text(self, css: str) -> str:
-        """The element's text now ('' while it is not there)."""
-        found = self.driver.find_elements(By.CSS_SELECTOR, css)
-        return found[0].text if found else ""
+        """The element's text now, as shown ('' while it is not there); read in one step, so never stale."""
+        return self.driver.execute_script(
+            "const found = document.querySelector(arguments[0]); return found ? found.innerText : ''", css)
 
     def wait_text(self, css: str, text: str) -> WebElement:
         return self.until(lambda: text in self.text(css) and self.driver.find_element(By.CSS_SELECTOR, css),
-                          f"{text!r} not in {css} within {WAIT} s: it shows {self.text(css)!r}; "
-                          f"error line {self.text('#error')!r}")
+                          lambda: f"{text!r} not in {css}, which shows {self.text(css)!r}")
 
     def js(self, script: str, *args: Any) -> Any:
         return self.driver.execute_script(script, *args)
 
     def console_errors(self) -> list[str]:
-        """What the page logged as errors (CSP violations, exceptions)."""
+        """What the pages logged as errors (CSP violations, exceptions, failed requests) since the last call."""
         try:
             return [entry["message"] for entry in self.driver.get_log("browser") if entry["level"] == "SEVERE"]
         except WebDriverException:

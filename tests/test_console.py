@@ -55,6 +55,14 @@ def test_admin_declares_an_instance_and_leaves_a_note(console: Browser, api: Api
     console.js("window.scrollTo(0, 0)")
     console.screenshot("instances")
 
+    console.find("#instance-detail details.instance summary").click()  # edit: the tag, and no more limit
+    tag = console.find("#instance-edit input[name='tag']")
+    tag.clear()
+    tag.send_keys("edited")
+    console.find("#instance-edit button").click()
+    console.wait_text("#instance-rows", "edited")
+    assert api.get(f"/instances/{declared['id']}").json["tag"] == "edited"
+
 
 def test_bad_input_is_one_line_with_the_status(console: Browser) -> None:
     console.login("admin", "instances")
@@ -117,6 +125,7 @@ def test_run_a_fan_out_and_watch_its_grid(console: Browser, api: Api, make_sshd:
     form.find_element("name", "target").send_keys("every")  # the option "every ACTIVE instance of a tag"
     form.find_element("name", "target_tag").send_keys("fleet")
     console.find("#run-script").send_keys("echo on $(hostname); exit 7")
+    console.screenshot("run")
     console.find("#run-submit").click()
     console.find("#batch-grid")
     for host in hosts:
@@ -161,11 +170,13 @@ def test_a_401_goes_back_to_login(console: Browser) -> None:
 
 
 def test_no_csp_violation_nor_script_error(console: Browser, api: Api, instance: dict[str, Any]) -> None:
-    task = api.create_task(instance, "echo x")
+    task = api.create_task(instance, "echo '<img src=x onerror=alert(1)><b>x</b>'")
+    console.console_errors()  # what earlier tests in this browser made the page log (their 401s, 422s) goes
     console.login("admin", f"tasks/{task['id']}")
     console.wait_text("#task-summary .task-state", "DONE")
+    console.wait_text("#task-stdout", "<img src=x onerror=alert(1)><b>x</b>")  # the output is text, never markup
+    assert console.all("#task-stdout img") == [] and console.all("#task-stdout b") == []
     for page in ("instances", "tasks", "run", "audit", "terminals"):
         console.open(page)
         console.find("main h1")
-    errors = [e for e in console.console_errors() if "401" not in e]  # the login refused in other tests
-    assert errors == []
+    assert console.console_errors() == []

@@ -57,7 +57,7 @@ def test_a_terminal_echoes_resizes_and_its_recording_plays(console: Browser, api
     console.until(lambda: console.find("#terminal").get_attribute("data-session"))
     console.until(lambda: any(line.endswith("$") for line in rows(console)), "no shell prompt")
     typed(console, "echo hi")
-    console.until(lambda: "hi" in rows(console), f"no line 'hi' in {rows(console)}")
+    console.until(lambda: "hi" in rows(console), lambda: f"no line 'hi' in {rows(console)}")
     console.screenshot("terminal")
 
     typed(console, "stty size")
@@ -87,6 +87,7 @@ def test_a_terminal_echoes_resizes_and_its_recording_plays(console: Browser, api
     assert "hi" in played and any(line.endswith("echo hi") for line in played)
     assert console.text("#player-toggle") == "Play again"
     console.screenshot("recording")
+    assert [e for e in console.console_errors() if "Content Security Policy" in e] == []  # xterm.js runs under it
 
 
 def test_a_viewer_cannot_open_a_terminal(console: Browser, instance: dict[str, Any]) -> None:
@@ -103,6 +104,6 @@ def test_the_console_and_a_terminal_through_nginx_over_tls(console: Browser, ngi
     console.find("#terminal-open").click()
     console.until(lambda: any(line.endswith("$") for line in rows(console)), "no shell prompt")
     typed(console, "echo h''i")  # the echoed command reads h''i: a line "hi" is the shell's answer
-    console.until(lambda: "hi" in rows(console), f"no line 'hi' in {rows(console)}")
+    console.until(lambda: "hi" in rows(console), lambda: f"no line 'hi' in {rows(console)}")
     assert console.js("return location.protocol") == "https:"
     assert console.find("#terminal").get_attribute("data-ended") is None
