@@ -23,6 +23,7 @@ from wsexec.config import Settings
 from wsexec.roles import Role
 
 HEALTH = "/wsexec/health"
+CONSOLE = "ui"  # the console's static files: code, no data (README, "The web console"); wsexec/ui is their blueprint
 TASK = {"name": "uptime", "tag": "nightly", "script": "uptime"}
 
 
@@ -51,13 +52,15 @@ WRONG_CREDENTIALS: list[dict[str, str]] = [
 
 
 def walk(app: Flask) -> Iterator[tuple[str, str, Any]]:
-    """(method, path, blueprint) for every route and method but health; path arguments filled with 1."""
+    """(method, path, blueprint) for every route and method but health and the console's files; path arguments
+    filled with 1."""
     for rule in app.url_map.iter_rules():
-        if rule.rule == HEALTH:
+        blueprint = rule.endpoint.rpartition(".")[0]
+        if rule.rule == HEALTH or blueprint == CONSOLE:
             continue
         path = re.sub(r"<[^>]+>", "1", rule.rule)
         for method in sorted(rule.methods or ()):
-            yield method, path, app.blueprints.get(rule.endpoint.rpartition(".")[0])
+            yield method, path, app.blueprints.get(blueprint)
 
 
 def refused(response: TestResponse, method: str) -> str | None:
@@ -77,6 +80,13 @@ def test_the_walk_covers_the_api(app: Flask) -> None:
                      ("PUT", "/wsexec/instances/1"), ("GET", "/wsexec/openapi.json")]:
         assert expected in walked
     assert all(path != HEALTH for _, path in walked)
+
+
+def test_the_console_files_are_all_that_is_public_beside_health(app: Flask) -> None:
+    """Its blueprint serves files from its static folder only: no view there can read data."""
+    console = {rule.rule for rule in app.url_map.iter_rules() if rule.endpoint.startswith(f"{CONSOLE}.")}
+    assert console == {"/wsexec/ui/", "/wsexec/ui/<path:name>"}
+    assert access_of(app.blueprints[CONSOLE]).public
 
 
 @pytest.mark.parametrize("headers", WRONG_CREDENTIALS, ids=lambda h: h.get("Authorization", "none")[:30])
