@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(redis-server openssh-client)
-[ "${1:-}" = dev ] && packages+=(openssh-server nginx-light ansible-core redis-sentinel chromium chromium-driver)
+[ "${1:-}" = dev ] && packages+=(openssh-server nginx-light ansible-core redis-sentinel
+                                 chromium chromium-driver fonts-dejavu-core)  # the console's browser tests
 
 missing=()
 for pkg in "${packages[@]}"; do
