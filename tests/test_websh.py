@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,8 +61,8 @@ class Terminal:
         while True:
             try:
                 opcode, data = self.ws.recv_data(control_frame=True)
-            except websocket.WebSocketConnectionClosedException:
-                return self.ws.status or 0, ""
+            except (websocket.WebSocketConnectionClosedException, ConnectionResetError):
+                return 1006, ""  # no close frame: the connection just dropped
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 return int.from_bytes(data[:2], "big"), data[2:].decode()
             self.output += data
@@ -369,3 +371,37 @@ def test_a_session_no_web_process_serves_any_more_ends_as_lost(api: Api, api_ins
     lost = api.get(f"/websh/sessions/{session['id']}").json
     assert lost["state"] == "ENDED" and lost["close_reason"].startswith("lost: no web process serves it")
     assert api.get("/websh/sessions").json["results"][0]["state"] == "ENDED"
+
+
+def gunicorn_workers(base: str) -> list[int]:
+    """The worker processes of the gunicorn serving base (found by its WSEXEC_BIND, as root may read environs)."""
+    bind = f"WSEXEC_BIND={base.removeprefix('http://').removesuffix('/wsexec')}".encode()
+    masters = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and (p / "cmdline").exists()
+               and b"gunicorn" in (p / "cmdline").read_bytes() and bind in _environ(p)]
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) in masters]
+
+
+def _environ(proc: Path) -> list[bytes]:
+    try:
+        return (proc / "environ").read_bytes().split(b"\0")
+    except OSError:
+        return []
+
+
+def _parent(proc: Path) -> int | None:
+    try:
+        return int((proc / "stat").read_text().rpartition(")")[2].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def test_a_killed_web_process_leaves_no_shell_behind(base: str, open_session: Callable[..., dict[str, Any]]) -> None:
+    terminal = Terminal(open_session()["websocket"])
+    terminal.type("echo PID=$$'.'\n")
+    pid = int(terminal.read_match(rb"PID=(\d+)\.\r\n").group(1))
+    workers = gunicorn_workers(base)
+    assert len(workers) == 2, workers
+    for worker in workers:  # SIGKILL: no code of ours runs, the kernel closes its sockets (SSH's among them)
+        os.kill(worker, signal.SIGKILL)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists())  # sshd saw the connection drop and hung the shell up
+    assert terminal.closed() == (1006, "")  # the websocket dropped without a close frame
