@@ -15,13 +15,10 @@ from typing import Any
 import pytest
 import requests
 import websocket
-from redis import Redis
 
-from tests.helpers import CRON_TOKEN, PASSWORDS, Api, wait_for
+from tests.helpers import PASSWORDS, wait_for
 from wsexec.config import Settings
-from wsexec.store import Store, keys
 from wsexec.testing import SshServer
-from wsexec.websh import service
 
 AUTH = {user: (user, password) for user, password in PASSWORDS.items()}
 
@@ -287,92 +284,6 @@ def test_every_session_is_audited(open_session: Callable[..., dict[str, Any]], b
     assert any(e["action"] == "websh.create" and e["target"] == f"websh:{session['id']}" for e in entries)
 
 
-# --- the API alone (Flask's test client: no websocket) ---------------------------------------------------------
-
-
-@pytest.fixture
-def api_instance(api: Api, sshd: SshServer, ssh_user: str) -> dict[str, Any]:
-    return api.created("/instances", {"ip": sshd.host, "port": sshd.port, "tag": "websh", "user": ssh_user})
-
-
-def test_who_may_open_see_and_change_sessions(api: Api, api_instance: dict[str, Any]) -> None:
-    body = {"instance": api_instance["id"], "rows": 24, "cols": 80}
-    assert api.as_user("viewer").post("/websh/sessions", json=body).status_code == 403
-    mine = api.as_user("operator").created("/websh/sessions", body)
-    assert mine["owner"] == "operator" and mine["user"] == api_instance["user"] and mine["state"] == "PENDING"
-    assert mine["websocket"].startswith(f"ws://localhost/wsexec/websh/sessions/{mine['id']}/connect?ticket=")
-    other = {"Authorization": f"Bearer {CRON_TOKEN}"}  # another operator
-    assert api.client.get(f"/wsexec/websh/sessions/{mine['id']}", headers=other).status_code == 404
-    assert api.client.patch(f"/wsexec/websh/sessions/{mine['id']}", headers=other,
-                            json={"rows": 5, "cols": 5}).status_code == 404
-    assert api.client.get("/wsexec/websh/sessions", headers=other).json["count"] == 0
-    assert api.as_user("operator").get("/websh/sessions").json["results"][0]["id"] == mine["id"]
-    assert api.get("/websh/sessions").json["count"] == 1  # an admin sees everyone's
-    shown = api.as_user("operator").get(f"/websh/sessions/{mine['id']}").json
-    assert shown["websocket"] is None and "ticket" not in json.dumps(shown)  # the ticket is shown once
-    assert api.as_user("viewer").get(f"/websh/sessions/{mine['id']}").status_code == 404
-    assert api.as_user("operator").delete(f"/websh/sessions/{mine['id']}").status_code == 204
-    assert api.get(f"/websh/sessions/{mine['id']}").json["state"] == "ENDED"
-
-
-@pytest.mark.parametrize("body, field", [
-    ({"rows": 0, "cols": 80}, "rows"), ({"rows": 24, "cols": 0}, "cols"), ({"rows": 24.5, "cols": 80}, "rows"),
-    ({"rows": 24, "cols": 5000}, "cols"), ({"cols": 80}, "rows"), ({"rows": "x", "cols": 80}, "rows"),
-    ({"rows": 24, "cols": 80, "user": "Root!"}, "user"),
-])
-def test_bad_sizes_are_422(api: Api, api_instance: dict[str, Any], body: dict[str, Any], field: str) -> None:
-    response = api.as_user("operator").post("/websh/sessions", json={"instance": api_instance["id"], **body})
-    assert response.status_code == 422 and field in response.json["detail"], response.json
-
-
-def test_unknown_instance_is_404_and_a_login_user_must_be_allowed(api: Api, api_instance: dict[str, Any]) -> None:
-    assert api.post("/websh/sessions", json={"instance": 999, "rows": 24, "cols": 80}).status_code == 404
-    response = api.post("/websh/sessions", json={"instance": api_instance["id"], "rows": 2, "cols": 2, "user": "root"})
-    assert response.status_code == 403 and response.json["detail"]["allowed"] == [api_instance["user"]]
-
-
-@pytest.mark.timeout(600)
-def test_the_api_answers_while_50_terminals_are_open(base: str, open_session: Callable[..., dict[str, Any]],
-                                                     instance: dict[str, Any]) -> None:
-    """gevent: each terminal is a few greenlets, not one of a few threads, so the API is not starved."""
-    sessions, terminals = [], []
-    try:
-        for number in range(50):
-            sessions.append(open_session())
-            terminals.append(Terminal(sessions[-1]["websocket"]))
-            terminals[-1].type(f"echo open-{number}''.\n")
-        for number, terminal in enumerate(terminals):
-            terminal.read_until(f"open-{number}.\r\n".encode())
-        # all 50 open, each holding its SSH connection and websocket: the API still answers, and correctly
-        for _ in range(3):
-            assert get(f"{base}/instances/{instance['id']}").json()["ip"] == instance["ip"]
-            listed = get(f"{base}/websh/sessions?page_size=100", "admin").json()
-            assert listed["count"] == 50 and {s["state"] for s in listed["results"]} == {"ACTIVE"}
-            audit = get(f"{base}/audit?page_size=100", "admin").json()["results"]
-            assert sum(entry["action"] == "websh.create" for entry in audit) == 50
-        for number, terminal in enumerate(terminals):  # and every terminal is still live
-            terminal.type(f"echo still-{number}''.\n")
-            terminal.read_until(f"still-{number}.\r\n".encode())
-    finally:
-        for terminal in terminals:
-            terminal.close()
-    for session in sessions:
-        assert ended(session)["close_reason"] == "closed by the client"
-
-
-def test_a_session_no_web_process_serves_any_more_ends_as_lost(api: Api, api_instance: dict[str, Any],
-                                                               store: Store, redis: Redis) -> None:
-    """Its web process renews an alive key while it serves the websocket; without it, the session ends on read."""
-    session = api.as_user("operator").created("/websh/sessions", {"instance": api_instance["id"], "rows": 5, "cols": 5})
-    ticket = session["websocket"].partition("ticket=")[2]
-    assert store.websh.admit(session["id"], service.digest(ticket)) == "ok"  # as its connect would
-    assert api.get(f"/websh/sessions/{session['id']}").json["state"] == "ACTIVE"
-    redis.delete(keys.websh_alive(session["id"]))  # the process holding it was killed: nobody renews it
-    lost = api.get(f"/websh/sessions/{session['id']}").json
-    assert lost["state"] == "ENDED" and lost["close_reason"].startswith("lost: no web process serves it")
-    assert api.get("/websh/sessions").json["results"][0]["state"] == "ENDED"
-
-
 def gunicorn_workers(base: str) -> list[int]:
     """The worker processes of the gunicorn serving base (found by its WSEXEC_BIND, as root may read environs)."""
     bind = f"WSEXEC_BIND={base.removeprefix('http://').removesuffix('/wsexec')}".encode()
@@ -405,3 +316,32 @@ def test_a_killed_web_process_leaves_no_shell_behind(base: str, open_session: Ca
         os.kill(worker, signal.SIGKILL)
     wait_for(lambda: not Path(f"/proc/{pid}").exists())  # sshd saw the connection drop and hung the shell up
     assert terminal.closed() == (1006, "")  # the websocket dropped without a close frame
+
+
+@pytest.mark.timeout(600)
+def test_the_api_answers_while_50_terminals_are_open(base: str, open_session: Callable[..., dict[str, Any]],
+                                                     instance: dict[str, Any]) -> None:
+    """gevent: each terminal is a few greenlets, not one of a few threads, so the API is not starved."""
+    sessions, terminals = [], []
+    try:
+        for number in range(50):
+            sessions.append(open_session())
+            terminals.append(Terminal(sessions[-1]["websocket"]))
+            terminals[-1].type(f"echo open-{number}''.\n")
+        for number, terminal in enumerate(terminals):
+            terminal.read_until(f"open-{number}.\r\n".encode())
+        # all 50 open, each holding its SSH connection and websocket: the API still answers, and correctly
+        for _ in range(3):
+            assert get(f"{base}/instances/{instance['id']}").json()["ip"] == instance["ip"]
+            listed = get(f"{base}/websh/sessions?page_size=100", "admin").json()
+            assert listed["count"] == 50 and {s["state"] for s in listed["results"]} == {"ACTIVE"}
+            audit = get(f"{base}/audit?page_size=100", "admin").json()["results"]
+            assert sum(entry["action"] == "websh.create" for entry in audit) == 50
+        for number, terminal in enumerate(terminals):  # and every terminal is still live
+            terminal.type(f"echo still-{number}''.\n")
+            terminal.read_until(f"still-{number}.\r\n".encode())
+    finally:
+        for terminal in terminals:
+            terminal.close()
+    for session in sessions:
+        assert ended(session)["close_reason"] == "closed by the client"

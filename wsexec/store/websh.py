@@ -46,7 +46,7 @@ class Sessions:
         Until it is admitted it expires with the retention period, so sessions never opened do not pile up."""
         now = time.time()
         record = {**fields, "state": "PENDING", "created_at": now, "expires_at": now + ticket_ttl,
-                  "bytes_in": 0, "bytes_out": 0}
+                  "bytes_in": 0, "bytes_out": 0, "recording_bytes": 0, "recording_truncated": False}
         pairs = [item for name, value in WEBSH.encode(record).items() if value is not None for item in (name, value)]
         outcome = self._create(
             keys=[WEBSH.counter_key, WEBSH.all_key, INSTANCE.key(fields["instance"]), keys.websh_ticket(ticket_digest)],
