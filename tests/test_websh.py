@@ -318,6 +318,23 @@ def test_a_killed_web_process_leaves_no_shell_behind(base: str, open_session: Ca
     assert terminal.closed() == (1006, "")  # the websocket dropped without a close frame
 
 
+def test_a_stopping_web_process_closes_its_terminals_going_away(
+    base: str, open_session: Callable[..., dict[str, Any]]
+) -> None:
+    """SIGTERM: gunicorn lets open requests run for its graceful timeout (30 s), then ends them; a terminal then
+    closes with 1001 and its record and audit entry are written before the process exits."""
+    session = open_session()
+    terminal = Terminal(session["websocket"])
+    terminal.type("echo r''eady\n")
+    terminal.read_until(b"ready\r\n")
+    terminal.ws.settimeout(90)  # the graceful timeout, on a loaded machine
+    for worker in gunicorn_workers(base):
+        os.kill(worker, signal.SIGTERM)
+    assert terminal.closed() == (1001, "the web process is stopping")
+    record = ended(session)  # answered by the worker gunicorn started in its place
+    assert (record["close_code"], record["close_reason"]) == (1001, "the web process is stopping")
+
+
 @pytest.mark.timeout(600)
 def test_the_api_answers_while_50_terminals_are_open(base: str, open_session: Callable[..., dict[str, Any]],
                                                      instance: dict[str, Any]) -> None:
