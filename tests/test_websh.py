@@ -58,7 +58,7 @@ class Terminal:
         while True:
             try:
                 opcode, data = self.ws.recv_data(control_frame=True)
-            except (websocket.WebSocketConnectionClosedException, ConnectionResetError):
+            except (websocket.WebSocketConnectionClosedException, ConnectionError):
                 return 1006, ""  # no close frame: the connection just dropped
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 return int.from_bytes(data[:2], "big"), data[2:].decode()
@@ -335,7 +335,21 @@ def test_a_stopping_web_process_closes_its_terminals_going_away(
     assert (record["close_code"], record["close_reason"]) == (1001, "the web process is stopping")
 
 
+@pytest.mark.parametrize("changes", [{"websh_ping": 0.2, "websh_idle": 3.0}])
+def test_pings_keep_a_reading_client_and_drop_a_silent_one(open_session: Callable[..., dict[str, Any]]) -> None:
+    reading = open_session()
+    assert Terminal(reading["websocket"]).closed() == (1008, "idle for 3 s (WSEXEC_WEBSH_IDLE)")  # pinged ~15 times
+    silent = open_session()
+    terminal = Terminal(silent["websocket"])  # never reads, so never answers a ping
+    record = wait_for(lambda: (s := get(silent["api"]).json())["state"] == "ENDED" and s, timeout=60)
+    assert (record["close_code"], record["close_reason"]) == (
+        1008, "the client stopped answering pings (WSEXEC_WEBSH_PING)")
+    assert terminal.closed() in ((1008, "Ping/Pong timeout"), (1006, ""))  # its pongs to queued pings may hit a
+    # socket the server has closed already
+
+
 @pytest.mark.timeout(600)
+@pytest.mark.parametrize("changes", [{"websh_ping": 3600.0}])  # the first terminals wait unread while others open
 def test_the_api_answers_while_50_terminals_are_open(base: str, open_session: Callable[..., dict[str, Any]],
                                                      instance: dict[str, Any]) -> None:
     """gevent: each terminal is a few greenlets, not one of a few threads, so the API is not starved."""

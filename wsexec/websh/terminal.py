@@ -27,7 +27,7 @@ from wsexec.store.websh import Sessions
 
 log = logging.getLogger(__name__)
 
-NORMAL, GOING_AWAY, POLICY, FAILED = 1000, 1001, 1008, 1011
+NORMAL, GOING_AWAY, NO_STATUS, POLICY, FAILED = 1000, 1001, 1005, 1008, 1011
 READ_SIZE = 32 * 1024
 CONTROL_POLL = 5.0  # seconds: the control listener's backstop wake-up (a "stop" message wakes it at once)
 _gates: dict[str, threading.BoundedSemaphore] = {}
@@ -177,7 +177,11 @@ class Terminal:
             try:
                 data = self.ws.receive(timeout=min(total_deadline, idle_deadline) - now)
             except ConnectionClosed:
-                self.end(int(self.ws.close_reason or NORMAL), "closed by the client")
+                code = int(self.ws.close_reason or NORMAL)
+                if code == NO_STATUS and not self.ws.pong_received:  # simple-websocket gave up on its pings
+                    self.end(POLICY, "the client stopped answering pings (WSEXEC_WEBSH_PING)")
+                else:
+                    self.end(code, "closed by the client")
                 break
             if data is None:
                 continue
