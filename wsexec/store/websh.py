@@ -10,7 +10,7 @@ from typing import Any, cast
 from redis import Redis
 from redis.client import PubSub
 
-from wsexec.exceptions import Conflict, NotFound
+from wsexec.exceptions import NotFound
 from wsexec.store import keys, websh_scripts
 from wsexec.store.records import INSTANCE, Kind, as_ints
 
@@ -132,10 +132,6 @@ class Sessions:
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(keys.websh_control(session_id))
         return pubsub
-
-    def require_state(self, session: dict[str, Any], *allowed: str) -> None:
-        if session["state"] not in allowed:
-            raise Conflict(f"session {session['id']} is {session['state']}", {"state": session["state"]})
 
 
 def shown(session: dict[str, Any]) -> dict[str, Any]:

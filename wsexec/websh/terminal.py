@@ -69,6 +69,8 @@ class SerialSocket:
 
 
 class Terminal:
+    """One session's websocket and shell, and the ending it came to (outcome: the close code and reason)."""
+
     def __init__(self, ws: Server, session: dict[str, Any], instance: dict[str, Any] | None, settings: Settings,
                  sessions: Sessions) -> None:
         self.ws, self.session, self.instance, self.settings, self.sessions = ws, session, instance, settings, sessions
