@@ -169,3 +169,18 @@ def test_cli(gunicorn_url: str, workers: Any, demo_host: SshServer, tmp_path: Pa
     assert [row.split("\t")[:3] for row in out[8:10]] == [["2", "DONE", "0"], ["1", "DONE", "3"]]
     assert out[10] == "3" and "load average" in out[11]
     assert "SHA256:" in done.stderr and "1 task: 1 DONE (rc 0: 1)" in done.stderr
+
+
+def test_websh(gunicorn_url: str, workers: Any, demo_host: SshServer, tmp_path: Path) -> None:
+    """A terminal from the shell: echo hi through its websocket (websocket-client from the venv), then its record."""
+    workers.start(1)
+    env = {**os.environ, "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"}
+    done = run_blocks(["quickstart", "websh"], gunicorn_url, demo_host.port, tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()[QUICKSTART_LINES:]
+    assert "hi" in lines and "logout" in lines, lines  # the shell's own output, between the echoed typing
+    refused = next(json.loads(line) for line in lines if line.startswith('{"detail"'))
+    assert refused == {"detail": {"state": "ENDED"}, "error": "session 1 is ENDED"}
+    header = next(json.loads(line) for line in lines if line.startswith('{"version"'))
+    assert (header["version"], header["width"], header["height"]) == (2, 80, 24)
+    assert any(line.startswith("[") and '"o"' in line and "hi\\r\\n" in line for line in lines)

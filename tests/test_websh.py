@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,13 +15,10 @@ from typing import Any
 import pytest
 import requests
 import websocket
-from redis import Redis
 
-from tests.helpers import CRON_TOKEN, PASSWORDS, Api, wait_for
+from tests.helpers import PASSWORDS, wait_for
 from wsexec.config import Settings
-from wsexec.store import Store, keys
 from wsexec.testing import SshServer
-from wsexec.websh import service
 
 AUTH = {user: (user, password) for user, password in PASSWORDS.items()}
 
@@ -59,8 +58,8 @@ class Terminal:
         while True:
             try:
                 opcode, data = self.ws.recv_data(control_frame=True)
-            except websocket.WebSocketConnectionClosedException:
-                return self.ws.status or 0, ""
+            except (websocket.WebSocketConnectionClosedException, ConnectionError):
+                return 1006, ""  # no close frame: the connection just dropped
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 return int.from_bytes(data[:2], "big"), data[2:].decode()
             self.output += data
@@ -285,51 +284,72 @@ def test_every_session_is_audited(open_session: Callable[..., dict[str, Any]], b
     assert any(e["action"] == "websh.create" and e["target"] == f"websh:{session['id']}" for e in entries)
 
 
-# --- the API alone (Flask's test client: no websocket) ---------------------------------------------------------
+def gunicorn_workers(base: str) -> list[int]:
+    """The worker processes of the gunicorn serving base (found by its WSEXEC_BIND, as root may read environs)."""
+    bind = f"WSEXEC_BIND={base.removeprefix('http://').removesuffix('/wsexec')}".encode()
+    masters = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and (p / "cmdline").exists()
+               and b"gunicorn" in (p / "cmdline").read_bytes() and bind in _environ(p)]
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) in masters]
 
 
-@pytest.fixture
-def api_instance(api: Api, sshd: SshServer, ssh_user: str) -> dict[str, Any]:
-    return api.created("/instances", {"ip": sshd.host, "port": sshd.port, "tag": "websh", "user": ssh_user})
+def _environ(proc: Path) -> list[bytes]:
+    try:
+        return (proc / "environ").read_bytes().split(b"\0")
+    except OSError:
+        return []
 
 
-def test_who_may_open_see_and_change_sessions(api: Api, api_instance: dict[str, Any]) -> None:
-    body = {"instance": api_instance["id"], "rows": 24, "cols": 80}
-    assert api.as_user("viewer").post("/websh/sessions", json=body).status_code == 403
-    mine = api.as_user("operator").created("/websh/sessions", body)
-    assert mine["owner"] == "operator" and mine["user"] == api_instance["user"] and mine["state"] == "PENDING"
-    assert mine["websocket"].startswith(f"ws://localhost/wsexec/websh/sessions/{mine['id']}/connect?ticket=")
-    other = {"Authorization": f"Bearer {CRON_TOKEN}"}  # another operator
-    assert api.client.get(f"/wsexec/websh/sessions/{mine['id']}", headers=other).status_code == 404
-    assert api.client.patch(f"/wsexec/websh/sessions/{mine['id']}", headers=other,
-                            json={"rows": 5, "cols": 5}).status_code == 404
-    assert api.client.get("/wsexec/websh/sessions", headers=other).json["count"] == 0
-    assert api.as_user("operator").get("/websh/sessions").json["results"][0]["id"] == mine["id"]
-    assert api.get("/websh/sessions").json["count"] == 1  # an admin sees everyone's
-    shown = api.as_user("operator").get(f"/websh/sessions/{mine['id']}").json
-    assert shown["websocket"] is None and "ticket" not in json.dumps(shown)  # the ticket is shown once
-    assert api.as_user("viewer").get(f"/websh/sessions/{mine['id']}").status_code == 404
-    assert api.as_user("operator").delete(f"/websh/sessions/{mine['id']}").status_code == 204
-    assert api.get(f"/websh/sessions/{mine['id']}").json["state"] == "ENDED"
+def _parent(proc: Path) -> int | None:
+    try:
+        return int((proc / "stat").read_text().rpartition(")")[2].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"rows": 0, "cols": 80}, "rows"), ({"rows": 24, "cols": 0}, "cols"), ({"rows": 24.5, "cols": 80}, "rows"),
-    ({"rows": 24, "cols": 5000}, "cols"), ({"cols": 80}, "rows"), ({"rows": "x", "cols": 80}, "rows"),
-    ({"rows": 24, "cols": 80, "user": "Root!"}, "user"),
-])
-def test_bad_sizes_are_422(api: Api, api_instance: dict[str, Any], body: dict[str, Any], field: str) -> None:
-    response = api.as_user("operator").post("/websh/sessions", json={"instance": api_instance["id"], **body})
-    assert response.status_code == 422 and field in response.json["detail"], response.json
+def test_a_killed_web_process_leaves_no_shell_behind(base: str, open_session: Callable[..., dict[str, Any]]) -> None:
+    terminal = Terminal(open_session()["websocket"])
+    terminal.type("echo PID=$$'.'\n")
+    pid = int(terminal.read_match(rb"PID=(\d+)\.\r\n").group(1))
+    workers = gunicorn_workers(base)
+    assert len(workers) == 2, workers
+    for worker in workers:  # SIGKILL: no code of ours runs, the kernel closes its sockets (SSH's among them)
+        os.kill(worker, signal.SIGKILL)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists())  # sshd saw the connection drop and hung the shell up
+    assert terminal.closed() == (1006, "")  # the websocket dropped without a close frame
 
 
-def test_unknown_instance_is_404_and_a_login_user_must_be_allowed(api: Api, api_instance: dict[str, Any]) -> None:
-    assert api.post("/websh/sessions", json={"instance": 999, "rows": 24, "cols": 80}).status_code == 404
-    response = api.post("/websh/sessions", json={"instance": api_instance["id"], "rows": 2, "cols": 2, "user": "root"})
-    assert response.status_code == 403 and response.json["detail"]["allowed"] == [api_instance["user"]]
+def test_a_stopping_web_process_closes_its_terminals_going_away(
+    base: str, open_session: Callable[..., dict[str, Any]]
+) -> None:
+    """SIGTERM: gunicorn lets open requests run for its graceful timeout (30 s), then ends them; a terminal then
+    closes with 1001 and its record and audit entry are written before the process exits."""
+    session = open_session()
+    terminal = Terminal(session["websocket"])
+    terminal.type("echo r''eady\n")
+    terminal.read_until(b"ready\r\n")
+    terminal.ws.settimeout(90)  # the graceful timeout, on a loaded machine
+    for worker in gunicorn_workers(base):
+        os.kill(worker, signal.SIGTERM)
+    assert terminal.closed() == (1001, "the web process is stopping")
+    record = ended(session)  # answered by the worker gunicorn started in its place
+    assert (record["close_code"], record["close_reason"]) == (1001, "the web process is stopping")
+
+
+@pytest.mark.parametrize("changes", [{"websh_ping": 0.2, "websh_idle": 3.0}])
+def test_pings_keep_a_reading_client_and_drop_a_silent_one(open_session: Callable[..., dict[str, Any]]) -> None:
+    reading = open_session()
+    assert Terminal(reading["websocket"]).closed() == (1008, "idle for 3 s (WSEXEC_WEBSH_IDLE)")  # pinged ~15 times
+    silent = open_session()
+    terminal = Terminal(silent["websocket"])  # never reads, so never answers a ping
+    record = wait_for(lambda: (s := get(silent["api"]).json())["state"] == "ENDED" and s, timeout=60)
+    assert (record["close_code"], record["close_reason"]) == (
+        1008, "the client stopped answering pings (WSEXEC_WEBSH_PING)")
+    assert terminal.closed() in ((1008, "Ping/Pong timeout"), (1006, ""))  # its pongs to queued pings may hit a
+    # socket the server has closed already
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.parametrize("changes", [{"websh_ping": 3600.0}])  # the first terminals wait unread while others open
 def test_the_api_answers_while_50_terminals_are_open(base: str, open_session: Callable[..., dict[str, Any]],
                                                      instance: dict[str, Any]) -> None:
     """gevent: each terminal is a few greenlets, not one of a few threads, so the API is not starved."""
@@ -356,16 +376,3 @@ def test_the_api_answers_while_50_terminals_are_open(base: str, open_session: Ca
             terminal.close()
     for session in sessions:
         assert ended(session)["close_reason"] == "closed by the client"
-
-
-def test_a_session_no_web_process_serves_any_more_ends_as_lost(api: Api, api_instance: dict[str, Any],
-                                                               store: Store, redis: Redis) -> None:
-    """Its web process renews an alive key while it serves the websocket; without it, the session ends on read."""
-    session = api.as_user("operator").created("/websh/sessions", {"instance": api_instance["id"], "rows": 5, "cols": 5})
-    ticket = session["websocket"].partition("ticket=")[2]
-    assert store.websh.admit(session["id"], service.digest(ticket)) == "ok"  # as its connect would
-    assert api.get(f"/websh/sessions/{session['id']}").json["state"] == "ACTIVE"
-    redis.delete(keys.websh_alive(session["id"]))  # the process holding it was killed: nobody renews it
-    lost = api.get(f"/websh/sessions/{session['id']}").json
-    assert lost["state"] == "ENDED" and lost["close_reason"].startswith("lost: no web process serves it")
-    assert api.get("/websh/sessions").json["results"][0]["state"] == "ENDED"

@@ -10,7 +10,7 @@ from typing import Any, cast
 from redis import Redis
 from redis.client import PubSub
 
-from wsexec.exceptions import Conflict, NotFound
+from wsexec.exceptions import NotFound
 from wsexec.store import keys, websh_scripts
 from wsexec.store.records import INSTANCE, Kind, as_ints
 
@@ -46,7 +46,7 @@ class Sessions:
         Until it is admitted it expires with the retention period, so sessions never opened do not pile up."""
         now = time.time()
         record = {**fields, "state": "PENDING", "created_at": now, "expires_at": now + ticket_ttl,
-                  "bytes_in": 0, "bytes_out": 0}
+                  "bytes_in": 0, "bytes_out": 0, "recording_bytes": 0, "recording_truncated": False}
         pairs = [item for name, value in WEBSH.encode(record).items() if value is not None for item in (name, value)]
         outcome = self._create(
             keys=[WEBSH.counter_key, WEBSH.all_key, INSTANCE.key(fields["instance"]), keys.websh_ticket(ticket_digest)],
@@ -132,10 +132,6 @@ class Sessions:
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(keys.websh_control(session_id))
         return pubsub
-
-    def require_state(self, session: dict[str, Any], *allowed: str) -> None:
-        if session["state"] not in allowed:
-            raise Conflict(f"session {session['id']} is {session['state']}", {"state": session["state"]})
 
 
 def shown(session: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from simple_websocket import Server
 from wsexec import audit, context
 from wsexec.auth import Principal, current_user
 from wsexec.blueprint import Blueprint
+from wsexec.exceptions import NotFound
 from wsexec.pagination import PageArgs, envelope, page_schema
 from wsexec.roles import Role
 from wsexec.websh import service
@@ -99,12 +100,19 @@ def connect(ws: Server, session_id: int) -> None:
     """The terminal's websocket (GET with Upgrade: websocket), opened once with the ticket of its URL."""
     session = g.websh_session
     store, settings = context.store(), context.settings()
-    instance = store.get_instance(session["instance"])
-    ended = Terminal(ws, session, instance, settings, store.websh).run()
-    if store.websh.finish(session_id, ended):
-        final = store.websh.get(session_id)
-        owner = Principal(session["owner"], Role[session["role"].upper()])
-        audit.record("websh.session", f"websh:{session_id}", {
-            key: final.get(key) for key in ("instance", "user", "start", "end", "bytes_in", "bytes_out", "close_code",
-                                            "close_reason", "error", "recording_bytes", "recording_truncated")
-        }, user=owner)
+    try:
+        instance = store.get_instance(session["instance"])
+    except NotFound:  # deleted since the POST
+        instance = None
+    terminal = Terminal(ws, session, instance, settings, store.websh)
+    try:
+        terminal.run()
+    finally:  # also when the web process stops under it: the record ends, the audit log has it
+        if store.websh.finish(session_id, terminal.ending):
+            final = store.websh.get(session_id)
+            owner = Principal(session["owner"], Role[session["role"].upper()])
+            audit.record("websh.session", f"websh:{session_id}", {
+                key: final.get(key) for key in ("instance", "user", "start", "end", "bytes_in", "bytes_out",
+                                                "close_code", "close_reason", "error", "recording_bytes",
+                                                "recording_truncated")
+            }, user=owner)

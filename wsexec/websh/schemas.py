@@ -53,8 +53,9 @@ class SessionSchema(ApiSchema):
     end = fields.Float()
     bytes_in = fields.Integer(metadata={"description": "keystroke bytes sent to the shell"})
     bytes_out = fields.Integer(metadata={"description": "output bytes sent to the browser"})
-    close_code = fields.Integer(metadata={"description": "the websocket close code: 1000 shell exited or closed, "
-                                                         "1008 a limit or refusal, 1011 SSH failed"})
+    close_code = fields.Integer(metadata={"description": "the websocket close code: 1000 shell exited or ended, "
+                                                         "1001 web process stopping, 1008 a limit or refusal, 1011 "
+                                                         "SSH failed; the client's own code when it closed"})
     close_reason = fields.String()
     error = fields.String(metadata={"description": "why the shell could not be opened"})
     recording_bytes = fields.Integer()

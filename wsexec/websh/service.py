@@ -14,7 +14,7 @@ from flask import request
 
 from wsexec import audit, context
 from wsexec.auth import Principal
-from wsexec.exceptions import Forbidden, NotFound
+from wsexec.exceptions import Conflict, Forbidden, NotFound
 from wsexec.roles import Role
 from wsexec.tasks.expand import allowed_logins
 
@@ -81,7 +81,8 @@ def resize(session_id: int, size: dict[str, int], user: Principal) -> dict[str, 
     """New rows and cols: kept for a session not yet connected, sent to the PTY of an open one."""
     sessions = context.store().websh
     session = visible(session_id, user)
-    sessions.require_state(session, "PENDING", "ACTIVE")
+    if session["state"] not in ("PENDING", "ACTIVE"):
+        raise Conflict(f"session {session_id} is {session['state']}", {"state": session["state"]})
     sessions.update(session_id, size)
     if session["state"] == "ACTIVE":
         sessions.tell(session_id, {"op": "resize", **size})

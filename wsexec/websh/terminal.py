@@ -2,8 +2,9 @@
 greenlets between them (gunicorn's gevent worker makes each a greenlet, so 50 terminals cost no thread pool).
 
 The session ends once, by whichever comes first: the shell exits (1000), the browser closes (its code), a limit
-(1008: idle, total time), a DELETE (1000), or SSH failing (1008 for a refused host key, 1011 otherwise). The SSH
-connection is closed with it, which hangs up the shell on the host.
+(1008: idle, total time), a DELETE (1000), SSH failing (1008 for a refused host key, 1011 otherwise), or the web
+process stopping (1001, once gunicorn's graceful timeout kills its greenlets). The SSH connection is closed with it,
+which hangs up the shell on the host.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from wsexec.store.websh import Sessions
 
 log = logging.getLogger(__name__)
 
-NORMAL, POLICY, FAILED = 1000, 1008, 1011
+NORMAL, GOING_AWAY, NO_STATUS, POLICY, FAILED = 1000, 1001, 1005, 1008, 1011
 READ_SIZE = 32 * 1024
 CONTROL_POLL = 5.0  # seconds: the control listener's backstop wake-up (a "stop" message wakes it at once)
 _gates: dict[str, threading.BoundedSemaphore] = {}
@@ -68,7 +69,9 @@ class SerialSocket:
 
 
 class Terminal:
-    def __init__(self, ws: Server, session: dict[str, Any], instance: dict[str, Any], settings: Settings,
+    """One session's websocket and shell, and the ending it came to (outcome: the close code and reason)."""
+
+    def __init__(self, ws: Server, session: dict[str, Any], instance: dict[str, Any] | None, settings: Settings,
                  sessions: Sessions) -> None:
         self.ws, self.session, self.instance, self.settings, self.sessions = ws, session, instance, settings, sessions
         self.id: int = session["id"]
@@ -82,10 +85,11 @@ class Terminal:
         self.connection: Connection | None = None
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
-    def run(self) -> dict[str, Any]:
-        """Serve the session until it ends; the fields its record ends with."""
-        control: PubSub | None = self.sessions.listen(self.id)  # before reading the size: no resize is missed
+    def run(self) -> None:
+        """Serve the session until it ends (then `ending` has the fields its record ends with)."""
+        control: PubSub | None = None
         try:
+            control = self.sessions.listen(self.id)  # before reading the size: no resize is missed
             current = self.sessions.get(self.id)
             rows, cols = current["rows"], current["cols"]
             if self._open_shell(rows, cols):
@@ -95,6 +99,12 @@ class Terminal:
                                  daemon=True).start()
                 control = None  # the listener owns it now
                 self._pump_input()
+        except Exception as exc:  # a bug or Redis lost: the browser gets a reason, the record its end
+            log.exception("websh %s failed", self.id)
+            self.end(FAILED, f"internal error: {type(exc).__name__}")
+        except BaseException:  # GreenletExit, SystemExit: the web process is stopping
+            self.end(GOING_AWAY, "the web process is stopping")
+            raise
         finally:
             if control is not None:
                 control.close()
@@ -103,12 +113,19 @@ class Terminal:
                 self.sessions.tell(self.id, {"op": "stop"})  # wakes the listener, which then closes its channel
             except Exception:  # Redis gone: the listener's own poll ends it
                 log.warning("websh %s: could not stop its control listener at once", self.id)
+
+    @property
+    def ending(self) -> dict[str, Any]:
         code, reason = self.outcome or (NORMAL, "closed")
         return {"end": time.time(), "close_code": code, "close_reason": reason, "error": self.error}
 
     def _open_shell(self, rows: int, cols: int) -> bool:
         """Log in with the service key under the task's host-key rules (pinned or known_hosts, never learned)."""
         instance, settings = self.instance, self.settings
+        if instance is None:
+            self.error = f"instance {self.session['instance']} no longer exists"
+            self.end(FAILED, self.error)
+            return False
         endpoint = Endpoint(instance["ip"], instance["port"], self.session["user"], instance.get("host_key"))
         try:
             key = service_key(settings.ssh_key)
@@ -162,7 +179,11 @@ class Terminal:
             try:
                 data = self.ws.receive(timeout=min(total_deadline, idle_deadline) - now)
             except ConnectionClosed:
-                self.end(int(self.ws.close_reason or NORMAL), "closed by the client")
+                code = int(self.ws.close_reason or NORMAL)
+                if code == NO_STATUS and not self.ws.pong_received:  # simple-websocket gave up on its pings
+                    self.end(POLICY, "the client stopped answering pings (WSEXEC_WEBSH_PING)")
+                else:
+                    self.end(code, "closed by the client")
                 break
             if data is None:
                 continue
