@@ -33,3 +33,10 @@ def test_requirements_txt_pins_exactly_what_the_project_declares() -> None:
 
 def test_dev_requirements_are_pinned_and_apart_from_the_runtime_ones() -> None:
     assert not set(pins(ROOT / "requirements-dev.txt")) & set(pins(ROOT / "requirements.txt"))
+
+
+def test_the_console_files_are_package_data() -> None:
+    """`pip install .` ships the console (tests/test_install.py compares what it installs with the checkout)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "ui/static/**/*" in project["tool"]["setuptools"]["package-data"]["wsexec"]
+    assert (ROOT / "wsexec" / "ui" / "static" / "index.html").is_file()
