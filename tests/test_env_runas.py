@@ -1,0 +1,231 @@
+"""A task's env and run_as over real sshd and workers: values byte for byte, names checked, sudo with and without a
+rule, on fixed commands and fan-outs, and the values in no answer, audit entry, log or webhook."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import pwd
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import Api, task_body, wait_finished, wait_for
+from wsexec import create_app
+from wsexec.config import Settings
+from wsexec.tasks import environment
+from wsexec.testing import SshServer, ensure_login_user
+
+SECRET = "s3cr3t-wsexec-value-4f1e"
+# what a shell would expand, split or choke on if the value were not quoted exactly
+VALUES = {
+    "SINGLE": "it's 'quoted'",
+    "DOUBLE": 'say "hi" \\"there\\"',
+    "DOLLAR": "$HOME ${USER} $(id -u) $$",
+    "BACKTICK": "`id -un` and \\`",
+    "BACKSLASH": "a\\b\\\\c\\n\\",
+    "NEWLINES": "line 1\nline 2\n\n",
+    "UNICODE": "héllo ✓ 日本 \u202e",
+    "EMPTY": "",
+    "SPACES": "  two  spaces\tand a tab ",
+    "GLOB": "* ? [a-z] ~",
+    "SEMICOLON": "x; exit 9 & | > /dev/null",
+}
+SEPARATOR = "\n--wsexec-separator--\n"
+
+
+@dataclass(frozen=True)
+class SudoUsers:
+    """A user the login user may become with sudo (a NOPASSWD rule for /bin/sh only), and one it may not."""
+
+    allowed: str
+    refused: str
+
+
+def _delete_user(name: str) -> None:
+    subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def sudo_users(ssh_user: str, worker_id: str) -> Iterator[SudoUsers]:
+    """Users and a sudoers.d rule of this test process (names prefixed wsexec-test-), removed at the end."""
+    users = SudoUsers(f"wsexec-test-as-{worker_id}", f"wsexec-test-no-{worker_id}")
+    rule = Path(f"/etc/sudoers.d/wsexec-test-{worker_id}")
+    try:
+        for name in (users.allowed, users.refused):
+            ensure_login_user(name)
+        draft = rule.with_name(f"wsexec-test-{worker_id}.draft")  # sudo ignores names with a dot
+        draft.write_text(f"{ssh_user} ALL=({users.allowed}) NOPASSWD: /bin/sh\n")
+        draft.chmod(0o440)
+        subprocess.run(["visudo", "-c", "-q", "-f", str(draft)], check=True)
+        draft.rename(rule)
+        yield users
+    finally:
+        rule.unlink(missing_ok=True)
+        for name in (users.allowed, users.refused):
+            _delete_user(name)
+
+
+@pytest.fixture
+def run(api: Api, workers: Any) -> Any:
+    workers.start(1)
+
+    def run(instance: dict[str, Any], script: str, **fields: Any) -> dict[str, Any]:
+        return wait_finished(api, api.create_task(instance, script, **fields)["id"], timeout=60)
+
+    return run
+
+
+def printing(names: list[str]) -> str:
+    """A script that prints each variable as a child process sees it (so exported), separated."""
+    return f"printf '{SEPARATOR}'; ".join(f"/bin/sh -c 'printf %s \"${name}\"'; " for name in names)
+
+
+# -- env -------------------------------------------------------------------------------------------------------------
+
+def test_env_values_arrive_byte_exact(api: Api, run: Any, instance: dict[str, Any]) -> None:
+    task = run(instance, printing(list(VALUES)), env=VALUES)
+    assert task["state"] == "DONE" and task["rc"] == 0, task
+    assert task["stdout"].split(SEPARATOR) == list(VALUES.values())
+    assert task["env_names"] == sorted(VALUES)
+    assert "env" not in task
+
+
+def test_env_values_never_shown(api: Api, run: Any, instance: dict[str, Any]) -> None:
+    """The task, the list and the audit log name the variables; none of them holds a value."""
+    task = run(instance, 'printf %s "$TOKEN" | sha256sum', env={"TOKEN": SECRET})
+    assert task["stdout"].split()[0] == hashlib.sha256(SECRET.encode()).hexdigest(), task
+    listed = api.get("/tasks").json["results"]
+    audit = api.get("/audit").json
+    for shown in (task, listed, audit):
+        assert SECRET not in json.dumps(shown)
+    assert listed[0]["env_names"] == ["TOKEN"]
+
+
+@pytest.mark.parametrize("env, where", [
+    pytest.param({"1ABC": "x"}, "1ABC", id="starts-with-digit"),
+    pytest.param({"A-B": "x"}, "A-B", id="dash"),
+    pytest.param({"A B": "x"}, "A B", id="space"),
+    pytest.param({"": "x"}, "", id="empty"),
+    pytest.param({"É": "x"}, "É", id="non-ascii"),
+    pytest.param({"PATH": "/opt/bin"}, "PATH", id="reserved-PATH"),
+    pytest.param({"IFS": ","}, "IFS", id="reserved-IFS"),
+    pytest.param({"LD_PRELOAD": "/tmp/x.so"}, "LD_PRELOAD", id="reserved-LD"),
+    pytest.param({"SUDO_USER": "root"}, "SUDO_USER", id="reserved-SUDO"),
+    pytest.param({"A" * 129: "x"}, "A" * 129, id="long-name"),
+])
+def test_bad_env_names_are_422(api: Api, instance: dict[str, Any], env: dict[str, str], where: str) -> None:
+    response = api.post("/tasks", json=task_body(instance, env=env))
+    assert response.status_code == 422, response.json
+    assert "key" in response.json["detail"]["env"][where]
+    assert api.get("/tasks").json["count"] == 0
+
+
+@pytest.mark.parametrize("env", [
+    pytest.param({"A": "x\0y"}, id="nul"),
+    pytest.param({"A": "é" * (environment.VALUE_MAX // 2 + 1)}, id="value-too-long"),
+    pytest.param({"A": 3}, id="not-a-string"),
+    pytest.param({f"V{n}": "x" for n in range(environment.COUNT_MAX + 1)}, id="too-many"),
+    pytest.param(["A=1"], id="not-an-object"),
+])
+def test_bad_env_values_are_422(api: Api, instance: dict[str, Any], env: Any) -> None:
+    response = api.post("/tasks", json=task_body(instance, env=env))
+    assert response.status_code == 422, response.json
+    assert "env" in response.json["detail"]
+
+
+def test_env_counts_in_the_script_size(api: Api, instance: dict[str, Any], settings: Settings) -> None:
+    """Quoting may grow a value 5 times: what runs (exports and script) must fit the script limit."""
+    quotes = "'" * 4096
+    room = settings.script_max - len(environment.exports({"A": quotes}).encode())
+    response = api.post("/tasks", json=task_body(instance, "#" * (room + 1), env={"A": quotes}))
+    assert response.status_code == 422, response.json
+    assert "longer than" in response.json["detail"]["env"][0]
+    assert api.post("/tasks", json=task_body(instance, "#" * room, env={"A": quotes})).status_code == 201
+
+
+def test_env_and_run_as_cannot_change(api: Api, instance: dict[str, Any]) -> None:
+    task = api.create_task(instance, "true", env={"A": "1"}, scheduled_at=4102444800)
+    for change in ({"env": {"A": "2"}}, {"run_as": "nobody"}):
+        response = api.patch(f"/tasks/{task['id']}", json=change)
+        assert response.status_code == 422, response.json
+
+
+# -- run_as ----------------------------------------------------------------------------------------------------------
+
+def test_run_as_with_a_sudo_rule(run: Any, instance: dict[str, Any], sudo_users: SudoUsers) -> None:
+    """The script runs as that user, with its env (sudo resets the environment: the exports come after it)."""
+    task = run(instance, 'id -un; printf "%s\\n" "$GREETING"; exit 7', run_as=sudo_users.allowed,
+               env={"GREETING": VALUES["DOLLAR"]})
+    assert task["state"] == "DONE", task
+    assert task["rc"] == 7  # the script's own rc, not sudo's
+    assert task["stdout"] == f"{sudo_users.allowed}\n{VALUES['DOLLAR']}\n"
+    assert task["run_as"] == sudo_users.allowed
+
+
+def test_run_as_without_a_sudo_rule_aborts_at_once(run: Any, instance: dict[str, Any], sudo_users: SudoUsers,
+                                                  ssh_user: str) -> None:
+    """sudo -n refuses instead of asking for a password: ABORT saying so, long before the task's timeout."""
+    task = run(instance, "touch /tmp/wsexec-test-should-not-run", run_as=sudo_users.refused, timeout=600)
+    assert task["state"] == "ABORT", task
+    assert task.get("rc") is None
+    assert f"run_as {sudo_users.refused}" in task["error"]
+    assert "password is required" in task["error"]
+    assert f"{ssh_user} ALL=({sudo_users.refused}) NOPASSWD" in task["error"]
+    assert task["end"] - task["start"] < task["timeout"] / 10
+    assert not Path("/tmp/wsexec-test-should-not-run").exists()
+
+
+def test_run_as_an_unknown_user(run: Any, instance: dict[str, Any], sudo_users: SudoUsers) -> None:
+    task = run(instance, "true", run_as="wsexec-test-nobody-here")
+    assert task["state"] == "ABORT", task
+    assert "run_as wsexec-test-nobody-here" in task["error"]
+
+
+def test_run_as_timeout_kills_the_script(run: Any, instance: dict[str, Any], sudo_users: SudoUsers) -> None:
+    """The run's timeout kills what sudo started, too."""
+    task = run(instance, "echo started; sleep 300", run_as=sudo_users.allowed, timeout=3)
+    assert task["state"] == "ABORT" and "timeout" in task["error"], task
+    uid = str(pwd.getpwnam(sudo_users.allowed).pw_uid)
+    wait_for(lambda: subprocess.run(["pgrep", "-u", uid, "-f", "sleep 300"], capture_output=True).returncode == 1)
+
+
+# -- fixed commands, fan-out -----------------------------------------------------------------------------------------
+
+def test_fixed_command_with_env_and_run_as(settings: Settings, workers: Any, instance: dict[str, Any],
+                                           sudo_users: SudoUsers) -> None:
+    commands = {"whoami": 'printf "%s %s" "$(id -un)" "$RELEASE"'}
+    api = Api(create_app(dataclasses.replace(settings, commands=commands)).test_client())
+    workers.start(1)
+    response = api.post("/commands/whoami?wait=30", json={"instance": instance["id"], "run_as": sudo_users.allowed,
+                                                          "env": {"RELEASE": SECRET}})
+    assert response.status_code == 200, response.text
+    assert response.text == f"{sudo_users.allowed} {SECRET}"
+    task = api.get(f"/tasks/{response.headers['X-Wsexec-Task']}").json
+    assert task["run_as"] == sudo_users.allowed and task["env_names"] == ["RELEASE"]
+    (entry,) = [e for e in api.get("/audit").json["results"] if e["action"] == "command.run"]
+    assert entry["detail"]["env_names"] == ["RELEASE"] and entry["detail"]["run_as"] == sudo_users.allowed
+    assert SECRET not in json.dumps(api.get("/audit").json)
+    bad = api.post("/commands/whoami", json={"instance": instance["id"], "env": {"PATH": "/x"}})
+    assert bad.status_code == 422 and "env" in bad.json["detail"]
+
+
+def test_fan_out_tasks_carry_env_and_run_as(api: Api, workers: Any, make_sshd: Any, ssh_user: str,
+                                            sudo_users: SudoUsers, known_hosts: Path) -> None:
+    servers: list[SshServer] = [make_sshd("127.0.1.2"), make_sshd("127.0.1.3")]
+    for server in servers:
+        known_hosts.write_text(known_hosts.read_text() + server.known_hosts_line + "\n")
+        api.created("/instances", {"ip": server.host, "port": server.port, "tag": "envfan", "user": ssh_user})
+    workers.start(1)
+    tasks = api.created("/tasks", {"name": "fan", "tag": "test", "target": {"tag": "envfan"},
+                                   "script": 'echo "$(id -un) $A"', "env": {"A": "x y"}, "run_as": sudo_users.allowed})
+    assert len(tasks) == 2
+    for created in tasks:
+        task = wait_finished(api, created["id"], timeout=60)
+        assert task["stdout"] == f"{sudo_users.allowed} x y\n", task
+        assert task["env_names"] == ["A"] and task["run_as"] == sudo_users.allowed
