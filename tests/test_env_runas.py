@@ -8,16 +8,23 @@ import hashlib
 import json
 import pwd
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from redis import Redis
 
-from tests.helpers import Api, task_body, wait_finished, wait_for
-from wsexec import create_app
-from wsexec.config import Settings
+from tests.helpers import ROOT, Api, task_body, wait_finished, wait_for
+from tests.test_cli import WSEXEC
+from tests.test_cli import environment as cli_environment
+from tests.test_webhooks import Receiver, wait_delivery
+from workers.schedules import ScheduleLoop
+from wsexec import jobs
+from wsexec.config import DEFAULT_COMMANDS, Settings
+from wsexec.store import Store
 from wsexec.tasks import environment
 from wsexec.testing import SshServer, ensure_login_user
 
@@ -69,6 +76,24 @@ def sudo_users(ssh_user: str, worker_id: str) -> Iterator[SudoUsers]:
         rule.unlink(missing_ok=True)
         for name in (users.allowed, users.refused):
             _delete_user(name)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    found = Receiver()
+    thread = threading.Thread(target=found.server.serve_forever, daemon=True)
+    thread.start()
+    yield found
+    found.server.shutdown()
+    found.server.server_close()
+
+
+@pytest.fixture
+def settings(settings: Settings, receiver: Receiver) -> Settings:
+    """A fixed command that shows who runs it and with what, and webhooks allowed to the receiver."""
+    commands = {**DEFAULT_COMMANDS, "whoami": 'printf "%s %s" "$(id -un)" "$RELEASE"'}
+    return dataclasses.replace(settings, commands=commands, webhook_allow=f"{receiver.url}/hooks",
+                               webhook_secret="test-webhook-secret", webhook_backoff=0.3)
 
 
 @pytest.fixture
@@ -197,10 +222,8 @@ def test_run_as_timeout_kills_the_script(run: Any, instance: dict[str, Any], sud
 
 # -- fixed commands, fan-out -----------------------------------------------------------------------------------------
 
-def test_fixed_command_with_env_and_run_as(settings: Settings, workers: Any, instance: dict[str, Any],
+def test_fixed_command_with_env_and_run_as(api: Api, workers: Any, instance: dict[str, Any],
                                            sudo_users: SudoUsers) -> None:
-    commands = {"whoami": 'printf "%s %s" "$(id -un)" "$RELEASE"'}
-    api = Api(create_app(dataclasses.replace(settings, commands=commands)).test_client())
     workers.start(1)
     response = api.post("/commands/whoami?wait=30", json={"instance": instance["id"], "run_as": sudo_users.allowed,
                                                           "env": {"RELEASE": SECRET}})
@@ -229,3 +252,65 @@ def test_fan_out_tasks_carry_env_and_run_as(api: Api, workers: Any, make_sshd: A
         task = wait_finished(api, created["id"], timeout=60)
         assert task["stdout"] == f"{sudo_users.allowed} x y\n", task
         assert task["env_names"] == ["A"] and task["run_as"] == sudo_users.allowed
+
+
+# -- the CLI, and where a value must never show ----------------------------------------------------------------------
+
+def test_the_cli_sends_env_and_run_as(gunicorn_url: str, workers: Any, instance: dict[str, Any], tmp_path: Path,
+                                      sudo_users: SudoUsers, capfd: pytest.CaptureFixture[str]) -> None:
+    """`wsexec run --env K=V --run-as USER`: the values arrive as written, and no log line of gunicorn or the worker,
+    nor the task as the CLI shows it, has the secret."""
+    workers.start(1)
+    env = cli_environment(gunicorn_url, "operator", tmp_path)
+
+    def wsexec(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([*WSEXEC, *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+        assert "Traceback" not in done.stderr, done.stderr
+        return done
+
+    done = wsexec("run", "-i", str(instance["id"]), "--env", f"QUOTED={VALUES['DOLLAR']}", "--env", f"TOKEN={SECRET}",
+                  "--run-as", sudo_users.allowed, "--json", "--", 'id -un; printf "%s" "$QUOTED" | sha256sum; '
+                                                                    'printf "%s" "$TOKEN" | sha256sum')
+    task = json.loads(done.stdout)
+    digests = [hashlib.sha256(value.encode()).hexdigest() for value in (VALUES["DOLLAR"], SECRET)]
+    assert done.returncode == 0, done.stderr
+    assert [line.split()[0] for line in task["stdout"].splitlines()] == [sudo_users.allowed, *digests], task
+    assert task["env_names"] == ["QUOTED", "TOKEN"] and task["run_as"] == sudo_users.allowed
+
+    done = wsexec("cmd", "whoami", "-i", str(instance["id"]), "--env", "RELEASE=2026.12", "--run-as",
+                  sudo_users.allowed)
+    assert (done.returncode, done.stdout) == (0, f"{sudo_users.allowed} 2026.12"), done.stderr
+
+    refused = wsexec("run", "-i", str(instance["id"]), "--env", "PATH=/opt/bin", "--", "true")
+    assert refused.returncode == 125 and "422" in refused.stderr and "PATH" in refused.stderr, refused.stderr
+    assert wsexec("run", "-i", str(instance["id"]), "--env", "NOEQUALS", "--", "true").returncode == 2
+
+    logs = capfd.readouterr()  # the worker's output (it inherits the test's stdout and stderr)
+    gunicorn_log = (tmp_path / "gunicorn.log").read_text()
+    assert "POST /wsexec/tasks" in gunicorn_log
+    for text in (logs.out, logs.err, gunicorn_log, done.stdout):
+        assert SECRET not in text
+
+
+def test_schedules_and_webhooks_name_the_env_only(api: Api, store: Store, redis: Redis, settings: Settings,
+                                                  workers: Any, instance: dict[str, Any], receiver: Receiver) -> None:
+    """A schedule's template keeps its env for its fires; GET, the audit log and the webhook show the names."""
+    schedule = api.created("/schedules", {"name": "nightly", "interval": 60, "template": {
+        "instance": instance["id"], "script": 'test "$TOKEN" = "$(cat /dev/null)$EXPECTED"', "env": {
+            "TOKEN": SECRET, "EXPECTED": SECRET}, "notify": {"url": f"{receiver.url}/hooks", "on": ["DONE"]}}})
+    loop = ScheduleLoop(store, jobs.make_queue(redis, settings.queue), settings, "test-loop")
+    fired = loop.fire(schedule["id"], schedule["next_run"] + 0.1)
+    assert fired is not None
+    (created,) = fired.tasks
+    workers.start(1)
+    task = wait_finished(api, created["id"], timeout=60)
+    assert (task["state"], task["rc"], task["env_names"]) == ("DONE", 0, ["EXPECTED", "TOKEN"]), task
+    delivery = wait_delivery(api, f"t{task['id']}-n")
+    assert delivery["payload"]["task"]["env_names"] == ["EXPECTED", "TOKEN"]
+    shown = api.get(f"/schedules/{schedule['id']}").json
+    assert shown["template"]["env_names"] == ["EXPECTED", "TOKEN"]
+    audit = api.get("/audit").json
+    (entry,) = [e for e in audit["results"] if e["action"] == "schedule.create"]
+    assert entry["detail"]["template"]["env_names"] == ["EXPECTED", "TOKEN"]
+    for where in (shown, audit, receiver.bodies(), api.get("/webhooks/deliveries").json, task):
+        assert SECRET not in json.dumps(where)
