@@ -20,6 +20,7 @@ from redis import Redis
 from tests.helpers import ROOT, Api, task_body, wait_finished, wait_for
 from tests.test_cli import WSEXEC
 from tests.test_cli import environment as cli_environment
+from tests.test_readme import QUICKSTART_LINES, json_lines, run_blocks
 from tests.test_webhooks import Receiver, wait_delivery
 from workers.schedules import ScheduleLoop
 from wsexec import jobs
@@ -314,3 +315,38 @@ def test_schedules_and_webhooks_name_the_env_only(api: Api, store: Store, redis:
     assert entry["detail"]["template"]["env_names"] == ["EXPECTED", "TOKEN"]
     for where in (shown, audit, receiver.bodies(), api.get("/webhooks/deliveries").json, task):
         assert SECRET not in json.dumps(where)
+
+
+def test_the_openapi_document_describes_env_and_run_as(api: Api) -> None:
+    schemas = api.as_user("viewer").get("/openapi.json").json["components"]["schemas"]
+    props = {name: schema.get("properties", {}) for name, schema in schemas.items()}
+    with_env = sorted(name for name, fields in props.items() if "env" in fields)
+    assert any(name.startswith("Task") for name in with_env) and any("Command" in name for name in with_env)
+    for name in with_env:
+        env, run_as = props[name]["env"], props[name]["run_as"]
+        assert env["type"] == "object" and env["additionalProperties"]["type"] == "string", env
+        assert env.get("writeOnly") is True and "never shown" in env["description"], env
+        assert run_as["type"] == "string" and "sudo -n -u" in run_as["description"]
+    shown = [fields["env_names"] for fields in props.values() if "env_names" in fields]
+    assert shown and all(f["type"] == "array" and f.get("readOnly") for f in shown), shown
+
+
+@pytest.fixture
+def demo_sudo_rule(demo_host: SshServer, worker_id: str) -> Iterator[None]:
+    """The README's rule for the demo host's login user (www-data: Debian's own user), removed afterwards."""
+    rule = Path(f"/etc/sudoers.d/wsexec-test-readme-{worker_id}")
+    rule.write_text(f"{demo_host.user} ALL=(www-data) NOPASSWD: /bin/sh\n")
+    rule.chmod(0o440)
+    yield
+    rule.unlink(missing_ok=True)
+
+
+def test_the_readme_env_block(gunicorn_url: str, workers: Any, demo_host: SshServer, demo_sudo_rule: None,
+                              tmp_path: Path) -> None:
+    workers.start(1)
+    done = run_blocks(["quickstart", "env"], gunicorn_url, demo_host.port, tmp_path)
+    deployed, ran_as = json_lines(done, QUICKSTART_LINES)
+    assert deployed["stdout"] == "release 2026.12, a password of 11 characters\n", deployed
+    assert deployed["env_names"] == ["DB_PASSWORD", "RELEASE"]
+    assert (ran_as["state"], ran_as["stdout"], ran_as["run_as"]) == ("DONE", "www-data\n", "www-data"), ran_as
+    assert "w0rd" not in done.stdout
