@@ -8,7 +8,6 @@ import hashlib
 import json
 import pwd
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 from redis import Redis
 
+from tests import test_webhooks
 from tests.helpers import ROOT, Api, task_body, wait_finished, wait_for
 from tests.test_cli import WSEXEC
 from tests.test_cli import environment as cli_environment
@@ -79,14 +79,7 @@ def sudo_users(ssh_user: str, worker_id: str) -> Iterator[SudoUsers]:
             _delete_user(name)
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    found = Receiver()
-    thread = threading.Thread(target=found.server.serve_forever, daemon=True)
-    thread.start()
-    yield found
-    found.server.shutdown()
-    found.server.server_close()
+receiver = test_webhooks.receiver  # the loopback webhook receiver, the same fixture
 
 
 @pytest.fixture
