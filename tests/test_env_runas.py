@@ -115,9 +115,12 @@ def test_env_values_arrive_byte_exact(api: Api, run: Any, instance: dict[str, An
     assert "env" not in task
 
 
-def test_env_values_never_shown(api: Api, run: Any, instance: dict[str, Any]) -> None:
-    """The task, the list and the audit log name the variables; none of them holds a value."""
+def test_env_values_never_shown(api: Api, store: Store, run: Any, instance: dict[str, Any]) -> None:
+    """The task, the list and the audit log name the variables; none of them holds a value, nor does Redis once the
+    task has run."""
     task = run(instance, 'printf %s "$TOKEN" | sha256sum', env={"TOKEN": SECRET})
+    stored = store.get_task(task["id"])
+    assert "env" not in stored and stored["env_names"] == ["TOKEN"], stored
     assert task["stdout"].split()[0] == hashlib.sha256(SECRET.encode()).hexdigest(), task
     listed = api.get("/tasks").json["results"]
     audit = api.get("/audit").json
@@ -168,11 +171,16 @@ def test_env_counts_in_the_script_size(api: Api, instance: dict[str, Any], setti
     assert api.post("/tasks", json=task_body(instance, "#" * room, env={"A": quotes})).status_code == 201
 
 
-def test_env_and_run_as_cannot_change(api: Api, instance: dict[str, Any]) -> None:
-    task = api.create_task(instance, "true", env={"A": "1"}, scheduled_at=4102444800)
-    for change in ({"env": {"A": "2"}}, {"run_as": "nobody"}):
+def test_env_and_run_as_cannot_change(api: Api, store: Store, instance: dict[str, Any]) -> None:
+    """And a task cancelled before it ran drops its values too."""
+    task = api.create_task(instance, "true", env={"A": SECRET}, run_as="nobody", scheduled_at=4102444800)
+    assert store.get_task(task["id"])["env"] == {"A": SECRET}  # kept for the worker until the task ends
+    for change in ({"env": {"A": "2"}}, {"run_as": "root"}):
         response = api.patch(f"/tasks/{task['id']}", json=change)
         assert response.status_code == 422, response.json
+    assert api.patch(f"/tasks/{task['id']}", json={"state": "ABORT"}).json["state"] == "ABORT"
+    stored = store.get_task(task["id"])
+    assert "env" not in stored and (stored["env_names"], stored["run_as"]) == (["A"], "nobody"), stored
 
 
 # -- run_as ----------------------------------------------------------------------------------------------------------

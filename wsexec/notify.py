@@ -118,4 +118,4 @@ def task_summary(task: dict[str, Any]) -> dict[str, Any]:
     names = ("id", "name", "tag", "instance", "state", "rc", "error", "start", "end", "batch", "schedule",
              "fire_time", "created_by", "kind", "run_as")
     summary = {name: task[name] for name in names if name in task}
-    return summary | ({"env_names": environment.names(task["env"])} if task.get("env") else {})
+    return summary | ({"env_names": shown} if (shown := environment.shown_names(task)) else {})

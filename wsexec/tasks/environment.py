@@ -61,6 +61,15 @@ def names(env: Mapping[str, str] | None) -> list[str]:
     return sorted(env or {})
 
 
+def shown_names(record: Mapping[str, object]) -> list[str]:
+    """A task's env_names as stored (its values are gone once it ended), or a schedule template's from its env."""
+    stored = record.get("env_names")
+    if isinstance(stored, list):
+        return [str(name) for name in stored]
+    env = record.get("env")
+    return names(env if isinstance(env, Mapping) else None)
+
+
 def redacted(fields: Mapping[str, object]) -> dict[str, object]:
     """Fields as the audit log keeps them: an env by its names only (the values may be secrets), the rest as given."""
     kept = {name: value for name, value in fields.items() if name != "env"}

@@ -57,6 +57,8 @@ def records(store: Store, settings: Settings, index: int, item: dict[str, Any], 
                             f"{', '.join(allowed) or 'none (set its user or login_users)'}",
                             {**detail, "item": index} if many else detail)
         fields = {k: v for k, v in item.items() if k != "target"}
+        if item.get("env"):  # the names outlive the values, which the task drops when it ends
+            fields["env_names"] = environment.names(item["env"])
         found.append({"kind": "script", **fields, "instance": instance["id"], "user": user, "timeout": timeout,
                       "batch": batch})
     return found

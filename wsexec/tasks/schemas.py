@@ -128,7 +128,7 @@ class TaskSchema(ApiSchema):
     notify = fields.Nested(NotifySchema)
     env = env_field()
     run_as = run_as_field()
-    env_names = fields.Function(lambda task: environment.names(task.get("env")), dump_only=True, metadata={
+    env_names = fields.Function(environment.shown_names, dump_only=True, metadata={
         "type": "array", "items": {"type": "string"}, "description": "the names of its env (never the values)"})
     state = fields.String(dump_only=True, metadata={"enum": [s.value for s in TaskState]})
     created_by = fields.String(dump_only=True)
