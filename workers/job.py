@@ -16,7 +16,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 
-from workers import files
+from workers import files, runas
 from workers.reconcile import Reconciler
 from workers.rq_adapter import fail_abandoned_jobs, make_queue
 from workers.ssh import ConnectionPool, Endpoint, SshError, SshOptions, Stopped
@@ -24,6 +24,7 @@ from wsexec.config import Settings
 from wsexec.exceptions import NotFound
 from wsexec.jobs import wake_waiters
 from wsexec.store import Store, TaskState, connect
+from wsexec.tasks import environment
 
 log = logging.getLogger(__name__)
 
@@ -203,9 +204,13 @@ def _execute(runtime: Runtime, task: dict[str, Any]) -> tuple[TaskState, dict[st
         return f"cancelled by {by}" if by else runtime.halted
 
     fields: dict[str, Any]
+    endpoint, run_as = _endpoint(instance, task), task.get("run_as")
     try:
-        rc = runtime.pool.run(_endpoint(instance, task), task["script"], out.feed, err.feed, task["timeout"], tick,
-                              on_pid=lambda pid: store.record_remote_pid(task_id, pid))
+        refused = run_as and runas.refused(runtime.pool, endpoint, run_as, task["timeout"])
+        if refused:
+            return TaskState.ABORT, {"error": refused, "rc": None}
+        rc = runtime.pool.run(endpoint, environment.script(task), out.feed, err.feed, task["timeout"], tick,
+                              on_pid=lambda pid: store.record_remote_pid(task_id, pid), run_as=run_as)
         state, fields = TaskState.DONE, {"rc": rc}
     except (Stopped, SshError) as exc:
         state, fields = TaskState.ABORT, {"error": str(exc), "rc": None}
@@ -241,7 +246,7 @@ def _kill_orphan(runtime: Runtime, task: dict[str, Any]) -> str:
         return f"its remote {left} was left: instance {task['instance']} no longer exists"
     if "temporary" in task:
         return files.remove_temporary(runtime, _endpoint(instance, task), task["temporary"])
-    return runtime.pool.kill(_endpoint(instance, task), task["remote_pid"])
+    return runtime.pool.kill(_endpoint(instance, task), task["remote_pid"], task.get("run_as"))
 
 
 def _failed_dependency(store: Store, run_after: list[int]) -> str | None:

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
+from wsexec.tasks import environment
+
 OUTCOMES = ("DONE", "FAILED", "ABORT")
 SIGNATURE_HEADER = "X-Wsexec-Signature"
 TIMESTAMP_HEADER = "X-Wsexec-Timestamp"
@@ -112,7 +114,8 @@ def backoff(attempts: int, base: float) -> float:
 
 
 def task_summary(task: dict[str, Any]) -> dict[str, Any]:
-    """The task's fields a webhook body carries (not its output)."""
+    """The task's fields a webhook body carries (not its output, nor its env's values: its env_names)."""
     names = ("id", "name", "tag", "instance", "state", "rc", "error", "start", "end", "batch", "schedule",
-             "fire_time", "created_by", "kind")
-    return {name: task[name] for name in names if name in task}
+             "fire_time", "created_by", "kind", "run_as")
+    summary = {name: task[name] for name in names if name in task}
+    return summary | ({"env_names": shown} if (shown := environment.shown_names(task)) else {})

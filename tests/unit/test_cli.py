@@ -11,7 +11,7 @@ import requests
 
 from wsexec.cli import outcome
 from wsexec.cli.client import Event, error_line, lines, sse_events
-from wsexec.cli.commands import exports
+from wsexec.cli.commands import run_options
 from wsexec.cli.config import ConfigError, Credentials, read_file, write_file
 
 
@@ -67,10 +67,14 @@ def test_error_line_is_one_line_from_the_api_body() -> None:
     assert error_line(response(502, b"<html>bad gateway</html>")) == "502 Whatever"
 
 
-def test_exports_quote_values_and_refuse_bad_names() -> None:
-    assert exports(("A=it's", "B=")) == "export A='it'\"'\"'s'\nexport B=''\n"
-    with pytest.raises(click.BadParameter):
-        exports(("1A=x",))
+def test_env_pairs_become_the_env_field() -> None:
+    """Values as written (after the first '='), the last of a name wins; the server checks the names."""
+    assert run_options(("A=it's", "B=", "C=x=y", "A=again"), None) == {"env": {"A": "again", "B": "", "C": "x=y"}}
+    assert run_options((), "deploy") == {"run_as": "deploy"}
+    assert run_options((), None) == {}
+    for bad in ("NOEQUALS", "=value"):
+        with pytest.raises(click.BadParameter):
+            run_options((bad,), None)
 
 
 def test_config_file_written_600_and_refused_when_others_can_read(tmp_path: Path) -> None:

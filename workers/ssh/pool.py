@@ -73,14 +73,16 @@ class ConnectionPool:
         timeout: float,
         should_stop: StopCheck,
         on_pid: PidCallback | None = None,
+        run_as: str | None = None,
     ) -> int:
-        """Run `script` with /bin/sh on the host and return its exit status; raise Stopped or SshError."""
-        return Remote(self, endpoint, on_stdout, on_stderr, on_pid).run(script, timeout, should_stop)
+        """Run `script` with /bin/sh on the host (as `run_as`, through sudo) and return its exit status; raise Stopped
+        or SshError."""
+        return Remote(self, endpoint, on_stdout, on_stderr, on_pid).run(script, timeout, should_stop, run_as)
 
-    def kill(self, endpoint: Endpoint, pid: int) -> str:
+    def kill(self, endpoint: Endpoint, pid: int, run_as: str | None = None) -> str:
         """Kill the remote process group `pid` that a worker now gone started, as a stop would; say how it went."""
         remote = Remote(self, endpoint, _ignore, _ignore)
-        remote.pid = pid
+        remote.pid, remote.run_as = pid, run_as
         return remote.kill()
 
 

@@ -36,34 +36,48 @@ KILL_ATTEMPTS = 20
 # shell, which gets the script as one argument (at most SCRIPT_MAX_LIMIT, under Linux's 128 KiB per argument) and
 # stdin from /dev/null. It is not exec'd, and `exit` follows so that no shell exec's it implicitly (bash 5.2 does
 # for a -c string's last command): the bootstrap reports 128+n when the script dies of signal n, as a shell does.
+# With a third argument (a task's run_as) that shell is started by `sudo -n -u USER --`: the script stays one
+# argument, and -n makes sudo fail at once where it would ask for a password (the worker checks that first: runas.py).
 BOOTSTRAP = (
     "trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM; "
     "echo $$; "
     's=$(head -c "$1"); '
     'case $s in *"$2") ;; *) exit 125;; esac; '
-    '/bin/sh -c "${s%"$2"}" wsexec </dev/null; exit'
+    's=${s%"$2"}; '
+    'if [ -n "$3" ]; then set -- sudo -n -u "$3" --; else set --; fi; '
+    '"$@" /bin/sh -c "$s" wsexec </dev/null; exit'
 )
 SENTINEL_BYTES = 16
 
 
-def bootstrap_command(size: int, sentinel: str) -> str:
+def bootstrap_command(size: int, sentinel: str, run_as: str | None = None) -> str:
     """The exec request for `size` bytes ending in `sentinel`: small and the same whatever the script says."""
-    return f"exec /bin/sh -c {shlex.quote(BOOTSTRAP)} wsexec {size} {sentinel}"
+    command = f"exec /bin/sh -c {shlex.quote(BOOTSTRAP)} wsexec {size} {sentinel}"
+    return f"{command} {shlex.quote(run_as)}" if run_as else command
 
 
-def framed(script: str) -> tuple[str, bytes]:
+def framed(script: str, run_as: str | None = None) -> tuple[str, bytes]:
     """The exec request and the bytes to send for `script`: the script, then a sentinel it cannot contain by chance."""
     if "\0" in script:
         raise SshError("script", "the script contains a NUL byte, which no shell can run as written")
     sentinel = secrets.token_hex(SENTINEL_BYTES)
     payload = script.encode() + sentinel.encode()
-    return bootstrap_command(len(payload), sentinel), payload
+    return bootstrap_command(len(payload), sentinel, run_as), payload
 
 
-def group_kill_command(pid: int) -> str:
-    """TERM the process group now and KILL it a second later; exits 1 when no such group is left."""
+def group_kill_command(pid: int, run_as: str | None = None) -> str:
+    """TERM the process group now and KILL it a second later; exits 1 when no such group is left.
+
+    With run_as the script's processes are that user's, which the login user may not signal: the same kill runs
+    first through sudo as that user (sudo keeps its command in the bootstrap's group, and relays only to its child).
+    """
     group = f"-{pid}"
-    return f"kill -TERM -- {group} 2>/dev/null && {{ (sleep 1; kill -KILL -- {group} 2>/dev/null) >/dev/null 2>&1 & }}"
+    # `kill -s SIG -- -PGID`, the POSIX form: dash's kill takes no `--` after `-TERM`
+    plain = (f"kill -s TERM -- {group} 2>/dev/null && "
+             f"{{ (sleep 1; kill -s KILL -- {group} 2>/dev/null) >/dev/null 2>&1 & }}")
+    if not run_as:
+        return plain
+    return f"sudo -n -u {shlex.quote(run_as)} -- /bin/sh -c {shlex.quote(plain)} </dev/null >/dev/null 2>&1; {plain}"
 
 
 class Remote:
@@ -79,11 +93,14 @@ class Remote:
         self.on_stderr = on_stderr
         self.on_pid = on_pid  # told the remote PID as it comes, so that a worker outliving this one can kill it
         self.pid: int | None = None
+        self.run_as: str | None = None  # whom sudo runs the script as: the kill must reach that user's processes
         self._head = b""
 
-    def run(self, script: str, timeout: float, should_stop: StopCheck) -> int:
-        """Run `script` with /bin/sh on the host and return its exit status; raise Stopped or SshError."""
-        command, payload = framed(script)
+    def run(self, script: str, timeout: float, should_stop: StopCheck, run_as: str | None = None) -> int:
+        """Run `script` with /bin/sh on the host (as `run_as`, through sudo) and return its exit status; raise Stopped
+        or SshError."""
+        command, payload = framed(script, run_as)
+        self.run_as = run_as
         connection, channel = self._start(command)
         try:
             return self._wait(connection, channel, payload, timeout, should_stop)
@@ -191,7 +208,7 @@ class Remote:
         try:
             if connection is None or not connection.is_connected:
                 connection, via = self.pool.connection(self.endpoint), "a new connection"
-            rc = self._run_killer(connection, self.pid)
+            rc = self._run_killer(connection, group_kill_command(self.pid, self.run_as))
         except (SshError, paramiko.SSHException, EOFError, OSError) as exc:
             return f"its remote process group {self.pid} could not be killed: {exc}"
         if rc != 0:
@@ -199,12 +216,12 @@ class Remote:
         return f"its remote process group {self.pid} was killed over {via}"
 
     @staticmethod
-    def _run_killer(connection: Connection, pid: int) -> int:
+    def _run_killer(connection: Connection, command: str) -> int:
         """The kill takes no channel slot (its task holds one, and may be the one stopping every other), so it may
         meet sshd's MaxSessions: retry that a while."""
         for attempt in range(KILL_ATTEMPTS):
             try:
-                killer = connection.session(group_kill_command(pid), timeout=KILL_TIMEOUT)
+                killer = connection.session(command, timeout=KILL_TIMEOUT)
             except paramiko.ChannelException:
                 time.sleep(0.01 * (attempt + 1))
                 continue

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -94,15 +93,23 @@ def script_text(args: tuple[str, ...], script_file: Path | None) -> str:
     return script
 
 
-def exports(env: tuple[str, ...]) -> str:
-    """--env K=V as export lines to put before the script."""
-    lines = []
+def run_options(env: tuple[str, ...], run_as: str | None) -> dict[str, Any]:
+    """--env K=V (the last of a name wins) and --run-as as the task's `env` and `run_as` fields; the server checks the
+    names (a bad one: its 422, exit 125), so that the rules live in one place."""
+    pairs = {}
     for pair in env:
         key, sep, value = pair.partition("=")
-        if not sep or not key.isidentifier():
+        if not sep or not key:
             raise click.BadParameter(f"{pair!r}: expected NAME=VALUE", param_hint="--env")
-        lines.append(f"export {key}={shlex.quote(value)}\n")
-    return "".join(lines)
+        pairs[key] = value
+    return ({"env": pairs} if pairs else {}) | ({"run_as": run_as} if run_as else {})
+
+
+def env_options(function: Any) -> Any:
+    """--env and --run-as, for run and cmd alike."""
+    function = click.option("--run-as", metavar="USER", help="run it as USER, through sudo -n on the host")(function)
+    return click.option("--env", multiple=True, metavar="K=V",
+                        help="exported to the script, value as written (repeatable; shown by name only)")(function)
 
 
 def watch_options(function: Any) -> Any:
@@ -167,7 +174,7 @@ def interrupted(client: Client, ids: list[int], cancel: bool) -> NoReturn:
 @click.option("-t", "--target-tag", "target", help="fan out to every ACTIVE instance with this tag")
 @click.option("--user", help="login user on the instance (default: the instance's)")
 @click.option("--timeout", type=click.IntRange(min=1), help="seconds before the task is killed (ABORT)")
-@click.option("--env", multiple=True, metavar="K=V", help="exported to the script (repeatable)")
+@env_options
 @click.option("-f", "--file", "script_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="the script, from a file ('-' for stdin works too: just pipe it)")
 @click.option("--name", help="task name (default: the script's first line)")
@@ -176,8 +183,8 @@ def interrupted(client: Client, ids: list[int], cancel: bool) -> NoReturn:
 @click.argument("script", nargs=-1)
 @pass_state
 def run(state: State, instances: tuple[int, ...], target: str | None, user: str | None, timeout: int | None,
-        env: tuple[str, ...], script_file: Path | None, name: str | None, task_tag: str | None, script: tuple[str, ...],
-        follow: bool, no_wait: bool, cancel_on_interrupt: bool, as_json: bool) -> None:
+        env: tuple[str, ...], run_as: str | None, script_file: Path | None, name: str | None, task_tag: str | None,
+        script: tuple[str, ...], follow: bool, no_wait: bool, cancel_on_interrupt: bool, as_json: bool) -> None:
     """Run a script: wsexec run -i 3 -- 'uptime', wsexec run -t web -f deploy.sh, echo df | wsexec run -i 3."""
     if bool(instances) == bool(target):
         raise click.UsageError("give -i ID (one or more) or -t TAG")
@@ -185,7 +192,7 @@ def run(state: State, instances: tuple[int, ...], target: str | None, user: str 
         raise click.UsageError("--follow and --no-wait exclude each other")
     text = script_text(script, script_file)
     body: dict[str, Any] = {"name": name or (text.strip().splitlines() or ["script"])[0][:200],
-                            "tag": task_tag or target or "cli", "script": exports(env) + text}
+                            "tag": task_tag or target or "cli", "script": text, **run_options(env, run_as)}
     body |= {key: value for key, value in (("user", user), ("timeout", timeout)) if value is not None}
     if target:
         created = state.client.json("POST", "/tasks", json=body | {"target": {"tag": target}})
@@ -310,10 +317,11 @@ def event_line(name: str, data: dict[str, Any]) -> str:
 @click.argument("name", required=False)
 @click.option("-i", "--instance", type=int, help="the instance to run it on")
 @click.option("--user", help="login user on the instance")
+@env_options
 @watch_options
 @pass_state
-def cmd(state: State, name: str | None, instance: int | None, user: str | None, follow: bool, no_wait: bool,
-        cancel_on_interrupt: bool, as_json: bool) -> None:
+def cmd(state: State, name: str | None, instance: int | None, user: str | None, env: tuple[str, ...],
+        run_as: str | None, follow: bool, no_wait: bool, cancel_on_interrupt: bool, as_json: bool) -> None:
     """Run a fixed command (wsexec cmd uptime -i 3); without a name, list them."""
     if name is None:
         commands = state.client.get("/commands")
@@ -324,6 +332,6 @@ def cmd(state: State, name: str | None, instance: int | None, user: str | None, 
         return
     if instance is None:
         raise click.UsageError("give the instance: -i ID")
-    body = {"instance": instance} | ({"user": user} if user else {})
+    body = {"instance": instance} | ({"user": user} if user else {}) | run_options(env, run_as)
     task = state.client.json("POST", f"/commands/{name}", json=body)
     finish(state.client, [task], follow, no_wait, cancel_on_interrupt, as_json, fanout=False)

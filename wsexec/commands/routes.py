@@ -43,8 +43,9 @@ class Command(MethodView):
     def post(self, body: dict[str, Any], name: str, wait: int | None = None) -> Any:
         """Run a configured command on an instance; with ?wait=SECONDS answer its output as text/plain."""
         with quotas.wait_slot(wait):
+            options = {key: body[key] for key in ("env", "run_as") if key in body}
             task = service.start(name, service.command_line(name), body["instance"], body.get("user"),
-                                 current_user().name)
+                                 current_user().name, **options)
             if wait is None:
                 return task, 202
             task = service.finished(task["id"], wait)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from wsexec import validators
+from wsexec.tasks.schemas import env_field, run_as_field
 
 COMMANDS_SCHEMA = {  # GET /wsexec/commands: a plain object, name -> command line
     "type": "object",
@@ -22,3 +23,6 @@ class CommandRunSchema(Schema):
 
     instance = validators.Integer(required=True, validate=validate.Range(min=1))
     user = fields.String(validate=validators.posix_user, metadata={"description": "default: the instance's user"})
+    # the caller's, as on a task: whoever may run a command may POST /tasks with any script and these same fields
+    env = env_field()
+    run_as = run_as_field()

@@ -7,6 +7,7 @@ from typing import Any
 from wsexec import audit, context
 from wsexec.exceptions import NotFound, TaskFailed, TaskPending
 from wsexec.store import RUNNING_STATES, TaskState
+from wsexec.tasks import environment
 from wsexec.tasks import service as tasks
 
 TAG = "command"
@@ -26,7 +27,8 @@ def start(name: str, script: str, instance: int, user: str | None, created_by: s
     if user:
         item["user"] = user
     (task,) = tasks.create([item], created_by)
-    audit.record("command.run", f"command:{name}", {"task": task["id"], "instance": instance})
+    detail = {"task": task["id"], "instance": instance, **environment.redacted(options)}
+    audit.record("command.run", f"command:{name}", detail)
     return task
 
 

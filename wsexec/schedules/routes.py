@@ -13,6 +13,7 @@ from wsexec.pagination import PageArgs, envelope, page_schema
 from wsexec.roles import Role
 from wsexec.schedules import service
 from wsexec.schedules.schemas import ScheduleSchema, ScheduleUpdateSchema
+from wsexec.tasks import environment
 
 blp = Blueprint(
     "schedules", __name__, read_role=Role.VIEWER, write_role=Role.ADMIN,
@@ -24,11 +25,12 @@ blp = Blueprint(
 
 
 def audited(schedule: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """What the audit log keeps of a change: the fields given, the template's script by its length only."""
+    """What the audit log keeps of a change: the fields given, the template's script by its length only and its env
+    by its names."""
     detail = dict(changes)
     if "template" in detail:
-        template = dict(detail["template"])
-        template["script"] = f"{len(template.get('script', '').encode())} bytes"
+        template = environment.redacted(detail["template"])
+        template["script"] = f"{len(str(template.get('script', '')).encode())} bytes"
         detail["template"] = template
     return detail | {"next_run": schedule.get("next_run")}
 

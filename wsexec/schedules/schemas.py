@@ -24,7 +24,7 @@ class TemplateSchema(TaskSchema):
 
     class Meta(TaskSchema.Meta):
         exclude = (*NOT_IN_TEMPLATE, *(name for name, f in TaskSchema._declared_fields.items()
-                                       if f.dump_only and name not in ("name", "tag")))
+                                       if f.dump_only and name not in ("name", "tag", "env_names")))
 
     name = fields.String(validate=validate.Length(min=1, max=200), metadata={"description": "default: the "
                                                                                             "schedule's name"})

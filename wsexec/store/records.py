@@ -90,8 +90,8 @@ TASK = Kind(
     ints=frozenset({"id", "instance", "rc", "timeout", "stdout_dropped", "stderr_dropped", "remote_pid", "size",
                     "schedule", "fire_time", "slot"}),
     floats=frozenset({"created_at", "start", "end", "scheduled_at"}),
-    lists=frozenset({"run_after"}),
-    dicts=frozenset({"notify"}),  # {url, on}: the webhook of its end (of its batch's end, in a batch)
+    lists=frozenset({"run_after", "env_names"}),
+    dicts=frozenset({"notify", "env"}),  # notify {url, on}: the webhook of its end (of its batch's, in a batch)
     bools=frozenset({"overwrite"}),
     sub_keys=lambda task_id: [keys.lease(task_id), keys.output(task_id, "stdout"), keys.output(task_id, "stderr"),
                               keys.notify(task_id), keys.fetched(task_id)],

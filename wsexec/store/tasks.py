@@ -142,7 +142,12 @@ class Tasks:
 
     def transition(self, task_id: int, changes: dict[str, Any], allowed: Iterable[TaskState] = (),
                    lease_op: str = "", pipeline: Pipeline | None = None) -> tuple[str, str]:
-        """Update a task and its lease at once (see scripts.TRANSITION); in a pipeline, execute() has the outcome."""
+        """Update a task and its lease at once (see scripts.TRANSITION); in a pipeline, execute() has the outcome.
+
+        A task that ends loses its env's values (they may be secrets, and nothing reads them once it has run): its
+        env_names stay."""
+        if changes.get("state") in FINISHED_STATES:
+            changes = {"env": None, **changes}
         outcome = self._transition(
             keys=[TASK.key(task_id), keys.lease(task_id), keys.HELD, keys.FINISHED,
                   *(keys.output(task_id, s) for s in STREAMS), keys.EVENTS, keys.notify(task_id)],

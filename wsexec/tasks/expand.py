@@ -10,6 +10,7 @@ from wsexec import jobs, notify
 from wsexec.config import Settings
 from wsexec.exceptions import Forbidden, NotFound, Unprocessable
 from wsexec.store import Store
+from wsexec.tasks import environment
 
 
 def records(store: Store, settings: Settings, index: int, item: dict[str, Any], many: bool) -> list[dict[str, Any]]:
@@ -22,6 +23,8 @@ def records(store: Store, settings: Settings, index: int, item: dict[str, Any], 
 
     if len(item.get("script", "").encode()) > settings.script_max:  # file tasks (wsexec.files) have none
         raise refuse("script", f"longer than {settings.script_max} bytes")
+    if "env" in item and len(environment.script(item).encode()) > settings.script_max:
+        raise refuse("env", f"the script with its exported env is longer than {settings.script_max} bytes")
     timeout = item.get("timeout", settings.task_timeout)
     if timeout > settings.task_timeout_max:
         raise refuse("timeout", f"at most {settings.task_timeout_max} s")
@@ -54,6 +57,8 @@ def records(store: Store, settings: Settings, index: int, item: dict[str, Any], 
                             f"{', '.join(allowed) or 'none (set its user or login_users)'}",
                             {**detail, "item": index} if many else detail)
         fields = {k: v for k, v in item.items() if k != "target"}
+        if item.get("env"):  # the names outlive the values, which the task drops when it ends
+            fields["env_names"] = environment.names(item["env"])
         found.append({"kind": "script", **fields, "instance": instance["id"], "user": user, "timeout": timeout,
                       "batch": batch})
     return found

@@ -10,10 +10,11 @@ from marshmallow import Schema, ValidationError, fields, pre_load, validate, val
 from wsexec import notify, validators
 from wsexec.schemas import ApiSchema
 from wsexec.store import TaskState
+from wsexec.tasks import environment
 
 RESULT_FIELDS = ("stdout", "stderr", "rc", "start", "end", "error", "worker", "stdout_dropped", "stderr_dropped")
 FIXED_FIELDS = ("id", "instance", "script", "user", "timeout", "scheduled_at", "run_after", "created_by", "target",
-                "notify")
+                "notify", "env", "run_as")
 KINDS = ("script", "upload", "fetch")
 
 
@@ -59,6 +60,36 @@ def _written(data: Any) -> dict[str, list[str]]:
     return written
 
 
+def _env_name(name: str) -> None:
+    problem = environment.name_problem(name)
+    if problem:
+        raise ValidationError(problem)
+
+
+def _env_value(value: str) -> None:
+    problem = environment.value_problem(value)
+    if problem:
+        raise ValidationError(problem)
+
+
+def env_field(**kwargs: Any) -> fields.Dict:
+    """`env` as POST takes it (tasks, fixed commands, schedule templates): written, never read back."""
+    return fields.Dict(
+        keys=fields.String(validate=_env_name), values=fields.String(validate=_env_value),
+        validate=validate.Length(max=environment.COUNT_MAX), load_only=True, metadata={
+            "description": "exported to the script (names: shell variables, not PATH, IFS, HOME, USER, LD_*, SUDO_*, "
+                           f"WSEXEC_* and the like; at most {environment.COUNT_MAX}, each value at most "
+                           f"{environment.VALUE_MAX} bytes, no NUL); values arrive byte for byte, never expanded, and "
+                           "are never shown again: the task shows env_names",
+            "example": {"RELEASE": "2026.12", "DB_PASSWORD": "s3cret"}}, **kwargs)
+
+
+def run_as_field(**kwargs: Any) -> fields.String:
+    return fields.String(validate=validators.posix_user, metadata={
+        "description": "run the script as this user through `sudo -n -u USER` on the host (a NOPASSWD sudo rule for "
+                       "the login user is needed: else the task ends ABORT at once, saying so)"}, **kwargs)
+
+
 class TargetSchema(Schema):
     tag = fields.String(required=True, validate=validators.tag)
 
@@ -95,6 +126,10 @@ class TaskSchema(ApiSchema):
     scheduled_at = Timestamp(allow_none=True, metadata={"description": "unix time or ISO 8601", "anyOf": WHEN})
     run_after = fields.List(validators.Integer(validate=validate.Range(min=1)), validate=validate.Length(max=100))
     notify = fields.Nested(NotifySchema)
+    env = env_field()
+    run_as = run_as_field()
+    env_names = fields.Function(environment.shown_names, dump_only=True, metadata={
+        "type": "array", "items": {"type": "string"}, "description": "the names of its env (never the values)"})
     state = fields.String(dump_only=True, metadata={"enum": [s.value for s in TaskState]})
     created_by = fields.String(dump_only=True)
     created_at = fields.Float(dump_only=True)
