@@ -163,6 +163,12 @@ def test_a_machine_lost_mid_run_loses_only_its_tasks_and_none_runs_twice(
         routes = subprocess.run(["ip", "-n", machine.name, "route"], check=True, capture_output=True, text=True)
         assert "default" not in routes.stdout, routes.stdout
     wait_for(lambda: session.get(f"{fleet.api}/health", timeout=5).json().get("workers") == 2, timeout=60)
+    # the API has no copy of the service key: register.sh carries the one the workers published in Redis
+    registration = session.post(f"{fleet.api}/registrations", json={"tag": "new", "user": ssh_user}, timeout=30)
+    assert registration.status_code == 201, registration.text
+    script = requests.get(f"{fleet.api}/register.sh", timeout=30,
+                          headers={"Authorization": f"Bearer {registration.json()['token']}"})
+    assert script.status_code == 200 and Path(f"{client_key}.pub").read_text().split()[1] in script.text
 
     body = [{"name": f"item-{n}", "tag": "machines", "instance": instances[n % TARGETS],
              # SSH_CONNECTION: client address, port, server address, port: which machine ran it, on which target

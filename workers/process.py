@@ -22,6 +22,7 @@ from types import FrameType
 from workers.job import LeaseKeeper, Runtime, install_runtime, reap_lost
 from workers.rq_adapter import SERIALIZER, make_queue
 from workers.schedules import ScheduleLoop
+from workers.ssh.keys import authorized_key_line
 from workers.webhooks import WebhookLoop
 from workers.worker import TaskWorker
 from wsexec.config import Settings
@@ -68,6 +69,8 @@ class WorkerProcess:
         if self.schedules:
             self.schedules.start()
         self.webhooks.start()
+        # the API may run where the key is not: register.sh gets its public half from Redis then
+        self.runtime.store.registrations.publish_service_key(authorized_key_line(self.runtime.pool.pkey))
         reap_lost(self.runtime)
         threads = [
             threading.Thread(target=slot.work, name=slot.name, daemon=True,
