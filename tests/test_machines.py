@@ -4,8 +4,8 @@ Each worker "machine" has its own address, reaches Redis and the targets only ov
 shares nothing with the API but Redis: its own working directory, HOME, temp dir, copy of the service key and (empty)
 known_hosts; the targets' host keys are pinned on the instances, in Redis. One worker runs under a clock 3 s ahead
 (faketime). A 200-task run is spread over both; one machine loses power mid-run (every process in its namespace
-SIGKILLed at once): every task must end DONE, or ABORT because its worker was lost, none run twice, and the other
-machine runs the rest.
+frozen, its link cut, all killed): every task must end DONE, or ABORT because its worker was lost, none run twice,
+and the other machine runs the rest.
 
 Its own Redis, gunicorn and sshd daemons, in namespaces named after this process: it runs beside the rest of the suite.
 """
@@ -68,6 +68,23 @@ class Fleet:
     targets: list[SshServer]
     workdir: Path
     addresses: dict[str, str] = field(default_factory=dict)  # machine name -> its address
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    logs: list[Path] = field(default_factory=list)
+
+    def spawn(self, argv: list[str], log: Path, cwd: Path, env: dict[str, str]) -> None:
+        self.logs.append(log)
+        with log.open("ab") as out:
+            self.procs.append(subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                               stderr=subprocess.STDOUT))
+
+    def log_tails(self, chars: int = 3000) -> str:
+        """What the API and the workers said last: why a failed run failed."""
+        return "\n".join(f"--- {log}:\n{log.read_text(errors='replace')[-chars:]}" for log in self.logs if log.exists())
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.kill()
+            proc.wait()
 
     def start_worker(self, name: str, key: Path, clock: list[str]) -> Namespace:
         """A machine of its own running one worker process: nothing on its disk but what its operator put there."""
@@ -81,9 +98,8 @@ class Fleet:
                "WSEXEC_KNOWN_HOSTS": str(home / "ssh/known_hosts"),  # never written: trust is pinned, in Redis
                "HOME": str(home / "home"), "TMPDIR": str(home / "tmp"), "PATH": os.environ["PATH"],
                "PYTHONPATH": str(ROOT), "LANG": "C.UTF-8"}
-        with (home / "worker.log").open("ab") as log:
-            subprocess.Popen(machine.command(*clock, sys.executable, "-m", "workers", "--name", name), cwd=home,
-                             env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        self.spawn(machine.command(*clock, sys.executable, "-m", "workers", "--name", name), home / "worker.log",
+                   home, env)
         return machine
 
 
@@ -106,20 +122,24 @@ def fleet(network: Network, tmp_path: Path, ssh_user: str, client_key: Path, ses
         )
         env = {**settings.to_env(), "WSEXEC_BIND": f"{api_host}:8000", "WSEXEC_GUNICORN_WORKERS": "1",
                "PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "HOME": str(tmp_path), "LANG": "C.UTF-8"}
-        with (tmp_path / "gunicorn.log").open("ab") as log:
-            subprocess.Popen([str(ROOT / ".venv/bin/gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT,
-                             env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        api = f"http://{api_host}:8000/wsexec"
+        fleet = Fleet(network, settings, f"http://{api_host}:8000/wsexec", targets, tmp_path / "machines")
+        try:
+            fleet.spawn([str(ROOT / ".venv/bin/gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
+                        tmp_path / "gunicorn.log", ROOT, env)
 
-        def serving() -> bool:
-            try:
-                return requests.get(f"{api}/health", timeout=2).status_code in (200, 503)
-            except requests.RequestException:
-                return False
+            def serving() -> bool:
+                try:
+                    return requests.get(f"{fleet.api}/health", timeout=2).status_code in (200, 503)
+                except requests.RequestException:
+                    return False
 
-        wait_for(serving, timeout=60, interval=0.2)
-        yield Fleet(network, settings, api, targets, tmp_path / "machines")
-    # everything the hub and the machines run dies with their namespaces (the network fixture)
+            wait_for(serving, timeout=60, interval=0.2)
+            yield fleet
+        finally:
+            fleet.stop()
+            for daemon in [*targets, redis]:
+                daemon.stop()
+    # whatever else runs there dies with the namespaces (the network fixture)
 
 
 def skewed_clock() -> list[str]:
@@ -184,9 +204,11 @@ def test_a_machine_lost_mid_run_loses_only_its_tasks_and_none_runs_twice(
         states = Counter((task.get("worker"), task["state"]) for task in tasks)
         return bool(states["doomed", "DONE"] and states["doomed", "CURRENT"] and states["survivor", "CURRENT"])
 
-    wait_for(mid_run, timeout=60, interval=0.1)
-    killed = doomed.kill_all()  # the machine loses power: its worker, RQ's scheduler, all at once
-    assert killed
+    try:
+        wait_for(mid_run, timeout=60, interval=0.1)
+    except AssertionError:
+        raise AssertionError(f"the two machines never ran tasks at the same time\n{fleet.log_tails()}") from None
+    assert doomed.power_off()  # its worker and RQ's scheduler frozen, its link cut, then all killed
 
     seen: Counter[str] = Counter()
 
@@ -199,7 +221,8 @@ def test_a_machine_lost_mid_run_loses_only_its_tasks_and_none_runs_twice(
     try:
         tasks = wait_for(all_ended, timeout=120, interval=0.5)
     except AssertionError:
-        raise AssertionError(f"tasks unfinished long after the machine was lost: {dict(seen)}") from None
+        raise AssertionError(f"tasks unfinished long after the machine was lost: {dict(seen)}\n"
+                             f"{fleet.log_tails()}") from None
 
     assert sorted(task["id"] for task in tasks) == sorted(created)
     runs: dict[str, list[tuple[str, str]]] = {}  # item -> (target, machine address) of each run

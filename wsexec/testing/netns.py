@@ -66,14 +66,28 @@ class Namespace:
     def pids(self) -> list[int]:
         return [int(pid) for pid in ip("netns", "pids", self.name).split()]
 
-    def kill_all(self) -> list[int]:
-        """SIGKILL every process in the namespace in one sweep, as a machine losing power: none gets to clean up."""
+    def signal_all(self, signum: int) -> list[int]:
+        """Send signum to every process in the namespace; their PIDs."""
         pids = self.pids()
         for pid in pids:
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signum)
             except ProcessLookupError:
                 pass
+        return pids
+
+    def kill_all(self) -> list[int]:
+        return self.signal_all(signal.SIGKILL)
+
+    def power_off(self) -> list[int]:
+        """The machine loses power: every process frozen at once, its links cut (nothing it sends gets out: no FIN
+        for its peers, no last write), then all of them killed. The PIDs it ran."""
+        pids = self.signal_all(signal.SIGSTOP)
+        for line in ip("-o", "-n", self.name, "link", "show").splitlines():
+            name = line.split(":")[1].strip().split("@")[0]
+            if name != "lo":
+                ip("-n", self.name, "link", "set", "dev", name, "down")
+        self.kill_all()
         return pids
 
     @contextmanager
