@@ -2,8 +2,8 @@
 
 Each worker "machine" has its own address, reaches Redis and the targets only over the veth link the test makes, and
 shares nothing with the API but Redis: its own working directory, HOME, temp dir, copy of the service key and (empty)
-known_hosts; the targets' host keys are pinned on the instances, in Redis. One worker runs under a clock 3 s ahead
-(faketime). A 200-task run is spread over both; one machine loses power mid-run (every process in its namespace
+known_hosts; the targets' host keys are pinned on the instances, in Redis. One worker's wall clock is 3 s ahead
+(tests/clock). A 200-task run is spread over both; one machine loses power mid-run (every process in its namespace
 frozen, its link cut, all killed): every task must end DONE, or ABORT because its worker was lost, none run twice,
 and the other machine runs the rest.
 
@@ -37,6 +37,7 @@ from wsexec.testing.netns import Namespace, Network
 TASKS, TARGETS = 200, 4
 RUN_SECONDS = 3  # each task's run: long beside the instant between seeing a machine busy and killing it
 SKEW = 3  # seconds the second machine's clock is ahead
+CLOCK = Path(__file__).with_name("clock")  # its sitecustomize.py skews the clock of a Python that has it on its path
 LOST = "worker lost"  # workers/job.py: the error of a task whose worker died ("worker lost; " + what became of it)
 
 pytestmark = pytest.mark.timeout(240)
@@ -86,7 +87,7 @@ class Fleet:
             proc.kill()
             proc.wait()
 
-    def start_worker(self, name: str, key: Path, clock: list[str]) -> Namespace:
+    def start_worker(self, name: str, key: Path, skewed: bool = False) -> Namespace:
         """A machine of its own running one worker process: nothing on its disk but what its operator put there."""
         machine, self.addresses[name] = self.network.machine(name)
         home = self.workdir / name
@@ -98,8 +99,8 @@ class Fleet:
                "WSEXEC_KNOWN_HOSTS": str(home / "ssh/known_hosts"),  # never written: trust is pinned, in Redis
                "HOME": str(home / "home"), "TMPDIR": str(home / "tmp"), "PATH": os.environ["PATH"],
                "PYTHONPATH": str(ROOT), "LANG": "C.UTF-8"}
-        self.spawn(machine.command(*clock, sys.executable, "-m", "workers", "--name", name), home / "worker.log",
-                   home, env)
+        self.spawn(machine.command(sys.executable, "-m", "workers", "--name", name), home / "worker.log", home,
+                   skewed_clock(env) if skewed else env)
         return machine
 
 
@@ -142,16 +143,15 @@ def fleet(network: Network, tmp_path: Path, ssh_user: str, client_key: Path, ses
     # whatever else runs there dies with the namespaces (the network fixture)
 
 
-def skewed_clock() -> list[str]:
-    """faketime's prefix for a clock SKEW seconds ahead, checked: a skew that silently failed would prove nothing."""
-    # the wall clock only, as on a machine whose clock is off: libfaketime's monotonic clock breaks Python's timed
-    # waits (sem_clockwait on CLOCK_MONOTONIC never returns), and no real machine's monotonic clock jumps
-    clock = ["env", "FAKETIME_DONT_FAKE_MONOTONIC=1", "faketime", "-f", f"+{SKEW}s"]
+def skewed_clock(env: dict[str, str]) -> dict[str, str]:
+    """env for a Python whose wall clock is SKEW seconds ahead (tests/clock), checked: a skew that silently failed
+    would prove nothing."""
+    skewed = {**env, "WSEXEC_TEST_CLOCK_SKEW": str(SKEW), "PYTHONPATH": f"{CLOCK}:{env['PYTHONPATH']}"}
     before = time.time()
-    shown = float(subprocess.run([*clock, "python3", "-c", "import time; print(time.time())"], check=True,
+    shown = float(subprocess.run([sys.executable, "-c", "import time; print(time.time())"], env=skewed, check=True,
                                  capture_output=True, text=True).stdout)
-    assert shown - before >= SKEW - 0.01, (shown, before)
-    return clock
+    assert shown - before >= SKEW, (shown, before)
+    return skewed
 
 
 def all_tasks(session: requests.Session, api: str) -> list[dict[str, Any]]:
@@ -176,8 +176,8 @@ def test_a_machine_lost_mid_run_loses_only_its_tasks_and_none_runs_twice(
         assert response.status_code == 201, response.text
         instances.append(response.json()["id"])
 
-    doomed = fleet.start_worker("doomed", client_key, clock=[])
-    survivor = fleet.start_worker("survivor", client_key, clock=skewed_clock())
+    doomed = fleet.start_worker("doomed", client_key)
+    survivor = fleet.start_worker("survivor", client_key, skewed=True)
     # the machines reach the hub's addresses over their link and nothing else: no default route, no way out
     for machine in (doomed, survivor):
         routes = subprocess.run(["ip", "-n", machine.name, "route"], check=True, capture_output=True, text=True)
@@ -239,6 +239,8 @@ def test_a_machine_lost_mid_run_loses_only_its_tasks_and_none_runs_twice(
         else:  # only the lost machine's tasks, each for that reason
             assert task["state"] == "ABORT" and task.get("worker") == "doomed", task
             assert task["error"] == LOST or task["error"].startswith(f"{LOST}; "), task
+            if task["error"] == LOST:  # no remote process recorded: the worker sends the script only after that
+                assert str(item) not in runs, task
     # the lost machine had tasks running (of RUN_SECONDS: they did not all end in the instant before the kill), and
     # the machine with the skewed clock ran all the others
     done_by = Counter(task.get("worker") for task in tasks if task["state"] == "DONE")
