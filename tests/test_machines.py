@@ -8,6 +8,7 @@ frozen, its link cut, all killed): every task must end DONE, or ABORT because it
 and the other machine runs the rest.
 
 Its own Redis, gunicorn and sshd daemons, in namespaces named after this process: it runs beside the rest of the suite.
+The other test here: RQ's scheduler lock, which a lost machine keeps until it expires, is taken over then.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from typing import Any
 
 import pytest
 import requests
+from redis import Redis
+from rq.scheduler import RQScheduler
 
 from tests.conftest import readme_acl_rules
-from tests.helpers import PASSWORDS, ROOT, wait_for
+from tests.helpers import PASSWORDS, ROOT, Api, WorkerProcesses, wait_finished, wait_for
 from wsexec.config import Settings
 from wsexec.testing import RedisServer, SshServer
 from wsexec.testing.netns import Namespace, Network
@@ -245,3 +248,16 @@ def test_a_machine_lost_mid_run_loses_only_its_tasks_and_none_runs_twice(
     # the machine with the skewed clock ran all the others
     done_by = Counter(task.get("worker") for task in tasks if task["state"] == "DONE")
     assert seen["ABORT"] > 0 and done_by["doomed"] > 0 and done_by["survivor"] > 0, (seen, done_by)
+
+
+def test_the_scheduler_lock_of_a_lost_machine_is_taken_over_once_it_expires(
+    api: Api, instance: dict[str, Any], workers: WorkerProcesses, redis_server: RedisServer, settings: Settings
+) -> None:
+    """A machine that loses power keeps RQ's scheduler lock until it expires; then another worker must schedule, not
+    wait for RQ's next maintenance (10 minutes) while tasks with scheduled_at stay INIT."""
+    lock = RQScheduler.get_locking_key(settings.queue)
+    Redis.from_url(redis_server.url).set(lock, "the-scheduler-of-a-lost-machine", ex=3)
+    workers.start(1)  # finds the lock taken: no scheduler of its own at first
+    task = api.create_task(instance, "echo scheduled", scheduled_at=time.time() + 1)
+    done = wait_finished(api, task["id"], timeout=60)
+    assert (done["state"], done["stdout"]) == ("DONE", "scheduled\n"), done

@@ -49,6 +49,17 @@ class TaskWorker(SimpleWorker):
         if super().should_run_maintenance_tasks:
             self.run_maintenance_tasks()
 
+    def adopt_scheduler(self) -> bool:
+        """Start RQ's scheduler in this process if none runs here and the queue's lock is free; True if it did.
+
+        A scheduler that dies with its machine keeps the lock until it expires (61 s), and RQ tries to take it over
+        only at its maintenance, every 10 minutes: tasks with scheduled_at would wait that long for another worker.
+        """
+        if self.scheduler is None or (self.scheduler._process is not None and self.scheduler._process.is_alive()):
+            return False
+        self.scheduler.acquire_locks(auto_start=True)
+        return bool(self.scheduler.acquired_locks)
+
     def _install_signal_handlers(self) -> None:
         """Signals are the process's (signal.signal fails outside the main thread), which stops every slot."""
 
