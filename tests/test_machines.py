@@ -18,7 +18,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -51,15 +50,6 @@ def network() -> Iterator[Network]:
     """Namespaces of this run only, deleted (everything in them killed) whatever the test did."""
     with Network() as net:
         yield net
-
-
-@pytest.fixture
-def runs_dir() -> Iterator[Path]:
-    """Where the targets' login user appends one line per run: which task ran, on which target."""
-    path = Path(tempfile.mkdtemp(prefix="wsexec-machines-"))
-    path.chmod(0o777)
-    yield path
-    shutil.rmtree(path)
 
 
 @dataclass
