@@ -19,7 +19,7 @@ import time
 from functools import partial
 from types import FrameType
 
-from workers.job import LeaseKeeper, Runtime, install_runtime, reap_lost
+from workers.job import LeaseKeeper, Runtime, install_runtime
 from workers.rq_adapter import SERIALIZER, make_queue
 from workers.schedules import ScheduleLoop
 from workers.ssh.keys import authorized_key_line
@@ -75,7 +75,7 @@ class WorkerProcess:
         self.webhooks.start()
         # the API may run where the key is not: register.sh gets its public half from Redis then
         self.runtime.store.registrations.publish_service_key(authorized_key_line(self.runtime.pool.pkey))
-        reap_lost(self.runtime)
+        self.lease_keeper.reap()  # as its rounds do: the dead workers' tasks ABORT, and their RQ jobs failed at once
         threads = [
             threading.Thread(target=slot.work, name=slot.name, daemon=True,
                              kwargs={"burst": burst, "logging_level": "WARNING"})
