@@ -6,8 +6,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -147,6 +149,16 @@ def instance(api: Api, sshd: SshServer, ssh_user: str) -> dict[str, Any]:
     response = api.post("/instances", json={"ip": sshd.host, "port": sshd.port, "tag": "test", "user": ssh_user})
     assert response.status_code == 201, response.json
     return response.json
+
+
+@pytest.fixture
+def runs_dir() -> Iterator[Path]:
+    """A directory the sshd login user can append to (pytest's tmp_path is root's alone): tasks leave marks of their
+    runs there, so a test counts how often each ran."""
+    path = Path(tempfile.mkdtemp(prefix="wsexec-runs-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path)
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ Retry-After during the switch, never 500.
 from __future__ import annotations
 
 import hashlib
-import shutil
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -90,15 +88,6 @@ def settings(redis_set: RedisSet, client_key: Path, known_hosts: Path, password_
 @pytest.fixture
 def redis(settings: Settings) -> Redis:
     return connect(settings)
-
-
-@pytest.fixture
-def runs_dir() -> Iterator[Path]:
-    """A directory the sshd login user can append to: each task writes its item number there when it runs."""
-    path = Path(tempfile.mkdtemp(prefix="wsexec-failover-"))
-    path.chmod(0o777)
-    yield path
-    shutil.rmtree(path)
 
 
 class Prober(threading.Thread):

@@ -4,6 +4,7 @@ against real gunicorn), and wsexec then runs tasks on it over SSH with the host 
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import os
 import pwd
 import shutil
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.helpers import PASSWORDS, Api, WorkerProcesses, wait_finished
+from tests.helpers import PASSWORDS, Api, WorkerProcesses, wait_finished, wait_for
 from wsexec.testing import SshServer, free_port
 
 ADMIN = ("admin", PASSWORDS["admin"])
@@ -235,3 +236,24 @@ def test_garbage_registrations_are_400_or_422(api: Api, body: str, status: int) 
 def test_bad_registrations_are_422(api: Api, body: dict[str, Any]) -> None:
     response = api.post("/registrations", json=body)
     assert response.status_code == 422 and response.is_json, response.json
+
+
+def test_an_api_without_the_key_gives_out_the_one_the_workers_published(
+    settings: Any, redis: Any, client_key: Path, tmp_path: Path
+) -> None:
+    from wsexec import create_app
+
+    api = Api(create_app(dataclasses.replace(settings, ssh_key=str(tmp_path / "not-on-this-host"))).test_client())
+    response = api.post("/registrations", json={"tag": "fresh", "user": "wsexec-test"})
+    assert response.status_code == 503, response.json  # no key here, no worker yet: refused now, not on the servers
+    assert "no worker has published" in response.json["error"]
+    workers = WorkerProcesses(settings)  # a worker on "another machine": it has the key, and says which it is
+    try:
+        workers.start(1)
+        wait_for(lambda: api.post("/registrations", json={"tag": "fresh", "user": "wsexec-test"}).status_code == 201,
+                 timeout=30)
+    finally:
+        workers.stop()
+    token = issue(api)["token"]
+    script = api.client.get("/wsexec/register.sh", headers=bearer(token)).get_data(as_text=True)
+    assert Path(f"{client_key}.pub").read_text().split()[1] in script

@@ -42,6 +42,7 @@ class Runtime:
     pool: ConnectionPool
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     running: set[int] = field(default_factory=set)
+    held_for: dict[str, list[int]] = field(default_factory=dict)  # RQ job id -> the tasks held as a slot took it
     # who holds the leases: the name and this process's own token, so that a worker restarted under the same name
     # does not keep its predecessor's tasks alive with its heartbeat
     incarnation: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
@@ -118,10 +119,30 @@ class OutputBuffer:
             self.pending.clear()
 
 
-def run_tasks(task_ids: list[int]) -> dict[str, int]:
-    """The RQ job: hold the group's tasks, run them at once (sshd's limits are the pool's business), tally states."""
-    runtime = current_runtime()
+def hold_job(runtime: Runtime, job_id: str, task_ids: list[int]) -> None:
+    """Hold a job's tasks as a slot takes the job, before RQ marks it started: a worker that dies after that has its
+    tasks reaped by their leases (RQ would fail the started job only at its timeout, an hour later, and until then
+    nothing would run or end its tasks)."""
     held = runtime.store.hold(task_ids, runtime.name, runtime.settings.lease_seconds, runtime.holder)
+    runtime.running.update(held)
+    runtime.held_for[job_id] = held
+
+
+def release_job(runtime: Runtime, job_id: str) -> None:
+    """The job has ended (or never ran: RQ failed it first): its tasks are no longer this worker's to renew."""
+    runtime.running.difference_update(runtime.held_for.pop(job_id, []))
+
+
+def run_tasks(task_ids: list[int]) -> dict[str, int]:
+    """The RQ job: hold the group's tasks (unless its slot did), run them at once (sshd's limits are the pool's
+    business), tally states."""
+    from rq import get_current_job
+
+    runtime = current_runtime()
+    job = get_current_job()
+    held = runtime.held_for.get(job.id) if job else None
+    if held is None:  # under a plain `rq worker`, or the slot could not hold them
+        held = runtime.store.hold(task_ids, runtime.name, runtime.settings.lease_seconds, runtime.holder)
     runtime.running.update(held)
     try:
         states = [run_task(runtime, held[0])] if len(held) == 1 else _run_at_once(runtime, held)

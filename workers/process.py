@@ -19,9 +19,10 @@ import time
 from functools import partial
 from types import FrameType
 
-from workers.job import LeaseKeeper, Runtime, install_runtime, reap_lost
+from workers.job import LeaseKeeper, Runtime, install_runtime
 from workers.rq_adapter import SERIALIZER, make_queue
 from workers.schedules import ScheduleLoop
+from workers.ssh.keys import authorized_key_line
 from workers.webhooks import WebhookLoop
 from workers.worker import TaskWorker
 from wsexec.config import Settings
@@ -30,6 +31,7 @@ from wsexec.store import connect
 
 log = logging.getLogger(__name__)
 
+SCHEDULER_ADOPT_SECONDS = 5  # how often a worker without RQ's scheduler checks whether its lock is free to take
 SETTLE_SECONDS = 15  # after killing its tasks, how long a stopping worker waits for them to record their end
 IDLE_QUIT_SECONDS = 5  # how long a stopping worker lets its idle slots unregister from RQ before leaving them
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -55,12 +57,15 @@ class WorkerProcess:
         self.stopping_since: float | None = None
         self.halted_since: float | None = None
         self.maintaining = False  # the main thread is in RQ's maintenance, which a stop cuts short
+        self.next_adopt = time.monotonic() + SCHEDULER_ADOPT_SECONDS
 
     def run(self, burst: bool = False) -> int:
         """Work until stopped (or, in burst mode, until the queue is empty); the exit status."""
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         os.register_at_fork(after_in_child=partial(_die_with, os.getpid()))
+        if burst:  # RQ's scheduler does one round at the start and no more
+            self.next_adopt = float("inf")
         # One scheduler (RQ forks it) moves due jobs to the queue, which every slot serves. Forked before any thread
         # starts, so the child cannot inherit a lock some thread held; slot 0 owns it (stops and restarts it).
         self.slots[0]._start_scheduler(burst, logging_level="WARNING")
@@ -68,7 +73,9 @@ class WorkerProcess:
         if self.schedules:
             self.schedules.start()
         self.webhooks.start()
-        reap_lost(self.runtime)
+        # the API may run where the key is not: register.sh gets its public half from Redis then
+        self.runtime.store.registrations.publish_service_key(authorized_key_line(self.runtime.pool.pkey))
+        self.lease_keeper.reap()  # as its rounds do: the dead workers' tasks ABORT, and their RQ jobs failed at once
         threads = [
             threading.Thread(target=slot.work, name=slot.name, daemon=True,
                              kwargs={"burst": burst, "logging_level": "WARNING"})
@@ -141,6 +148,10 @@ class WorkerProcess:
         self.maintaining = True
         try:
             self.slots[0].maintain()  # one slot's registrations cover the queue, as any one RQ worker's would
+            if time.monotonic() >= self.next_adopt:
+                self.next_adopt = time.monotonic() + SCHEDULER_ADOPT_SECONDS
+                if self.slots[0].adopt_scheduler():
+                    log.warning("RQ's scheduler lock was free (its holder gone): this worker schedules now")
         except MaintenanceCut:
             log.warning("RQ maintenance cut short by the stop (it is redone by the next worker)")
         except Exception:  # Redis down or restarting: the next round tries again

@@ -10,13 +10,20 @@ stopped by killing its remote process, and a worker killed outright is detected 
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
+from redis.exceptions import RedisError
 from rq import SimpleWorker
 from rq.job import Job
 from rq.queue import Queue
 from rq.timeouts import TimerDeathPenalty
+
+from workers.job import current_runtime, hold_job, release_job
+from wsexec.jobs import JOB_FUNCTION
+
+log = logging.getLogger(__name__)
 
 POLL_SECONDS = 2  # an idle slot waits for a job this long at a time, so it notices a stop as soon
 
@@ -28,11 +35,19 @@ class TaskWorker(SimpleWorker):
     job_ended_at = 0.0  # time.monotonic() when its last job ended, and after which it has some Redis I/O to do
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        """RQ's, flagged so that a stop can tell a slot with tasks from an idle one stuck retrying a lost Redis."""
+        """RQ's, flagged so that a stop can tell a slot with tasks from an idle one stuck retrying a lost Redis, and
+        with the job's tasks held first (workers.job.hold_job)."""
         self.in_job = True
+        runtime = current_runtime()
         try:
+            if job.func_name == JOB_FUNCTION:
+                try:
+                    hold_job(runtime, job.id, list(job.args[0]))
+                except RedisError:  # the job holds them itself, once Redis answers
+                    log.warning("could not hold the tasks of job %s before it started", job.id, exc_info=True)
             super().execute_job(job, queue)
         finally:
+            release_job(runtime, job.id)
             self.in_job, self.job_ended_at = False, time.monotonic()
 
     def stop_taking_jobs(self) -> None:
@@ -48,6 +63,17 @@ class TaskWorker(SimpleWorker):
         """RQ's maintenance (registry cleanup, scheduler restart) when due; called by the process's main thread."""
         if super().should_run_maintenance_tasks:
             self.run_maintenance_tasks()
+
+    def adopt_scheduler(self) -> bool:
+        """Start RQ's scheduler in this process if none runs here and the queue's lock is free; True if it did.
+
+        A scheduler that dies with its machine keeps the lock until it expires (61 s), and RQ tries to take it over
+        only at its maintenance, every 10 minutes: tasks with scheduled_at would wait that long for another worker.
+        """
+        if self.scheduler is None or (self.scheduler._process is not None and self.scheduler._process.is_alive()):
+            return False
+        self.scheduler.acquire_locks(auto_start=True)
+        return bool(self.scheduler.acquired_locks)
 
     def _install_signal_handlers(self) -> None:
         """Signals are the process's (signal.signal fails outside the main thread), which stops every slot."""

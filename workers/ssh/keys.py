@@ -15,6 +15,11 @@ def fingerprint(key: paramiko.PKey) -> str:
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
+def authorized_key_line(key: paramiko.PKey) -> str:
+    """The key as a line of authorized_keys, the form register.sh installs on new servers."""
+    return f"{key.get_name()} {key.get_base64()} wsexec"
+
+
 def parse_host_key(line: str) -> paramiko.PKey:
     """An OpenSSH public-key line ('ssh-ed25519 AAAA... [comment]') as a paramiko key."""
     parts = line.split()

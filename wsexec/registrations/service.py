@@ -42,12 +42,18 @@ def _public_key(path: str, mtime_ns: int) -> str:
 
 
 def service_public_key() -> str:
-    """The public half of the key the workers log in with (WSEXEC_SSH_KEY), as an authorized_keys line."""
+    """The public half of the key the workers log in with, as an authorized_keys line: from WSEXEC_SSH_KEY where
+    this host has it, else as the workers published it in Redis (the API may run on a machine without the key)."""
     path = os.path.abspath(context.settings().ssh_key)
     try:
         return _public_key(path, os.stat(path).st_mtime_ns)
-    except Exception as exc:  # missing, unreadable, or not a key: the service is misconfigured, the request is fine
-        raise Unavailable(f"the service's SSH key (WSEXEC_SSH_KEY) cannot be read: {type(exc).__name__}") from None
+    except Exception as exc:  # missing, unreadable, or not a key: the workers' word, or the service is misconfigured
+        problem = type(exc).__name__
+    published = context.store().registrations.service_key()
+    if published:
+        return published
+    raise Unavailable(f"the service's SSH key (WSEXEC_SSH_KEY) cannot be read here ({problem}) and no worker has "
+                      "published its public half yet")
 
 
 def issue(fields: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ FETCHED = PREFIX + "task:{id}:file"  # string: the file a fetch task brought bac
 UPLOAD = PREFIX + "upload:{token}"  # string: an upload's content, until its tasks have all ended (files.py)
 HELD = PREFIX + "tasks:held"  # zset: tasks a worker has taken and not finished, what the reaper watches (leases.py)
 FINISHED = PREFIX + "tasks:finished"  # zset: finished tasks scored by end time, what retention reads (retention.py)
+SERVICE_KEY = PREFIX + "service_key"  # string: the public half of the workers' SSH key (registrations.py)
 WORKER_ALIVE = PREFIX + "worker:{name}:alive"  # string with a lease's TTL: the worker process still runs (leases.py)
 
 SLOTS = PREFIX + "instance:{id}:slots"  # set: tasks holding one of the instance's max_concurrent slots (slots.py)

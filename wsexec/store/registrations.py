@@ -3,7 +3,7 @@ as its SHA-256; each registration creates an instance with the host's key pinned
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis
 
@@ -26,6 +26,15 @@ class Registrations:
         self.records = Records(redis, REGISTRATION)
         self.instances = Records(redis, INSTANCE)
         self._register = redis.register_script(registration_scripts.REGISTER)
+
+    def publish_service_key(self, line: str) -> None:
+        """Each worker says which key it logs in with, so the API need not hold a copy of it (register.sh)."""
+        self.redis.set(keys.SERVICE_KEY, line)
+
+    def service_key(self) -> str | None:
+        """The authorized_keys line of the workers' key, as the last worker to start published it."""
+        value = cast(bytes | None, self.redis.get(keys.SERVICE_KEY))
+        return value.decode() if value else None
 
     def create(self, fields: dict[str, Any], digest: str) -> dict[str, Any]:
         """The record first, then its token's key: a token only ever names a whole registration."""
