@@ -87,7 +87,8 @@ class ScheduleLoop(Loop):
     def _enqueue(self, fired: Fired, now: float) -> None:
         """Queue the stored tasks; those RQ refuses end ABORT saying so (they stay visible: a fire is not re-run)."""
         try:
-            jobs.enqueue(self.queue, expand.plans(fired.tasks, fired.after, self.settings.worker_threads), now)
+            jobs.enqueue(self.queue, expand.plans(fired.tasks, fired.after, self.settings.worker_threads), now,
+                         self.store)
         except Exception as exc:
             log.exception("schedule tasks %s could not be queued", [task["id"] for task in fired.tasks])
             for task in fired.tasks:

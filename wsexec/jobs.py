@@ -26,7 +26,9 @@ FAILURE_CALLBACK = "workers.job.on_job_failure"
 JOB_PREFIX = "wsexec-job-"  # a job's id is this and its first task's id: the store records it when it stores the task
 SLOT_SEPARATOR = ".slot-"  # a worker process registers one RQ worker per job slot: NAME.slot-N
 JOB_MARGIN_SECONDS = 60  # RQ's own timeout only backs up the tasks', which the worker enforces itself
-RESULT_TTL = 24 * 3600
+# A job's outcome is its tasks' own state: RQ deletes a job as soon as it succeeds (0: no result, no finished entry)
+RESULT_TTL = 0
+FAILURE_TTL = 24 * 3600  # a failed job (its worker died, RQ's timeout) stays a day in RQ's registry, to look at
 # Jobs carry only task ids, so JSON: with RQ's default (pickle) anyone who can write to Redis runs code in every worker.
 SERIALIZER = JSONSerializer
 
@@ -45,22 +47,25 @@ class JobPlan:
     threads: int
     after: list[str] = field(default_factory=list)  # jobs of dependencies that had not finished
     scheduled_at: float = 0.0
+    run_after: list[int] = field(default_factory=list)  # the dependency tasks (of a plan that has `after`)
 
-    def options(self) -> dict[str, Any]:
+    def options(self, after: list[str] | None = None) -> dict[str, Any]:
         rounds = -(-len(self.task_ids) // self.threads)
         options: dict[str, Any] = {
             "args": (self.task_ids,),
             "job_id": self.id,
             "timeout": rounds * self.task_timeout + JOB_MARGIN_SECONDS,
             "result_ttl": RESULT_TTL,
+            "failure_ttl": FAILURE_TTL,
             "on_failure": Callback(FAILURE_CALLBACK),
         }
-        if self.after:  # allow_failure: a dependent must run (and end ABORT) even if its dependency's job failed
-            options["depends_on"] = Dependency(jobs=self.after, allow_failure=True)
+        after = self.after if after is None else after
+        if after:  # allow_failure: a dependent must run (and end ABORT) even if its dependency's job failed
+            options["depends_on"] = Dependency(jobs=after, allow_failure=True)
         return options
 
 
-def enqueue(queue: Queue, plans: list[JobPlan], now: float) -> None:
+def enqueue(queue: Queue, plans: list[JobPlan], now: float, store: Store) -> None:
     """Schedule the plans due later (RQ schedules by whole seconds), queue the others (those ready in one trip)."""
     ready = []
     for plan in plans:
@@ -69,7 +74,7 @@ def enqueue(queue: Queue, plans: list[JobPlan], now: float) -> None:
             when = datetime.fromtimestamp(math.ceil(plan.scheduled_at), tz=UTC)
             queue.enqueue_at(when, JOB_FUNCTION, *options.pop("args"), job_timeout=options.pop("timeout"), **options)
         elif plan.after:
-            _enqueue_after(queue, queue.create_job(JOB_FUNCTION, **options), plan.after)
+            _enqueue_after(queue, store, plan)
         else:
             ready.append(Queue.prepare_data(JOB_FUNCTION, **options))
     if ready:
@@ -82,23 +87,28 @@ def wake_waiters(store: Store, queue: Queue, instance_id: int, again_seconds: fl
     if woken:
         plans = [JobPlan(f"{JOB_PREFIX}wake-{task['id']}-{uuid.uuid4().hex[:8]}", [task["id"]], task["timeout"], 1)
                  for task in store.get_tasks(woken) if task.get("timeout")]
-        enqueue(queue, plans, time.time())
+        enqueue(queue, plans, time.time(), store)
     return woken
 
 
-def _enqueue_after(queue: Queue, job: Job, parents: list[str]) -> None:
-    """Queue a job once its parents are done; a parent RQ does not have yet counts as not done.
+def _enqueue_after(queue: Queue, store: Store, plan: JobPlan) -> None:
+    """Queue a job once its parents are done; a parent RQ does not have is either done or not queued yet.
 
     RQ takes a dependency on a job it does not know as met; ours is a task whose own POST may still be enqueueing it
-    (they were stored unfinished a moment ago). So until every parent exists the job is deferred on them the way
-    RQ's setup_dependencies defers on an unfinished one, under WATCH so that a parent saved meanwhile is seen.
+    (they were stored unfinished a moment ago), or whose job succeeded and was deleted (RESULT_TTL 0). The tasks
+    tell which: a missing parent none of whose tasks among ours is unfinished is done; for the others the job is
+    deferred the way RQ's setup_dependencies defers on an unfinished one, under WATCH so that a parent saved or
+    deleted meanwhile is seen.
     """
-    parent_keys = [Job.key_for(parent) for parent in parents]
+    parent_keys = [Job.key_for(parent) for parent in plan.after]
     with queue.connection.pipeline() as pipe:
         while True:
             try:
                 pipe.watch(*parent_keys)
-                if all(pipe.exists(key) for key in parent_keys):
+                missing = {parent for parent, key in zip(plan.after, parent_keys, strict=True) if not pipe.exists(key)}
+                done = store.tasks.done_jobs(plan.run_after, missing, client=pipe) if missing else set()
+                job = queue.create_job(JOB_FUNCTION, **plan.options(after=[p for p in plan.after if p not in done]))
+                if missing <= done:
                     break  # RQ's own path from here: it defers on unfinished parents and queues after finished ones
                 pipe.multi()
                 job.set_status(JobStatus.DEFERRED, pipeline=pipe)

@@ -117,6 +117,18 @@ class Tasks:
     def get(self, task_id: int) -> dict[str, Any]:
         return self.records.get(task_id)
 
+    def done_jobs(self, task_ids: Iterable[int], job_ids: set[str], client: Redis | Pipeline | None = None
+                  ) -> set[str]:
+        """Of these jobs, those that none of these tasks still waits in or runs in (INIT or CURRENT): a job of
+        theirs that RQ no longer has then ran to its end (RQ deletes it), rather than not being queued yet."""
+        connection = self.records.redis if client is None else client
+        unfinished = set()
+        for task_id in task_ids:
+            state, job = cast(list[bytes | None], connection.hmget(TASK.key(task_id), "state", "job"))
+            if state is not None and job is not None and state.decode() in RUNNING_STATES:
+                unfinished.add(job.decode())
+        return job_ids - unfinished
+
     def exists(self, task_id: int) -> bool:
         return self.records.exists(task_id)
 

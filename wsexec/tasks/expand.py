@@ -79,6 +79,7 @@ def plans(tasks: list[dict[str, Any]], after: dict[int, list[str]], threads: int
             threads,
             after=after.get(group[0]["id"], []),
             scheduled_at=group[0].get("scheduled_at") or 0,
+            run_after=group[0].get("run_after") or [],
         )
         for job, group in groups.items()
     ]

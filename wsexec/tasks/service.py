@@ -30,7 +30,7 @@ def create(items: list[dict[str, Any]], created_by: str) -> list[dict[str, Any]]
     now = time.time()
     tasks, after = store.create_tasks(records, now, jobs.JOB_PREFIX, settings.tasks_per_job)
     try:
-        jobs.enqueue(context.queue(), expand.plans(tasks, after, settings.worker_threads), now)
+        jobs.enqueue(context.queue(), expand.plans(tasks, after, settings.worker_threads), now, store)
     except Exception:
         store.tasks.discard(task["id"] for task in tasks)
         raise
