@@ -31,6 +31,7 @@ RESULT_TTL = 0
 FAILURE_TTL = 24 * 3600  # a failed job (its worker died, RQ's timeout) stays a day in RQ's registry, to look at
 # Jobs carry only task ids, so JSON: with RQ's default (pickle) anyone who can write to Redis runs code in every worker.
 SERIALIZER = JSONSerializer
+MET = (JobStatus.FINISHED.value, JobStatus.FAILED.value)  # a dependent's parent job that ended so (allow_failure)
 
 
 def make_queue(redis: Redis, name: str) -> Queue:
@@ -66,17 +67,25 @@ class JobPlan:
 
 
 def enqueue(queue: Queue, plans: list[JobPlan], now: float, store: Store) -> None:
-    """Schedule the plans due later (RQ schedules by whole seconds), queue the others (those ready in one trip)."""
-    ready = []
+    """Schedule the plans due later (RQ schedules by whole seconds), queue the others: a few round trips for all."""
+    ready, later, waiting = [], [], []
     for plan in plans:
-        options = plan.options()
         if plan.scheduled_at > now:
-            when = datetime.fromtimestamp(math.ceil(plan.scheduled_at), tz=UTC)
-            queue.enqueue_at(when, JOB_FUNCTION, *options.pop("args"), job_timeout=options.pop("timeout"), **options)
+            later.append(plan)
         elif plan.after:
-            _enqueue_after(queue, store, plan)
+            waiting.append(plan)
         else:
-            ready.append(Queue.prepare_data(JOB_FUNCTION, **options))
+            ready.append(Queue.prepare_data(JOB_FUNCTION, **plan.options()))
+    if later:
+        with queue.connection.pipeline() as pipe:
+            for plan in later:
+                options = plan.options()
+                when = datetime.fromtimestamp(math.ceil(plan.scheduled_at), tz=UTC)
+                queue.enqueue_at(when, JOB_FUNCTION, *options.pop("args"), job_timeout=options.pop("timeout"),
+                                 pipeline=pipe, **options)
+            pipe.execute()
+    if waiting:
+        _enqueue_after(queue, store, waiting)
     if ready:
         queue.enqueue_many(ready)
 
@@ -91,34 +100,37 @@ def wake_waiters(store: Store, queue: Queue, instance_id: int, again_seconds: fl
     return woken
 
 
-def _enqueue_after(queue: Queue, store: Store, plan: JobPlan) -> None:
-    """Queue a job once its parents are done; a parent RQ does not have is either done or not queued yet.
+def _enqueue_after(queue: Queue, store: Store, plans: list[JobPlan]) -> None:
+    """Queue jobs once their parents are done, deferring them on the others as RQ's setup_dependencies does, but
+    for all of them in one transaction (a POST array of dependents costs what one does).
 
     RQ takes a dependency on a job it does not know as met; ours is a task whose own POST may still be enqueueing it
-    (they were stored unfinished a moment ago), or whose job succeeded and was deleted (RESULT_TTL 0). The tasks
-    tell which: a missing parent none of whose tasks among ours is unfinished is done; for the others the job is
-    deferred the way RQ's setup_dependencies defers on an unfinished one, under WATCH so that a parent saved or
-    deleted meanwhile is seen.
+    (stored unfinished a moment ago: the dependent waits for it), or whose job succeeded and was deleted (RESULT_TTL
+    0: met). The dependency tasks' states tell which. All under WATCH, so a parent saved or deleted meanwhile is seen.
     """
-    parent_keys = [Job.key_for(parent) for parent in plan.after]
+    parents = sorted({parent for plan in plans for parent in plan.after})
+    parent_keys = [Job.key_for(parent) for parent in parents]
+    dependencies = sorted({task_id for plan in plans for task_id in plan.run_after})
     with queue.connection.pipeline() as pipe:
         while True:
             try:
                 pipe.watch(*parent_keys)
-                missing = {parent for parent, key in zip(plan.after, parent_keys, strict=True) if not pipe.exists(key)}
-                done = store.tasks.done_jobs(plan.run_after, missing, client=pipe) if missing else set()
-                job = queue.create_job(JOB_FUNCTION, **plan.options(after=[p for p in plan.after if p not in done]))
-                if missing <= done:
-                    break  # RQ's own path from here: it defers on unfinished parents and queues after finished ones
+                found, unfinished = store.tasks.dependencies(parent_keys, dependencies, client=pipe)
+                status = dict(zip(parents, found, strict=True))
                 pipe.multi()
-                job.set_status(JobStatus.DEFERRED, pipeline=pipe)
-                job.register_dependency(pipeline=pipe)
-                job.save(pipeline=pipe)
+                for plan in plans:
+                    after = [p for p in plan.after if status[p] is not None or p in unfinished]
+                    if all(status[p] in MET for p in after):
+                        queue.enqueue_job(queue.create_job(JOB_FUNCTION, **plan.options(after=[])), pipeline=pipe)
+                        continue
+                    job = queue.create_job(JOB_FUNCTION, **plan.options(after=after))
+                    job.set_status(JobStatus.DEFERRED, pipeline=pipe)
+                    job.register_dependency(pipeline=pipe)
+                    job.save(pipeline=pipe)
                 pipe.execute()
                 return
             except WatchError:
                 continue
-    queue.enqueue_job(job)
 
 
 def cancel(queue: Queue, job: str, task_id: int) -> None:

@@ -301,6 +301,16 @@ return {'ok', ids, waits}
 """
 CREATE_TASKS = WRITES + _CREATE_TASKS
 
+DEPENDENCIES = READS + """
+-- What queueing dependents needs at once, whatever their number: each job's status, each dependency task's state.
+-- KEYS[1 .. ARGV[1]] the jobs' hashes (RQ's), then the tasks' hashes
+-- returns {statuses (false: no such job), per task {state, job} (false: none)}
+local jobs, statuses, tasks = tonumber(ARGV[1]), {}, {}
+for i = 1, jobs do statuses[i] = redis.call('HGET', KEYS[i], 'status') end
+for i = jobs + 1, #KEYS do table.insert(tasks, redis.call('HMGET', KEYS[i], 'state', 'job')) end
+return {statuses, tasks}
+"""
+
 DELETE = ALLOW_OOM + """
 -- Delete one record, its sub-keys and its index entries, if its state allows and it is not busy.
 -- KEYS[1] the record's hash, KEYS[2 .. 1 + ARGV[5]] its sub-keys,

@@ -30,6 +30,7 @@ class Tasks:
         self.events_window = events_window
         self._create = redis.register_script(scripts.CREATE_TASKS)
         self._transition = redis.register_script(scripts.TRANSITION)
+        self._dependencies = redis.register_script(scripts.DEPENDENCIES)
 
     def active_count(self, created_by: str) -> int:
         """How many of this user's tasks are INIT or CURRENT, from the indexes the state changes keep (no counter)."""
@@ -117,17 +118,15 @@ class Tasks:
     def get(self, task_id: int) -> dict[str, Any]:
         return self.records.get(task_id)
 
-    def done_jobs(self, task_ids: Iterable[int], job_ids: set[str], client: Redis | Pipeline | None = None
-                  ) -> set[str]:
-        """Of these jobs, those that none of these tasks still waits in or runs in (INIT or CURRENT): a job of
-        theirs that RQ no longer has then ran to its end (RQ deletes it), rather than not being queued yet."""
-        connection = self.records.redis if client is None else client
-        unfinished = set()
-        for task_id in task_ids:
-            state, job = cast(list[bytes | None], connection.hmget(TASK.key(task_id), "state", "job"))
-            if state is not None and job is not None and state.decode() in RUNNING_STATES:
-                unfinished.add(job.decode())
-        return job_ids - unfinished
+    def dependencies(self, job_keys: list[str], task_ids: Iterable[int], client: Redis | Pipeline | None = None
+                     ) -> tuple[list[str | None], set[str]]:
+        """In one round trip: the status in these hashes (RQ's jobs; None: no such job) and the jobs that these
+        tasks still wait in or run in (INIT or CURRENT). A dependency's job that RQ no longer has and that is not
+        among the latter ran to its end (RQ deletes a job once it succeeds), rather than not being queued yet."""
+        task_keys = [TASK.key(task_id) for task_id in task_ids]
+        statuses, tasks = self._dependencies(keys=[*job_keys, *task_keys], args=[len(job_keys)], client=client)
+        unfinished = {job.decode() for state, job in tasks if state and job and state.decode() in RUNNING_STATES}
+        return [status.decode() if status else None for status in statuses], unfinished
 
     def exists(self, task_id: int) -> bool:
         return self.records.exists(task_id)
