@@ -66,8 +66,9 @@ class ScheduleLoop(Loop):
                 records = self._records(schedule, decision.fire)
             except WsexecError as exc:  # as POST /tasks would answer now: the instance went, the user is refused...
                 error = exc.message
+        audit_keep = (self.settings.audit_max, self.settings.audit_max_bytes)
         fired = self.store.schedules.fire(schedule, decision, records, error, self._audit(schedule, decision, now),
-                                          self.settings.audit_max, now, jobs.JOB_PREFIX, self.settings.tasks_per_job)
+                                          audit_keep, now, jobs.JOB_PREFIX, self.settings.tasks_per_job)
         if fired.tasks:
             self._enqueue(fired, now)
         if fired.outcome in ("error", "missed"):

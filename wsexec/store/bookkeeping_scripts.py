@@ -121,10 +121,33 @@ IDEMPOTENCY_SAVE = ALLOW_OOM + """
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 """
 
+# A fragment: audit_push(list, bytes, entry, keep, max_bytes) prepends an audit entry and drops the oldest beyond
+# `keep` entries or `max_bytes` bytes of entries (the newest always stays); the string `bytes` holds the entries'
+# total, kept here (a list written before it existed is counted once, the first time).
+AUDIT_PUSH = """
+local function audit_push(list, bytes, entry, keep, max_bytes)
+  local total = tonumber(redis.call('GET', bytes) or '')
+  if not total then
+    total = 0
+    for start = 0, redis.call('LLEN', list) - 1, 1000 do
+      for _, old in ipairs(redis.call('LRANGE', list, start, start + 999)) do total = total + #old end
+    end
+  end
+  redis.call('LPUSH', list, entry)
+  total = total + #entry
+  local n = redis.call('LLEN', list)
+  while n > 1 and (n > keep or total > max_bytes) do
+    total = total - #redis.call('RPOP', list)
+    n = n - 1
+  end
+  redis.call('SET', bytes, total)
+end
+"""
+
 AUDIT_ADD = ALLOW_OOM + """
 -- Log a change that has happened (even if Redis is now full), keeping only the newest entries.
--- KEYS[1] the audit list
--- ARGV[1] the entry (JSON), ARGV[2] how many entries to keep
-redis.call('LPUSH', KEYS[1], ARGV[1])
-redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+-- KEYS[1] the audit list, KEYS[2] its size in bytes
+-- ARGV[1] the entry (JSON), ARGV[2] how many entries to keep, ARGV[3] how many bytes of entries
+""" + AUDIT_PUSH + """
+audit_push(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
 """

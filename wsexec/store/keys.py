@@ -30,6 +30,7 @@ WAITERS = PREFIX + "slots:waiters"  # set: instances with waiting or woken tasks
 
 EVENTS = PREFIX + "events"  # stream: task lifecycle events, trimmed to a window (the task scripts, events.py)
 AUDIT = PREFIX + "audit"  # list of JSON entries, newest first (audit.py)
+AUDIT_BYTES = PREFIX + "audit:bytes"  # string: the total length of the audit list's entries (audit.py)
 IDEMPOTENCY = PREFIX + "idempotency:{user}:{digest}"  # string: a POST's stored answer (idempotency.py)
 RUN_SECONDS = PREFIX + "metrics:run_seconds:{state}"  # hash: histogram bucket -> count, and "sum" (metrics.py)
 SSH_FAILURES = PREFIX + "metrics:ssh_failures"  # hash: reason -> count (metrics.py)
