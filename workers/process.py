@@ -60,6 +60,7 @@ class WorkerProcess:
         """Work until stopped (or, in burst mode, until the queue is empty); the exit status."""
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        self.runtime.store.layout.upgrade()  # data of an older version: lists use the new indexes once it is done
         os.register_at_fork(after_in_child=partial(_die_with, os.getpid()))
         # One scheduler (RQ forks it) moves due jobs to the queue, which every slot serves. Forked before any thread
         # starts, so the child cannot inherit a lock some thread held; slot 0 owns it (stops and restarts it).

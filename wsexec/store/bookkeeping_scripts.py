@@ -3,7 +3,7 @@ audit (wsexec.store.scripts' docstring says how KEYS, ARGV and the shebang flags
 
 from __future__ import annotations
 
-from wsexec.store.scripts import ALLOW_OOM, READS, WRITES
+from wsexec.store.scripts import _INDEX_VALUE, _UNINDEX, ALLOW_OOM, READS, WRITES
 
 PURGE = ALLOW_OOM + """
 -- Delete finished tasks that ended before a cutoff, with their index entries and sub-keys, a batch at a time.
@@ -14,24 +14,43 @@ PURGE = ALLOW_OOM + """
 local finished, cutoff, limit = KEYS[1], ARGV[1], tonumber(ARGV[2])
 local record_prefix, index_prefix = ARGV[3], ARGV[4]
 local indexed, suffixes = cjson.decode(ARGV[5]), cjson.decode(ARGV[6])
+""" + _UNINDEX + """
 local ids = redis.call('ZRANGEBYSCORE', finished, '-inf', cutoff, 'LIMIT', 0, limit)
 local gone = {}
 for _, id in ipairs(ids) do
   local hash = record_prefix .. id
   if redis.call('EXISTS', hash) == 1 then
-    for _, f in ipairs(indexed) do
-      local v = redis.call('HGET', hash, f)
-      if v then redis.call('ZREM', index_prefix .. f .. ':' .. v, id) end
-    end
+    unindex(hash, id, index_prefix, indexed)
   else
     table.insert(gone, id)
+    redis.call('ZREM', index_prefix .. 'all', id)
   end
-  redis.call('ZREM', index_prefix .. 'all', id)
   redis.call('ZREM', finished, id)
   redis.call('DEL', hash)
   for _, suffix in ipairs(suffixes) do redis.call('DEL', hash .. suffix) end
 end
 return {#ids, gone}
+"""
+
+BACKFILL_INDEXES = WRITES + """
+-- Add a batch of records to some of their indexes (a layout upgrade: records.TASK_COMPOSITES), in id order from a
+-- cursor; idempotent, and atomic per batch, so a record changed meanwhile is indexed by its values of the moment.
+-- KEYS[1] the kind's 'all' index
+-- ARGV[1] record key prefix, ARGV[2] index prefix, ARGV[3] JSON list of the indexes to fill, ARGV[4] the last id done
+-- (0 at first), ARGV[5] batch size
+-- returns {how many it looked at, the last id it did}
+local record_prefix, index_prefix, fields = ARGV[1], ARGV[2], cjson.decode(ARGV[3])
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[4], '+inf', 'LIMIT', 0, tonumber(ARGV[5]))
+""" + _INDEX_VALUE + """
+for _, id in ipairs(ids) do
+  local hash = record_prefix .. id
+  local function get(f) return redis.call('HGET', hash, f) end
+  for _, f in ipairs(fields) do
+    local v = index_value(f, get)
+    if v then redis.call('ZADD', index_prefix .. f .. ':' .. v, id, id) end
+  end
+end
+return {#ids, ids[#ids] or ARGV[4]}
 """
 
 IDEMPOTENCY_BEGIN = WRITES + """

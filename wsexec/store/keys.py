@@ -12,6 +12,7 @@ COUNTER = PREFIX + "{kind}:next_id"  # the last id given out (records.py)
 INDEX_PREFIX = PREFIX + "{kind}s:"  # what every index of a kind starts with (the Lua scripts append "field:value")
 INDEX = INDEX_PREFIX + "{field}:{value}"  # zset of ids scored by id: the records with that value (records.py)
 INDEX_ALL = INDEX_PREFIX + "all"  # zset of every id (records.py)
+SCHEMA = PREFIX + "schema"  # string: the layout version of the data, set once it is complete (layout.py)
 TMP = PREFIX + "tmp:{token}"  # an index intersection, deleted in the same transaction (records.py)
 
 LEASE = PREFIX + "task:{id}:lease"  # string: the worker holding the task, with a TTL (leases.py)
