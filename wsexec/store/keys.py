@@ -20,7 +20,7 @@ OUTPUT = PREFIX + "task:{id}:{stream}"  # string: one output stream, capped (out
 NOTIFY = PREFIX + "task:{id}:notify"  # stream of at most 1 entry: touched by each append and the end (output.py)
 FETCHED = PREFIX + "task:{id}:file"  # string: the file a fetch task brought back (files.py)
 UPLOAD = PREFIX + "upload:{token}"  # string: an upload's content, until its tasks have all ended (files.py)
-HELD = PREFIX + "tasks:held"  # zset: tasks a worker has taken and not finished, what the reaper watches (leases.py)
+HELD = PREFIX + "tasks:held"  # zset: tasks taken and not finished -> lease deadline (Redis TIME), the reapers' look-up
 FINISHED = PREFIX + "tasks:finished"  # zset: finished tasks scored by end time, what retention reads (retention.py)
 WORKER_ALIVE = PREFIX + "worker:{name}:alive"  # string with a lease's TTL: the worker process still runs (leases.py)
 

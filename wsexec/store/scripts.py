@@ -122,7 +122,7 @@ TRANSITION = ALLOW_OOM + """
 -- taking a slot if its instance has max_concurrent; when none is free the task waits in INIT instead, unchanged),
 -- 'release' (it is finished), 'reap' (finished because its lease expired: refused unless the task is held, its lease
 -- gone and its holder's heartbeat too).
--- KEYS[1] the task's hash, KEYS[2] its lease, KEYS[3] the held zset, KEYS[4] the finished zset,
+-- KEYS[1] the task's hash, KEYS[2] its lease, KEYS[3] the held zset (by lease deadline), KEYS[4] the finished zset,
 -- KEYS[5], KEYS[6] its stdout and stderr, KEYS[7] the events stream (a state change adds 'started' or 'finished'),
 -- KEYS[8] its output notification stream (the end wakes whoever follows the output)
 -- ARGV[1..5] as UPDATE, ARGV[6] the lease operation (or ''), ARGV[7] seconds before Redis expires a finished task,
@@ -171,7 +171,8 @@ if ttl then
   redis.call('SET', lease_key, owner, 'EX', ttl)
   redis.call('SET', key('alive', owner), 1, 'EX', ttl)  -- it holds, so it beats: before its lease keeper first does
   redis.call('HSET', hash, 'holder', owner)
-  redis.call('ZADD', held_key, id, id)
+  local now = redis.call('TIME')  -- Redis's clock: the workers' may differ
+  redis.call('ZADD', held_key, tonumber(now[1]) + tonumber(ttl), id)  -- its lease's deadline: what reapers look up
 elseif lease_op == 'release' or lease_op == 'reap' then
   redis.call('DEL', lease_key)
   redis.call('ZREM', held_key, id)
