@@ -43,11 +43,11 @@ class Tasks:
         return self._active("batch", batch)
 
     def _active(self, field: str, value: str) -> int:
-        """From the composite indexes (sizes: O(1)) once the layout has them, else intersecting the indexes."""
-        kind, composite = self.records.kind, self.layout.current()
+        """Intersections Redis walks from the smaller side: the tasks running, not all of the user's or batch's."""
+        kind = self.records.kind
         with self.records.redis.pipeline(transaction=False) as pipe:
             for state in RUNNING_STATES:
-                if composite:
+                if f"state+{field}" in kind.indexed and self.layout.current():
                     pipe.zcard(kind.index_key(f"state+{field}", f"{state.value}:{value}"))
                 else:
                     pipe.zintercard(2, [kind.index_key(field, value), kind.index_key("state", state)])
