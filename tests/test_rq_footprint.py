@@ -1,4 +1,5 @@
-"""What RQ keeps of a job once its tasks have ended: nothing but its failures (the task's own record is the outcome)."""
+"""What a task leaves in Redis once it has ended: its record and output, no RQ job (the task's own record is the
+outcome; RQ keeps only failures), and its output notification stream only for a minute (followers see the end)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from rq.job import Job, JobStatus
 from tests.helpers import Api, wait_finished
 from wsexec import jobs
 from wsexec.config import Settings
-from wsexec.store import Store, TaskState
+from wsexec.store import Store, TaskState, keys
+from wsexec.store.tasks import NOTIFY_KEEP_SECONDS
 from wsexec.tasks import expand
 
 # RQ's per-queue bookkeeping that stays whatever ran (the queue set, its workers, their stats, registries' indexes)
@@ -39,6 +41,9 @@ def test_ended_tasks_leave_no_rq_job_nor_result(api: Api, instance: dict[str, An
     assert left == []
     finished = [key for key in rq_keys(admin) if key.startswith("rq:finished:")]
     assert all(admin.zcard(key) == 0 for key in finished)
+    for task in ended:  # kept for the retention period, but not the notification stream (4.7 KB a task)
+        assert admin.ttl(keys.record("task", task["id"])) > 86400
+        assert 0 < admin.ttl(keys.notify(task["id"])) <= NOTIFY_KEEP_SECONDS
 
 
 def make_dependent(store: Store, settings: Settings, instance: dict[str, Any]) -> tuple[int, jobs.JobPlan]:
