@@ -13,7 +13,7 @@ from tests.helpers import Api, wait_finished
 from wsexec import jobs
 from wsexec.config import Settings
 from wsexec.store import Store, TaskState, keys
-from wsexec.store.tasks import NOTIFY_KEEP_SECONDS
+from wsexec.store.scripts import NOTIFY_KEEP_SECONDS
 from wsexec.tasks import expand
 
 # RQ's per-queue bookkeeping that stays whatever ran (the queue set, its workers, their stats, registries' indexes)

@@ -11,6 +11,9 @@ happened, or keep the login and wait limits working; each writes a few bytes at 
 
 from __future__ import annotations
 
+# A finished task's notification stream (output.py) only has to wake the followers already blocked on it (a
+# follower that looks after the end sees the task ended): kept this long, not with the task (4.7 KB a task).
+NOTIFY_KEEP_SECONDS = 60
 LAYOUT = 2  # the data's layout (wsexec.store.layout): 2 has the composite indexes of records.TASK_COMPOSITES
 WRITES = "#!lua\n"  # refused whole while Redis is full
 ALLOW_OOM = "#!lua flags=allow-oom\n"  # runs while Redis is full
@@ -128,7 +131,7 @@ TRANSITION = ALLOW_OOM + """
 -- ARGV[1..5] as UPDATE, ARGV[6] the lease operation (or ''), ARGV[7] seconds before Redis expires a finished task,
 -- ARGV[8] the events stream's length (about), ARGV[9] the key prefix of uploads' content (the last of an upload's
 -- tasks to end deletes it: its index 'upload:<token>' then meets neither INIT nor CURRENT), ARGV[10] JSON of the
--- key templates (keys.slot_keys), ARGV[11] seconds the notification stream outlives the task's end
+-- key templates (keys.slot_keys)
 -- returns {status, state found}: as UPDATE, 'leased' when a reap found the task not lost, or 'waiting' when a claim
 -- found its instance's slots taken (the task then waits in INIT, says why in 'waiting' and is no longer held)
 """ + _UPDATE_ARGS + _EMIT + """
@@ -196,7 +199,7 @@ if new_state and new_state ~= cjson.null and new_state ~= state then
   emit(KEYS[7], ARGV[8], new_state == 'CURRENT' and 'started' or 'finished', id, hash)
   if new_state ~= 'CURRENT' then
     redis.call('XADD', KEYS[8], 'MAXLEN', '1', '*', 'end', '1')
-    redis.call('EXPIRE', KEYS[8], ARGV[11])  -- it has woken the followers: from now on they see the task ended
+    redis.call('EXPIRE', KEYS[8], """ + str(NOTIFY_KEEP_SECONDS) + """)  -- the followers see the task ended
   end
 end
 return {'ok', state}

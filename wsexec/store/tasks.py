@@ -20,9 +20,6 @@ from wsexec.store.records import INSTANCE, TASK, Records, as_ints
 from wsexec.store.states import FINISHED_STATES, RUNNING_STATES, STREAMS, TaskState
 
 EXPIRY_GRACE_SECONDS = 3600  # Redis's own expiry of a finished task: a backstop, this long after the sweep's turn
-# A finished task's notification stream (output.py) only has to wake the followers already blocked on it (a
-# follower that looks after the end sees the task ended): kept this long, not with the task (4.7 KB a task).
-NOTIFY_KEEP_SECONDS = 60
 
 
 class Tasks:
@@ -167,7 +164,7 @@ class Tasks:
             keys=[TASK.key(task_id), keys.lease(task_id), keys.HELD, keys.FINISHED,
                   *(keys.output(task_id, s) for s in STREAMS), keys.EVENTS, keys.notify(task_id)],
             args=[*self.records.update_args(task_id, changes, allowed), lease_op, self.expire_seconds,
-                  self.events_window, keys.upload(""), keys.SLOT_TEMPLATES, NOTIFY_KEEP_SECONDS],
+                  self.events_window, keys.upload(""), keys.SLOT_TEMPLATES],
             client=pipeline,
         )
         return ("", "") if pipeline is not None else self.records.outcome(task_id, outcome)
