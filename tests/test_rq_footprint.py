@@ -74,3 +74,17 @@ def test_a_dependency_whose_job_rq_does_not_have_yet_is_waited_for(
     job = Job.fetch(plan.id, connection=redis, serializer=jobs.SERIALIZER)
     assert job.get_status() == JobStatus.DEFERRED
     assert job.dependency_ids == [store.get_task(parent)["job"]]
+
+
+def test_a_dependency_cancelled_as_its_dependent_came_is_met(
+        api: Api, instance: dict[str, Any], store: Store, settings: Settings, redis: Redis) -> None:
+    """run_after waits for tasks: a parent task that ends ABORT meets it, whatever RQ keeps of its cancelled job."""
+    queue = jobs.make_queue(redis, settings.queue)
+    parent, plan = make_dependent(store, settings, instance)
+    job = store.get_task(parent)["job"]
+    jobs.enqueue(queue, expand.plans(store.get_tasks([parent]), {}, 1), time.time(), store)
+    assert store.abort_queued(parent, "cancelled by operator")  # as PATCH state=ABORT does, after the dependent's
+    jobs.cancel(queue, job, parent)                             # own POST stored it (waiting for that job)
+    assert Job.fetch(job, connection=redis, serializer=jobs.SERIALIZER).get_status() == JobStatus.CANCELED
+    jobs.enqueue(queue, [plan], time.time(), store)
+    assert Job.fetch(plan.id, connection=redis, serializer=jobs.SERIALIZER).get_status() == JobStatus.QUEUED

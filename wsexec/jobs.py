@@ -106,7 +106,9 @@ def _enqueue_after(queue: Queue, store: Store, plans: list[JobPlan]) -> None:
 
     RQ takes a dependency on a job it does not know as met; ours is a task whose own POST may still be enqueueing it
     (stored unfinished a moment ago: the dependent waits for it), or whose job succeeded and was deleted (RESULT_TTL
-    0: met). The dependency tasks' states tell which. All under WATCH, so a parent saved or deleted meanwhile is seen.
+    0: met). The dependency tasks' states tell which: run_after waits for tasks, so a job none of whose tasks among
+    ours is unfinished is met (ended, deleted, or cancelled with its task). All under WATCH, so a parent saved,
+    changed or deleted meanwhile is seen.
     """
     parents = sorted({parent for plan in plans for parent in plan.after})
     parent_keys = [Job.key_for(parent) for parent in parents]
@@ -118,8 +120,8 @@ def _enqueue_after(queue: Queue, store: Store, plans: list[JobPlan]) -> None:
                 found, unfinished = store.tasks.dependencies(parent_keys, dependencies, client=pipe)
                 status = dict(zip(parents, found, strict=True))
                 pipe.multi()
-                for plan in plans:
-                    after = [p for p in plan.after if status[p] is not None or p in unfinished]
+                for plan in plans:  # a parent none of whose tasks among ours is unfinished is met, whatever RQ says
+                    after = [p for p in plan.after if p in unfinished]
                     if all(status[p] in MET for p in after):
                         queue.enqueue_job(queue.create_job(JOB_FUNCTION, **plan.options(after=[])), pipeline=pipe)
                         continue
