@@ -68,11 +68,11 @@ class Leases:
         heartbeat in the same round trip when lease_seconds is given."""
         if not lease_seconds:
             return self.tasks.cancel_requested_by(task_id)
-        def queue(pipe: Pipeline) -> None:
+        with self.redis.pipeline(transaction=False) as pipe:  # plain commands: one round trip, no script to load
             pipe.hget(TASK.key(task_id), "cancel_requested")
-            self.renew([task_id], holder, lease_seconds, pipe)
-
-        by = execute_scripted(self.redis, queue, transaction=False)[0]
+            pipe.set(keys.lease(task_id), holder, ex=lease_seconds)  # its deadline moves at the lease keeper's renew
+            pipe.set(keys.worker_alive(holder), 1, ex=lease_seconds)
+            by = pipe.execute()[0]
         return by.decode() if by else None
 
     def lost(self, most: int = LOST_BATCH) -> list[int]:
