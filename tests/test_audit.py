@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from typing import Any
 
@@ -12,6 +13,7 @@ from redis import Redis
 from tests.helpers import Api, task_body
 from wsexec import create_app
 from wsexec.config import Settings
+from wsexec.store import Store, keys
 
 CLIENT = {"environ_base": {"REMOTE_ADDR": "127.0.0.9"}}
 
@@ -93,3 +95,42 @@ def test_capped_at_audit_max_keeping_the_newest(settings: Settings, redis: Redis
     page = audit(api)
     assert page["count"] == 3
     assert [e["detail"] for e in page["results"]] == [{"tag": "t4"}, {"tag": "t3"}, {"tag": "t2"}]
+
+
+def entry_line(number: int) -> bytes:
+    return json.dumps({"n": number, "detail": "x" * (number * 37 % 900)}, separators=(",", ":")).encode()
+
+
+def test_capped_by_bytes_keeping_the_newest(store: Store, redis: Redis) -> None:
+    limit = 40_000
+    for number in range(3000):  # about 1.3 MB of entries through a 40 kB log
+        store.audit.add(json.loads(entry_line(number)), keep=100_000, max_bytes=limit)
+    kept = redis.lrange(keys.AUDIT, 0, -1)
+    total = sum(len(line) for line in kept)
+    assert total <= limit and store.audit.size() == total
+    newest = [json.loads(line)["n"] for line in kept]
+    assert newest == list(range(2999, 2999 - len(kept), -1))  # the newest, in order, none missing
+    assert total + len(entry_line(newest[-1] - 1)) > limit  # as many as fit
+    store.audit.add({"detail": "y" * (2 * limit)}, keep=100_000, max_bytes=limit)  # bigger than the bound itself
+    assert [json.loads(line)["detail"][:1] for line in redis.lrange(keys.AUDIT, 0, -1)] == ["y"]  # it stays, alone
+
+
+def test_a_log_written_before_the_byte_count_is_counted_once(store: Store, redis: Redis) -> None:
+    old = [entry_line(number) for number in range(2500)]  # as an older version left it: no byte count
+    redis.lpush(keys.AUDIT, *old)
+    store.audit.add({"n": 2500}, keep=100_000, max_bytes=10**9)
+    assert store.audit.size() == sum(map(len, old)) + len(b'{"n":2500}')
+    store.audit.add({"n": 2501}, keep=100_000, max_bytes=20_000)
+    kept = redis.lrange(keys.AUDIT, 0, -1)
+    assert store.audit.size() == sum(map(len, kept)) <= 20_000
+    assert json.loads(kept[0]) == {"n": 2501} and json.loads(kept[1]) == {"n": 2500}
+
+
+def test_the_byte_bound_is_the_setting(settings: Settings, redis: Redis, instance: dict[str, Any]) -> None:
+    api = Api(create_app(dataclasses.replace(settings, audit_max_bytes=1000)).test_client())
+    for number in range(20):
+        assert api.patch(f"/instances/{instance['id']}", json={"tag": f"t{number}"}).status_code == 200
+    page = audit(api, page_size=100)
+    assert 1 < page["count"] < 20
+    assert [e["detail"] for e in page["results"]][:2] == [{"tag": "t19"}, {"tag": "t18"}]
+    assert sum(map(len, redis.lrange(keys.AUDIT, 0, -1))) <= 1000

@@ -291,7 +291,8 @@ def test_a_fire_prepared_from_a_schedule_changed_meanwhile_is_refused(api: Api, 
     schedule = api.created("/schedules", schedule_body(instance))
     stale = store.schedules.get(schedule["id"])
     api.patch(f"/schedules/{schedule['id']}", json={"template": {"instance": instance["id"], "script": "echo new"}})
-    fired = store.schedules.fire(stale, loop_due(stale), [], "", {"detail": {}}, 10, stale["next_run"], "job-", 1)
+    fired = store.schedules.fire(stale, loop_due(stale), [], "", {"detail": {}}, (10, 10**6), stale["next_run"],
+                                 "job-", 1)
     assert fired.outcome == "" and tasks_of(api, schedule["id"]) == []
     loop.fire(schedule["id"], schedule["next_run"] + 0.1)
     (task,) = tasks_of(api, schedule["id"])

@@ -63,6 +63,7 @@ class WorkerProcess:
         """Work until stopped (or, in burst mode, until the queue is empty); the exit status."""
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        self.runtime.store.layout.upgrade()  # data of an older version: lists use the new indexes once it is done
         os.register_at_fork(after_in_child=partial(_die_with, os.getpid()))
         if burst:  # RQ's scheduler does one round at the start and no more
             self.next_adopt = float("inf")

@@ -66,8 +66,9 @@ class ScheduleLoop(Loop):
                 records = self._records(schedule, decision.fire)
             except WsexecError as exc:  # as POST /tasks would answer now: the instance went, the user is refused...
                 error = exc.message
+        audit_keep = (self.settings.audit_max, self.settings.audit_max_bytes)
         fired = self.store.schedules.fire(schedule, decision, records, error, self._audit(schedule, decision, now),
-                                          self.settings.audit_max, now, jobs.JOB_PREFIX, self.settings.tasks_per_job)
+                                          audit_keep, now, jobs.JOB_PREFIX, self.settings.tasks_per_job)
         if fired.tasks:
             self._enqueue(fired, now)
         if fired.outcome in ("error", "missed"):
@@ -87,7 +88,8 @@ class ScheduleLoop(Loop):
     def _enqueue(self, fired: Fired, now: float) -> None:
         """Queue the stored tasks; those RQ refuses end ABORT saying so (they stay visible: a fire is not re-run)."""
         try:
-            jobs.enqueue(self.queue, expand.plans(fired.tasks, fired.after, self.settings.worker_threads), now)
+            jobs.enqueue(self.queue, expand.plans(fired.tasks, fired.after, self.settings.worker_threads), now,
+                         self.store)
         except Exception as exc:
             log.exception("schedule tasks %s could not be queued", [task["id"] for task in fired.tasks])
             for task in fired.tasks:

@@ -47,7 +47,8 @@ def record(action: str, target: str, detail: Any = None, user: Principal | None 
         "detail": detail,
         "ip": request.remote_addr,
     }
-    context.store().add_audit(entry, context.settings().audit_max)
+    settings = context.settings()
+    context.store().add_audit(entry, settings.audit_max, settings.audit_max_bytes)
 
 
 def target(kind: str, ids: list[int]) -> str:

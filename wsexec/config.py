@@ -77,6 +77,7 @@ class Settings:
     reconcile_grace: float = 60  # seconds before an INIT task that RQ holds nowhere is ended ABORT by the workers
     idempotency_window: int = 86400  # seconds a POST's answer is kept for retries with the same Idempotency-Key
     audit_max: int = 100_000  # audit log entries kept (the oldest are dropped)
+    audit_max_bytes: int = 64 * 1024 * 1024  # bytes of audit entries (JSON) kept, whatever their number
     login_failures_per_address: int = 10  # failed logins (passwords or tokens) from one address per window: then 429
     login_failures_per_user: int = 30  # failed passwords for one user name per window, from anywhere: then 429
     login_window: int = 300  # seconds a failure counts, from the first of the window

@@ -26,9 +26,12 @@ FAILURE_CALLBACK = "workers.job.on_job_failure"
 JOB_PREFIX = "wsexec-job-"  # a job's id is this and its first task's id: the store records it when it stores the task
 SLOT_SEPARATOR = ".slot-"  # a worker process registers one RQ worker per job slot: NAME.slot-N
 JOB_MARGIN_SECONDS = 60  # RQ's own timeout only backs up the tasks', which the worker enforces itself
-RESULT_TTL = 24 * 3600
+# A job's outcome is its tasks' own state: RQ deletes a job as soon as it succeeds (0: no result, no finished entry)
+RESULT_TTL = 0
+FAILURE_TTL = 24 * 3600  # a failed job (its worker died, RQ's timeout) stays a day in RQ's registry, to look at
 # Jobs carry only task ids, so JSON: with RQ's default (pickle) anyone who can write to Redis runs code in every worker.
 SERIALIZER = JSONSerializer
+MET = (JobStatus.FINISHED.value, JobStatus.FAILED.value)  # a dependent's parent job that ended so (allow_failure)
 
 
 def make_queue(redis: Redis, name: str) -> Queue:
@@ -45,33 +48,44 @@ class JobPlan:
     threads: int
     after: list[str] = field(default_factory=list)  # jobs of dependencies that had not finished
     scheduled_at: float = 0.0
+    run_after: list[int] = field(default_factory=list)  # the dependency tasks (of a plan that has `after`)
 
-    def options(self) -> dict[str, Any]:
+    def options(self, after: list[str] | None = None) -> dict[str, Any]:
         rounds = -(-len(self.task_ids) // self.threads)
         options: dict[str, Any] = {
             "args": (self.task_ids,),
             "job_id": self.id,
             "timeout": rounds * self.task_timeout + JOB_MARGIN_SECONDS,
             "result_ttl": RESULT_TTL,
+            "failure_ttl": FAILURE_TTL,
             "on_failure": Callback(FAILURE_CALLBACK),
         }
-        if self.after:  # allow_failure: a dependent must run (and end ABORT) even if its dependency's job failed
-            options["depends_on"] = Dependency(jobs=self.after, allow_failure=True)
+        after = self.after if after is None else after
+        if after:  # allow_failure: a dependent must run (and end ABORT) even if its dependency's job failed
+            options["depends_on"] = Dependency(jobs=after, allow_failure=True)
         return options
 
 
-def enqueue(queue: Queue, plans: list[JobPlan], now: float) -> None:
-    """Schedule the plans due later (RQ schedules by whole seconds), queue the others (those ready in one trip)."""
-    ready = []
+def enqueue(queue: Queue, plans: list[JobPlan], now: float, store: Store) -> None:
+    """Schedule the plans due later (RQ schedules by whole seconds), queue the others: a few round trips for all."""
+    ready, later, waiting = [], [], []
     for plan in plans:
-        options = plan.options()
         if plan.scheduled_at > now:
-            when = datetime.fromtimestamp(math.ceil(plan.scheduled_at), tz=UTC)
-            queue.enqueue_at(when, JOB_FUNCTION, *options.pop("args"), job_timeout=options.pop("timeout"), **options)
+            later.append(plan)
         elif plan.after:
-            _enqueue_after(queue, queue.create_job(JOB_FUNCTION, **options), plan.after)
+            waiting.append(plan)
         else:
-            ready.append(Queue.prepare_data(JOB_FUNCTION, **options))
+            ready.append(Queue.prepare_data(JOB_FUNCTION, **plan.options()))
+    if later:
+        with queue.connection.pipeline() as pipe:
+            for plan in later:
+                options = plan.options()
+                when = datetime.fromtimestamp(math.ceil(plan.scheduled_at), tz=UTC)
+                queue.enqueue_at(when, JOB_FUNCTION, *options.pop("args"), job_timeout=options.pop("timeout"),
+                                 pipeline=pipe, **options)
+            pipe.execute()
+    if waiting:
+        _enqueue_after(queue, store, waiting)
     if ready:
         queue.enqueue_many(ready)
 
@@ -82,33 +96,43 @@ def wake_waiters(store: Store, queue: Queue, instance_id: int, again_seconds: fl
     if woken:
         plans = [JobPlan(f"{JOB_PREFIX}wake-{task['id']}-{uuid.uuid4().hex[:8]}", [task["id"]], task["timeout"], 1)
                  for task in store.get_tasks(woken) if task.get("timeout")]
-        enqueue(queue, plans, time.time())
+        enqueue(queue, plans, time.time(), store)
     return woken
 
 
-def _enqueue_after(queue: Queue, job: Job, parents: list[str]) -> None:
-    """Queue a job once its parents are done; a parent RQ does not have yet counts as not done.
+def _enqueue_after(queue: Queue, store: Store, plans: list[JobPlan]) -> None:
+    """Queue jobs once their parents are done, deferring them on the others as RQ's setup_dependencies does, but
+    for all of them in one transaction (a POST array of dependents costs what one does).
 
     RQ takes a dependency on a job it does not know as met; ours is a task whose own POST may still be enqueueing it
-    (they were stored unfinished a moment ago). So until every parent exists the job is deferred on them the way
-    RQ's setup_dependencies defers on an unfinished one, under WATCH so that a parent saved meanwhile is seen.
+    (stored unfinished a moment ago: the dependent waits for it), or whose job succeeded and was deleted (RESULT_TTL
+    0: met). The dependency tasks' states tell which: run_after waits for tasks, so a job none of whose tasks among
+    ours is unfinished is met (ended, deleted, or cancelled with its task). All under WATCH, so a parent saved,
+    changed or deleted meanwhile is seen.
     """
+    parents = sorted({parent for plan in plans for parent in plan.after})
     parent_keys = [Job.key_for(parent) for parent in parents]
+    dependencies = sorted({task_id for plan in plans for task_id in plan.run_after})
     with queue.connection.pipeline() as pipe:
         while True:
             try:
                 pipe.watch(*parent_keys)
-                if all(pipe.exists(key) for key in parent_keys):
-                    break  # RQ's own path from here: it defers on unfinished parents and queues after finished ones
+                found, unfinished = store.tasks.dependencies(parent_keys, dependencies, client=pipe)
+                status = dict(zip(parents, found, strict=True))
                 pipe.multi()
-                job.set_status(JobStatus.DEFERRED, pipeline=pipe)
-                job.register_dependency(pipeline=pipe)
-                job.save(pipeline=pipe)
+                for plan in plans:  # a parent none of whose tasks among ours is unfinished is met, whatever RQ says
+                    after = [p for p in plan.after if p in unfinished]
+                    if all(status[p] in MET for p in after):
+                        queue.enqueue_job(queue.create_job(JOB_FUNCTION, **plan.options(after=[])), pipeline=pipe)
+                        continue
+                    job = queue.create_job(JOB_FUNCTION, **plan.options(after=after))
+                    job.set_status(JobStatus.DEFERRED, pipeline=pipe)
+                    job.register_dependency(pipeline=pipe)
+                    job.save(pipeline=pipe)
                 pipe.execute()
                 return
             except WatchError:
                 continue
-    queue.enqueue_job(job)
 
 
 def cancel(queue: Queue, job: str, task_id: int) -> None:

@@ -48,6 +48,7 @@ class Store:
         self.notes = Notes(redis)
         self.registrations = Registrations(redis)
         self.tasks = Tasks(redis, retention_seconds, events_window)
+        self.layout = self.tasks.layout
         self.events = Events(redis)
         self.schedules = Schedules(redis, self.tasks)
         self.waits = Waits(redis, self.tasks, self.events)

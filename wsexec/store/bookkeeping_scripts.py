@@ -3,7 +3,7 @@ audit (wsexec.store.scripts' docstring says how KEYS, ARGV and the shebang flags
 
 from __future__ import annotations
 
-from wsexec.store.scripts import ALLOW_OOM, READS, WRITES
+from wsexec.store.scripts import _INDEX_VALUE, _UNINDEX, ALLOW_OOM, READS, WRITES
 
 PURGE = ALLOW_OOM + """
 -- Delete finished tasks that ended before a cutoff, with their index entries and sub-keys, a batch at a time.
@@ -14,24 +14,43 @@ PURGE = ALLOW_OOM + """
 local finished, cutoff, limit = KEYS[1], ARGV[1], tonumber(ARGV[2])
 local record_prefix, index_prefix = ARGV[3], ARGV[4]
 local indexed, suffixes = cjson.decode(ARGV[5]), cjson.decode(ARGV[6])
+""" + _UNINDEX + """
 local ids = redis.call('ZRANGEBYSCORE', finished, '-inf', cutoff, 'LIMIT', 0, limit)
 local gone = {}
 for _, id in ipairs(ids) do
   local hash = record_prefix .. id
   if redis.call('EXISTS', hash) == 1 then
-    for _, f in ipairs(indexed) do
-      local v = redis.call('HGET', hash, f)
-      if v then redis.call('ZREM', index_prefix .. f .. ':' .. v, id) end
-    end
+    unindex(hash, id, index_prefix, indexed)
   else
     table.insert(gone, id)
+    redis.call('ZREM', index_prefix .. 'all', id)
   end
-  redis.call('ZREM', index_prefix .. 'all', id)
   redis.call('ZREM', finished, id)
   redis.call('DEL', hash)
   for _, suffix in ipairs(suffixes) do redis.call('DEL', hash .. suffix) end
 end
 return {#ids, gone}
+"""
+
+BACKFILL_INDEXES = WRITES + """
+-- Add a batch of records to some of their indexes (a layout upgrade: records.TASK_COMPOSITES), in id order from a
+-- cursor; idempotent, and atomic per batch, so a record changed meanwhile is indexed by its values of the moment.
+-- KEYS[1] the kind's 'all' index
+-- ARGV[1] record key prefix, ARGV[2] index prefix, ARGV[3] JSON list of the indexes to fill, ARGV[4] the last id done
+-- (0 at first), ARGV[5] batch size
+-- returns {how many it looked at, the last id it did}
+local record_prefix, index_prefix, fields = ARGV[1], ARGV[2], cjson.decode(ARGV[3])
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[4], '+inf', 'LIMIT', 0, tonumber(ARGV[5]))
+""" + _INDEX_VALUE + """
+for _, id in ipairs(ids) do
+  local hash = record_prefix .. id
+  local function get(f) return redis.call('HGET', hash, f) end
+  for _, f in ipairs(fields) do
+    local v = index_value(f, get)
+    if v then redis.call('ZADD', index_prefix .. f .. ':' .. v, id, id) end
+  end
+end
+return {#ids, ids[#ids] or ARGV[4]}
 """
 
 IDEMPOTENCY_BEGIN = WRITES + """
@@ -121,10 +140,33 @@ IDEMPOTENCY_SAVE = ALLOW_OOM + """
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 """
 
+# A fragment: audit_push(list, bytes, entry, keep, max_bytes) prepends an audit entry and drops the oldest beyond
+# `keep` entries or `max_bytes` bytes of entries (the newest always stays); the string `bytes` holds the entries'
+# total, kept here (a list written before it existed is counted once, the first time).
+AUDIT_PUSH = """
+local function audit_push(list, bytes, entry, keep, max_bytes)
+  local total = tonumber(redis.call('GET', bytes) or '')
+  if not total then
+    total = 0
+    for start = 0, redis.call('LLEN', list) - 1, 1000 do
+      for _, old in ipairs(redis.call('LRANGE', list, start, start + 999)) do total = total + #old end
+    end
+  end
+  redis.call('LPUSH', list, entry)
+  total = total + #entry
+  local n = redis.call('LLEN', list)
+  while n > 1 and (n > keep or total > max_bytes) do
+    total = total - #redis.call('RPOP', list)
+    n = n - 1
+  end
+  redis.call('SET', bytes, total)
+end
+"""
+
 AUDIT_ADD = ALLOW_OOM + """
 -- Log a change that has happened (even if Redis is now full), keeping only the newest entries.
--- KEYS[1] the audit list
--- ARGV[1] the entry (JSON), ARGV[2] how many entries to keep
-redis.call('LPUSH', KEYS[1], ARGV[1])
-redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+-- KEYS[1] the audit list, KEYS[2] its size in bytes
+-- ARGV[1] the entry (JSON), ARGV[2] how many entries to keep, ARGV[3] how many bytes of entries
+""" + AUDIT_PUSH + """
+audit_push(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
 """

@@ -12,6 +12,7 @@ COUNTER = PREFIX + "{kind}:next_id"  # the last id given out (records.py)
 INDEX_PREFIX = PREFIX + "{kind}s:"  # what every index of a kind starts with (the Lua scripts append "field:value")
 INDEX = INDEX_PREFIX + "{field}:{value}"  # zset of ids scored by id: the records with that value (records.py)
 INDEX_ALL = INDEX_PREFIX + "all"  # zset of every id (records.py)
+SCHEMA = PREFIX + "schema"  # string: the layout version of the data, set once it is complete (layout.py)
 TMP = PREFIX + "tmp:{token}"  # an index intersection, deleted in the same transaction (records.py)
 
 LEASE = PREFIX + "task:{id}:lease"  # string: the worker holding the task, with a TTL (leases.py)
@@ -19,7 +20,7 @@ OUTPUT = PREFIX + "task:{id}:{stream}"  # string: one output stream, capped (out
 NOTIFY = PREFIX + "task:{id}:notify"  # stream of at most 1 entry: touched by each append and the end (output.py)
 FETCHED = PREFIX + "task:{id}:file"  # string: the file a fetch task brought back (files.py)
 UPLOAD = PREFIX + "upload:{token}"  # string: an upload's content, until its tasks have all ended (files.py)
-HELD = PREFIX + "tasks:held"  # zset: tasks a worker has taken and not finished, what the reaper watches (leases.py)
+HELD = PREFIX + "tasks:held"  # zset: tasks taken and not finished -> lease deadline (Redis TIME), the reapers' look-up
 FINISHED = PREFIX + "tasks:finished"  # zset: finished tasks scored by end time, what retention reads (retention.py)
 SERVICE_KEY = PREFIX + "service_key"  # string: the public half of the workers' SSH key (registrations.py)
 WORKER_ALIVE = PREFIX + "worker:{name}:alive"  # string with a lease's TTL: the worker process still runs (leases.py)
@@ -31,6 +32,7 @@ WAITERS = PREFIX + "slots:waiters"  # set: instances with waiting or woken tasks
 
 EVENTS = PREFIX + "events"  # stream: task lifecycle events, trimmed to a window (the task scripts, events.py)
 AUDIT = PREFIX + "audit"  # list of JSON entries, newest first (audit.py)
+AUDIT_BYTES = PREFIX + "audit:bytes"  # string: the total length of the audit list's entries (audit.py)
 IDEMPOTENCY = PREFIX + "idempotency:{user}:{digest}"  # string: a POST's stored answer (idempotency.py)
 RUN_SECONDS = PREFIX + "metrics:run_seconds:{state}"  # hash: histogram bucket -> count, and "sum" (metrics.py)
 SSH_FAILURES = PREFIX + "metrics:ssh_failures"  # hash: reason -> count (metrics.py)

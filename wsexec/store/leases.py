@@ -10,11 +10,13 @@ from typing import Any
 from redis import Redis
 from redis.client import Pipeline
 
-from wsexec.store import keys
+from wsexec.store import keys, lease_scripts
 from wsexec.store.connection import execute_scripted
 from wsexec.store.records import TASK, as_ints
 from wsexec.store.states import RUNNING_STATES, TaskState
 from wsexec.store.tasks import Tasks
+
+LOST_BATCH = 1000  # lost tasks a reaper round takes at most (the next round takes the rest)
 
 
 class Leases:
@@ -22,6 +24,8 @@ class Leases:
 
     def __init__(self, redis: Redis, tasks: Tasks) -> None:
         self.redis, self.tasks = redis, tasks
+        self._renew = redis.register_script(lease_scripts.RENEW)
+        self._expired = redis.register_script(lease_scripts.EXPIRED)
 
     def hold(self, task_ids: list[int], worker: str, lease_seconds: int, holder: str | None = None) -> list[int]:
         """Lease the still-INIT tasks of a job to this worker (one round trip), so they end ABORT if it dies.
@@ -53,29 +57,31 @@ class Leases:
         return TASK.decode(raw) if ours else None
 
     def renew(self, task_ids: Iterable[int], holder: str, lease_seconds: int, pipeline: Pipeline | None = None) -> None:
-        """Renew the tasks' leases, and their holder's heartbeat: while it beats, its tasks are not taken for lost."""
-        pipe = pipeline if pipeline is not None else self.redis.pipeline(transaction=False)
-        for task_id in task_ids:
-            pipe.set(keys.lease(task_id), holder, ex=lease_seconds)
-        pipe.set(keys.worker_alive(holder), 1, ex=lease_seconds)
-        if pipeline is None:
-            pipe.execute()
+        """Renew the tasks' leases and deadlines, and their holder's heartbeat: while it beats, its tasks are not
+        taken for lost (one script, in the pipeline if given)."""
+        ids = list(task_ids)
+        self._renew(keys=[keys.HELD, keys.worker_alive(holder), *(keys.lease(task_id) for task_id in ids)],
+                    args=[holder, lease_seconds, *ids], client=pipeline)
 
     def tick(self, task_id: int, holder: str, lease_seconds: int = 0) -> str | None:
         """A running task's check: who asked to cancel it (None: no one); renewing its lease and its worker's
         heartbeat in the same round trip when lease_seconds is given."""
         if not lease_seconds:
             return self.tasks.cancel_requested_by(task_id)
-        with self.redis.pipeline(transaction=False) as pipe:
+        with self.redis.pipeline(transaction=False) as pipe:  # plain commands: one round trip, no script to load
             pipe.hget(TASK.key(task_id), "cancel_requested")
-            self.renew([task_id], holder, lease_seconds, pipe)
+            pipe.set(keys.lease(task_id), holder, ex=lease_seconds)  # its deadline moves at the lease keeper's renew
+            pipe.set(keys.worker_alive(holder), 1, ex=lease_seconds)
             by = pipe.execute()[0]
         return by.decode() if by else None
 
-    def lost(self) -> list[int]:
+    def lost(self, most: int = LOST_BATCH) -> list[int]:
         """Held tasks whose lease has expired and whose holder no longer beats: their worker is gone, and what it ran
-        on the host may be left."""
-        held = as_ints(self.redis.zrange(keys.HELD, 0, -1))
+        on the host may be left. Only those past their lease deadline are looked at, so a round costs the same
+        however many tasks and workers there are (not every held task by every worker)."""
+        held = as_ints(self._expired(keys=[keys.HELD], args=[most]))
+        if not held:
+            return []
         with self.redis.pipeline(transaction=False) as pipe:
             for task_id in held:
                 pipe.exists(keys.lease(task_id))

@@ -3,6 +3,7 @@ docstring says how KEYS, ARGV and the shebang flags are used)."""
 
 from __future__ import annotations
 
+from wsexec.store.bookkeeping_scripts import AUDIT_PUSH
 from wsexec.store.scripts import (
     _ALLOCATE_IDS,
     _APPLY_CHANGES,
@@ -22,7 +23,8 @@ FIRE_SCHEDULE = WRITES + """
 -- KEYS and ARGV as CREATE_TASKS, then one more ARGV: the claim, JSON {schedule: its hash, due: the due zset, id,
 -- expected: next_run as read, revision: as read, next: the next_run after this fire, fire: the fire time to run (or
 -- absent: only missed ones), missed: how many were not run, overlap: 'skip' or 'allow', running: the task indexes
--- {tasks: its tasks, init, current}, error: why its tasks could not be made (or absent), audit: {key, keep, entry}}
+-- {tasks: its tasks, init, current}, error: why its tasks could not be made (or absent), audit: {key, bytes, keep,
+-- max_bytes, entry} (as AUDIT_ADD)}
 -- returns {'claimed'} when another scheduler did it first or the schedule changed meanwhile, or
 -- {'ok', outcome ('created', 'skipped', 'error' or 'missed'), task ids, per task the jobs it waits for, error}
 """ + """
@@ -62,13 +64,14 @@ if #ids > 0 then redis.call('HSET', schedule, 'last_tasks', cjson.encode(ids)) e
 if err ~= '' then redis.call('HSET', schedule, 'last_error', err) else redis.call('HDEL', schedule, 'last_error') end
 if claim['missed'] > 0 then redis.call('HINCRBY', schedule, 'missed', claim['missed']) end
 redis.call('ZADD', claim['due'], claim['next'], claim['id'])
+""" + AUDIT_PUSH + """
 local audit = claim['audit']
 local detail = audit['entry']['detail']
 detail['outcome'] = outcome
 if #ids > 0 then detail['tasks'] = ids end
 if err ~= '' then detail['error'] = err end
-redis.call('LPUSH', audit['key'], cjson.encode(audit['entry']))
-redis.call('LTRIM', audit['key'], 0, tonumber(audit['keep']) - 1)
+audit_push(audit['key'], audit['bytes'], cjson.encode(audit['entry']), tonumber(audit['keep']),
+           tonumber(audit['max_bytes']))
 return {'ok', outcome, ids, waits, err}
 """
 

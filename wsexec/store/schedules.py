@@ -69,10 +69,11 @@ class Schedules:
         return as_ints(self.redis.zrangebyscore(keys.SCHEDULES_DUE, "-inf", now, start=0, num=limit))
 
     def fire(self, schedule: dict[str, Any], due: Due, records: list[dict[str, Any]], error: str,
-             audit: dict[str, Any], audit_keep: int, now: float, job_prefix: str, tasks_per_job: int) -> Fired:
+             audit: dict[str, Any], audit_keep: tuple[int, int], now: float, job_prefix: str, tasks_per_job: int
+             ) -> Fired:
         """Claim the schedule's fire (it must still be as read) and, in the same step, store its tasks (unless
-        skipped: see schedule_scripts.FIRE_SCHEDULE), record the outcome and the audit entry; the caller queues the
-        tasks."""
+        skipped: see schedule_scripts.FIRE_SCHEDULE), record the outcome and the audit entry (audit_keep: at most
+        so many entries, so many bytes); the caller queues the tasks."""
         schedule_id = schedule["id"]
         claim: dict[str, Any] = {
             "schedule": SCHEDULE.key(schedule_id), "due": keys.SCHEDULES_DUE, "id": str(schedule_id),
@@ -81,7 +82,8 @@ class Schedules:
             "running": {"tasks": TASK.index_key("schedule", schedule_id),
                         "init": TASK.index_key("state", TaskState.INIT),
                         "current": TASK.index_key("state", TaskState.CURRENT)},
-            "audit": {"key": keys.AUDIT, "keep": audit_keep, "entry": audit},
+            "audit": {"key": keys.AUDIT, "bytes": keys.AUDIT_BYTES, "keep": audit_keep[0], "max_bytes": audit_keep[1],
+                      "entry": audit},
         }
         if due.fire is not None:
             claim["fire"] = str(due.fire)

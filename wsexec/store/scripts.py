@@ -11,6 +11,10 @@ happened, or keep the login and wait limits working; each writes a few bytes at 
 
 from __future__ import annotations
 
+# A finished task's notification stream (output.py) only has to wake the followers already blocked on it (a
+# follower that looks after the end sees the task ended): kept this long, not with the task (4.7 KB a task).
+NOTIFY_KEEP_SECONDS = 60
+LAYOUT = 2  # the data's layout (wsexec.store.layout): 2 has the composite indexes of records.TASK_COMPOSITES
 WRITES = "#!lua\n"  # refused whole while Redis is full
 ALLOW_OOM = "#!lua flags=allow-oom\n"  # runs while Redis is full
 READS = "#!lua flags=no-writes\n"  # writes nothing (so runs while Redis is full too)
@@ -26,17 +30,41 @@ if #allowed > 0 then
 end
 """
 
-# A fragment: write the changes (null removes a field), moving the record between the indexes of indexed fields.
-_APPLY_CHANGES = """
-local is_indexed = {}
-for _, f in ipairs(indexed) do is_indexed[f] = true end
-for f, v in pairs(changes) do
-  if is_indexed[f] then
-    local old = redis.call('HGET', hash, f)
-    if old then redis.call('ZREM', prefix .. f .. ':' .. old, id) end
-    if v ~= cjson.null then redis.call('ZADD', prefix .. f .. ':' .. v, id, id) end
+# A fragment: index_value(f, get) is the value a record has in the index of f, given get(field) (false when absent):
+# f is a field, or 'a+b', a composite index of two fields whose value is 'va:vb' (records.Kind.composites).
+_INDEX_VALUE = """
+local function index_value(f, get)
+  local a, b = string.match(f, '^([^+]+)%+(.+)$')
+  if not a then return get(f) end
+  local va, vb = get(a), get(b)
+  if va and vb then return va .. ':' .. vb end
+  return false
+end
+"""
+
+# A fragment: write the changes (null removes a field), moving the record between the indexes of indexed fields
+# (of the composite indexes too: those of which a changed field is part).
+_APPLY_CHANGES = _INDEX_VALUE + """
+local function hash_field(f) return redis.call('HGET', hash, f) end
+local touched, before = {}, {}
+for _, f in ipairs(indexed) do
+  for part in string.gmatch(f, '[^+]+') do
+    if changes[part] ~= nil then
+      table.insert(touched, f)
+      table.insert(before, index_value(f, hash_field))
+      break
+    end
   end
+end
+for f, v in pairs(changes) do
   if v == cjson.null then redis.call('HDEL', hash, f) else redis.call('HSET', hash, f, v) end
+end
+for i, f in ipairs(touched) do
+  local after = index_value(f, hash_field)
+  if before[i] ~= after then
+    if before[i] then redis.call('ZREM', prefix .. f .. ':' .. before[i], id) end
+    if after then redis.call('ZADD', prefix .. f .. ':' .. after, id, id) end
+  end
 end
 """
 
@@ -97,7 +125,7 @@ TRANSITION = ALLOW_OOM + """
 -- taking a slot if its instance has max_concurrent; when none is free the task waits in INIT instead, unchanged),
 -- 'release' (it is finished), 'reap' (finished because its lease expired: refused unless the task is held, its lease
 -- gone and its holder's heartbeat too).
--- KEYS[1] the task's hash, KEYS[2] its lease, KEYS[3] the held zset, KEYS[4] the finished zset,
+-- KEYS[1] the task's hash, KEYS[2] its lease, KEYS[3] the held zset (by lease deadline), KEYS[4] the finished zset,
 -- KEYS[5], KEYS[6] its stdout and stderr, KEYS[7] the events stream (a state change adds 'started' or 'finished'),
 -- KEYS[8] its output notification stream (the end wakes whoever follows the output)
 -- ARGV[1..5] as UPDATE, ARGV[6] the lease operation (or ''), ARGV[7] seconds before Redis expires a finished task,
@@ -146,7 +174,8 @@ if ttl then
   redis.call('SET', lease_key, owner, 'EX', ttl)
   redis.call('SET', key('alive', owner), 1, 'EX', ttl)  -- it holds, so it beats: before its lease keeper first does
   redis.call('HSET', hash, 'holder', owner)
-  redis.call('ZADD', held_key, id, id)
+  local now = redis.call('TIME')  -- Redis's clock: the workers' may differ
+  redis.call('ZADD', held_key, tonumber(now[1]) + tonumber(ttl), id)  -- its lease's deadline: what reapers look up
 elseif lease_op == 'release' or lease_op == 'reap' then
   redis.call('DEL', lease_key)
   redis.call('ZREM', held_key, id)
@@ -170,7 +199,7 @@ if new_state and new_state ~= cjson.null and new_state ~= state then
   emit(KEYS[7], ARGV[8], new_state == 'CURRENT' and 'started' or 'finished', id, hash)
   if new_state ~= 'CURRENT' then
     redis.call('XADD', KEYS[8], 'MAXLEN', '1', '*', 'end', '1')
-    redis.call('EXPIRE', KEYS[8], ARGV[7])
+    redis.call('EXPIRE', KEYS[8], """ + str(NOTIFY_KEEP_SECONDS) + """)  -- the followers see the task ended
   end
 end
 return {'ok', state}
@@ -230,13 +259,14 @@ end
 """
 
 # A fragment: store each record under its id and add it to its indexes.
-_WRITE_RECORDS = """
+_WRITE_RECORDS = _INDEX_VALUE + """
 for i, r in ipairs(records) do
   local id = ids[i]
   for f, v in pairs(r) do redis.call('HSET', record_prefix .. id, f, v) end
   redis.call('ZADD', index_prefix .. 'all', id, id)
   for _, f in ipairs(indexed) do
-    if r[f] then redis.call('ZADD', index_prefix .. f .. ':' .. r[f], id, id) end
+    local v = index_value(f, function(field) return r[field] or false end)
+    if v then redis.call('ZADD', index_prefix .. f .. ':' .. v, id, id) end
   end
 end
 """
@@ -260,7 +290,7 @@ _CREATE_TASKS = """
 -- ACTIVE, or if one of its run_after tasks does not exist (checked here, so a dependency deleted meanwhile is seen).
 -- Tasks due now and waiting for nothing share jobs, up to ARGV[8] a job; the others get one each. A job's id is
 -- ARGV[9] followed by the id of its first task, so it is known before RQ has it.
--- KEYS[1] the task id counter, KEYS[2] the events stream (a 'created' event per task)
+-- KEYS[1] the task id counter, KEYS[2] the events stream (a 'created' event per task), KEYS[3] the layout mark
 -- ARGV[1..4] as CREATE, ARGV[5] the instance key prefix, ARGV[6] JSON list, per task, of its run_after ids (strings),
 -- ARGV[7] now (unix time), ARGV[8] tasks per job, ARGV[9] the job id prefix, ARGV[10] the events stream's length
 -- returns {'ok', ids, per task the jobs of its unfinished dependencies (space-separated)},
@@ -283,6 +313,7 @@ for i, r in ipairs(records) do
   after[i] = jobs
 end
 """ + _ALLOCATE_IDS + """
+if last == #records then redis.call('SET', KEYS[3], '""" + str(LAYOUT) + """', 'NX') end  -- the first tasks: all new
 local group, in_group = nil, 0
 local waits = {}
 for i, r in ipairs(records) do
@@ -301,6 +332,28 @@ return {'ok', ids, waits}
 """
 CREATE_TASKS = WRITES + _CREATE_TASKS
 
+DEPENDENCIES = READS + """
+-- What queueing dependents needs at once, whatever their number: each job's status, each dependency task's state.
+-- KEYS[1 .. ARGV[1]] the jobs' hashes (RQ's), then the tasks' hashes
+-- returns {statuses (false: no such job), per task {state, job} (false: none)}
+local jobs, statuses, tasks = tonumber(ARGV[1]), {}, {}
+for i = 1, jobs do statuses[i] = redis.call('HGET', KEYS[i], 'status') end
+for i = jobs + 1, #KEYS do table.insert(tasks, redis.call('HMGET', KEYS[i], 'state', 'job')) end
+return {statuses, tasks}
+"""
+
+# A fragment: unindex(record, id, index_prefix, fields) takes a record out of all its indexes (before it goes).
+_UNINDEX = _INDEX_VALUE + """
+local function unindex(record, record_id, index_prefix, fields)
+  local function get(f) return redis.call('HGET', record, f) end
+  for _, f in ipairs(fields) do
+    local v = index_value(f, get)
+    if v then redis.call('ZREM', index_prefix .. f .. ':' .. v, record_id) end
+  end
+  redis.call('ZREM', index_prefix .. 'all', record_id)
+end
+"""
+
 DELETE = ALLOW_OOM + """
 -- Delete one record, its sub-keys and its index entries, if its state allows and it is not busy.
 -- KEYS[1] the record's hash, KEYS[2 .. 1 + ARGV[5]] its sub-keys,
@@ -313,14 +366,7 @@ DELETE = ALLOW_OOM + """
 local hash = KEYS[1]
 local id, prefix, indexed, allowed = ARGV[1], ARGV[2], cjson.decode(ARGV[3]), cjson.decode(ARGV[4])
 local busy = 2 + tonumber(ARGV[5])
-local function unindex(record, record_id, index_prefix, fields)
-  for _, f in ipairs(fields) do
-    local v = redis.call('HGET', record, f)
-    if v then redis.call('ZREM', index_prefix .. f .. ':' .. v, record_id) end
-  end
-  redis.call('ZREM', index_prefix .. 'all', record_id)
-end
-""" + _STATE_CHECK + """
+""" + _UNINDEX + _STATE_CHECK + """
 for i = busy + 1, #KEYS do
   if redis.call('ZINTERCARD', 2, KEYS[busy], KEYS[i], 'LIMIT', 1) > 0 then return {'busy', state} end
 end

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from wsexec.exceptions import Conflict, Unprocessable
 from wsexec.store import keys, scripts
+from wsexec.store.layout import Layout
 from wsexec.store.records import INSTANCE, TASK, Records, as_ints
 from wsexec.store.states import FINISHED_STATES, RUNNING_STATES, STREAMS, TaskState
 
@@ -30,6 +31,8 @@ class Tasks:
         self.events_window = events_window
         self._create = redis.register_script(scripts.CREATE_TASKS)
         self._transition = redis.register_script(scripts.TRANSITION)
+        self._dependencies = redis.register_script(scripts.DEPENDENCIES)
+        self.layout = Layout(redis)
 
     def active_count(self, created_by: str) -> int:
         """How many of this user's tasks are INIT or CURRENT, from the indexes the state changes keep (no counter)."""
@@ -40,10 +43,14 @@ class Tasks:
         return self._active("batch", batch)
 
     def _active(self, field: str, value: str) -> int:
-        having = self.records.kind.index_key(field, value)
+        """Intersections Redis walks from the smaller side: the tasks running, not all of the user's or batch's."""
+        kind = self.records.kind
         with self.records.redis.pipeline(transaction=False) as pipe:
             for state in RUNNING_STATES:
-                pipe.zintercard(2, [having, self.records.kind.index_key("state", state)])
+                if f"state+{field}" in kind.indexed and self.layout.current():
+                    pipe.zcard(kind.index_key(f"state+{field}", f"{state.value}:{value}"))
+                else:
+                    pipe.zintercard(2, [kind.index_key(field, value), kind.index_key("state", state)])
             return sum(int(count) for count in pipe.execute())
 
     def create(self, tasks: list[dict[str, Any]], now: float, job_prefix: str, tasks_per_job: int
@@ -60,7 +67,7 @@ class Tasks:
         """The records and CREATE_TASKS' KEYS and ARGV (which FIRE_SCHEDULE takes too)."""
         records = [{**t, "state": TaskState.INIT, "created_at": now} for t in tasks]
         run_after = json.dumps([[str(d) for d in t.get("run_after") or []] for t in tasks])
-        return records, [TASK.counter_key, keys.EVENTS], [
+        return records, [TASK.counter_key, keys.EVENTS, keys.SCHEMA], [
             *self.records.create_args(records), INSTANCE.key(""), run_after, repr(now), tasks_per_job, job_prefix,
             self.events_window]
 
@@ -117,6 +124,16 @@ class Tasks:
     def get(self, task_id: int) -> dict[str, Any]:
         return self.records.get(task_id)
 
+    def dependencies(self, job_keys: list[str], task_ids: Iterable[int], client: Redis | Pipeline | None = None
+                     ) -> tuple[list[str | None], set[str]]:
+        """In one round trip: the status in these hashes (RQ's jobs; None: no such job) and the jobs that these
+        tasks still wait in or run in (INIT or CURRENT). A dependency's job that RQ no longer has and that is not
+        among the latter ran to its end (RQ deletes a job once it succeeds), rather than not being queued yet."""
+        task_keys = [TASK.key(task_id) for task_id in task_ids]
+        statuses, tasks = self._dependencies(keys=[*job_keys, *task_keys], args=[len(job_keys)], client=client)
+        unfinished = {job.decode() for state, job in tasks if state and job and state.decode() in RUNNING_STATES}
+        return [status.decode() if status else None for status in statuses], unfinished
+
     def exists(self, task_id: int) -> bool:
         return self.records.exists(task_id)
 
@@ -124,7 +141,7 @@ class Tasks:
         return self.records.get_many(task_ids)
 
     def page(self, filters: dict[str, Any], page: int, page_size: int) -> tuple[int, list[dict[str, Any]]]:
-        return self.records.page(filters, page, page_size)
+        return self.records.page(filters, page, page_size, self.layout.current())
 
     def batch(self, batch: str) -> list[dict[str, Any]]:
         """The tasks of a batch (created together by a fan-out), oldest first; empty if none is left."""

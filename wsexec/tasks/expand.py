@@ -8,13 +8,29 @@ from typing import Any
 
 from wsexec import jobs, notify
 from wsexec.config import Settings
-from wsexec.exceptions import Forbidden, NotFound, Unprocessable
+from wsexec.exceptions import Forbidden, Unprocessable
 from wsexec.store import Store
 from wsexec.tasks import environment
 
+Found = tuple[dict[int, dict[str, Any]], dict[str, list[dict[str, Any]]]]  # instances by id, ACTIVE ones by tag
 
-def records(store: Store, settings: Settings, index: int, item: dict[str, Any], many: bool) -> list[dict[str, Any]]:
+
+def all_records(store: Store, settings: Settings, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records of every item of a POST, their instances read at once (not one round trip per item)."""
+    found = lookup(store, items)
+    return [record for index, item in enumerate(items)
+            for record in records(store, settings, index, item, len(items) > 1, found)]
+
+
+def lookup(store: Store, items: list[dict[str, Any]]) -> Found:
+    return store.instances.lookup([item["instance"] for item in items if "target" not in item],
+                                  [item["target"]["tag"] for item in items if "target" in item])
+
+
+def records(store: Store, settings: Settings, index: int, item: dict[str, Any], many: bool,
+            instances_found: Found | None = None) -> list[dict[str, Any]]:
     """One stored record per destination instance, with defaults filled in; 422 naming the item otherwise."""
+    by_id, by_tag = lookup(store, [item]) if instances_found is None else instances_found
     where = f"item {index}: " if many else ""
 
     def refuse(field: str, message: str) -> Unprocessable:
@@ -35,15 +51,14 @@ def records(store: Store, settings: Settings, index: int, item: dict[str, Any], 
         if refused:
             raise refuse("notify", f"url refused: {refused}")
     if "target" in item:
-        instances = store.active_instances_with_tag(item["target"]["tag"])
+        instances = by_tag[item["target"]["tag"]]
         if not instances:
             raise refuse("target", f"no ACTIVE instance has tag {item['target']['tag']!r}")
         batch = uuid.uuid4().hex[:12]
     else:
-        try:
-            instances = [store.get_instance(item["instance"])]
-        except NotFound:
-            raise refuse("instance", f"instance {item['instance']} does not exist") from None
+        if item["instance"] not in by_id:
+            raise refuse("instance", f"instance {item['instance']} does not exist")
+        instances = [by_id[item["instance"]]]
         batch = None
     found = []
     for instance in instances:
@@ -84,6 +99,7 @@ def plans(tasks: list[dict[str, Any]], after: dict[int, list[str]], threads: int
             threads,
             after=after.get(group[0]["id"], []),
             scheduled_at=group[0].get("scheduled_at") or 0,
+            run_after=group[0].get("run_after") or [],
         )
         for job, group in groups.items()
     ]

@@ -22,15 +22,14 @@ def create(items: list[dict[str, Any]], created_by: str) -> list[dict[str, Any]]
     (and if even that fails, the workers' reconciler ends them ABORT).
     """
     store, settings = context.store(), context.settings()
-    records = [record for index, item in enumerate(items)
-               for record in expand.records(store, settings, index, item, len(items) > 1)]
+    records = expand.all_records(store, settings, items)
     quotas.make_room_for_tasks(created_by, len(records))
     for record in records:
         record["created_by"] = created_by
     now = time.time()
     tasks, after = store.create_tasks(records, now, jobs.JOB_PREFIX, settings.tasks_per_job)
     try:
-        jobs.enqueue(context.queue(), expand.plans(tasks, after, settings.worker_threads), now)
+        jobs.enqueue(context.queue(), expand.plans(tasks, after, settings.worker_threads), now, store)
     except Exception:
         store.tasks.discard(task["id"] for task in tasks)
         raise

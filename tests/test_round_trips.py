@@ -1,0 +1,70 @@
+"""What a request costs Redis does not grow with its size: a POST array's round trips, counted at the socket."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from redis.connection import AbstractConnection
+
+from tests.helpers import Api, task_body
+
+
+class RoundTrips:
+    """Every command or pipeline redis-py sends (each is one round trip), while counting."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, body: Any) -> int:
+        trips = self.count
+        body()
+        return self.count - trips
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[RoundTrips]:
+    counter = RoundTrips()
+    send = AbstractConnection.send_packed_command
+
+    def counted(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        counter.count += 1
+        send(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    yield counter
+
+
+@pytest.fixture
+def instances(api: Api, sshd: Any, ssh_user: str) -> list[dict[str, Any]]:
+    return [api.created("/instances", {"ip": sshd.host, "port": sshd.port, "tag": f"rt{i % 2}", "user": ssh_user})
+            for i in range(10)]
+
+
+def post(api: Api, body: Any) -> None:
+    assert api.post("/tasks", json=body).status_code == 201
+
+
+@pytest.mark.parametrize("shape", ["instance", "target", "run_after", "scheduled_at"])
+def test_a_post_array_costs_the_round_trips_of_one_task(api: Api, instances: list[dict[str, Any]],
+                                                         round_trips: RoundTrips, shape: str) -> None:
+    (first,) = api.created("/tasks", [task_body(instances[0])])
+
+    def item(i: int) -> dict[str, Any]:
+        if shape == "target":
+            return {k: v for k, v in task_body(1).items() if k != "instance"} | {"target": {"tag": f"rt{i % 2}"}}
+        if shape == "run_after":
+            return task_body(instances[i % 10], run_after=[first["id"]])
+        if shape == "scheduled_at":
+            return task_body(instances[i % 10], scheduled_at=time.time() + 3600)
+        return task_body(instances[i % 10])
+
+    def body(n: int) -> list[dict[str, Any]]:
+        return [item(i) for i in range(n)]
+
+    post(api, body(1))  # connections opened, scripts loaded
+    one = round_trips(lambda: post(api, body(1)))
+    hundred = round_trips(lambda: post(api, body(100)))
+    assert hundred <= one + 2, (one, hundred)
