@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from wsexec.tasks.routes import blp as tasks_blp
     from wsexec.websh.routes import blp as websh_blp
     from wsexec.websh.routes import connect_blp as websh_connect_blp
+    from wsexec.websh.routes import recordings_blp as websh_recordings_blp
 
     for blueprint in (health_blp, instances_blp, tasks_blp, commands_blp, notes_blp, audit.blp, batches.blp,
                       events.blp, metrics.blp, schedules_blp, registrations_blp, webhooks.blp, websh_blp,
@@ -61,5 +62,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     api.register_blueprint(files_blp, url_prefix="/wsexec")  # /wsexec/files... and /wsexec/tasks/{id}/file
     api.register_blueprint(register_blp, url_prefix="/wsexec")  # /wsexec/register.sh and /wsexec/register
     api.register_blueprint(websh_connect_blp, url_prefix="/wsexec/websh")  # .../sessions/{id}/connect (websocket)
+    api.register_blueprint(websh_recordings_blp, url_prefix="/wsexec/websh")  # .../sessions/{id}/recording
     app.register_blueprint(ui.blp, url_prefix="/wsexec/ui")  # not the API: outside its OpenAPI document
     return app

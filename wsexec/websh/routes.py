@@ -25,6 +25,10 @@ blp = Blueprint(
     description="Browser terminals: a PTY shell over SSH on an instance, carried by a websocket, recorded in "
                 "asciicast v2. Operators and admins open them; a session is its owner's and the admins'.",
 )
+recordings_blp = Blueprint(
+    "websh_recordings", __name__, read_role=Role.ADMIN,
+    description="Terminal sessions as they were recorded (asciicast v2): admins only, like the audit log.",
+)
 connect_blp = Blueprint(
     "websh_connect", __name__, public=True,
     description="The websocket of a terminal session: no credentials, its one-time ticket (from the POST that made "
@@ -71,13 +75,12 @@ class Session(MethodView):
         service.end(session_id, current_user())
 
 
-@blp.route("/sessions/<int:session_id>/recording")
-@blp.alt_response(403, response="FORBIDDEN")
-@blp.doc(responses={"200": {"description": "asciicast v2: a JSON header line, then [time, code, data] lines",
+@recordings_blp.route("/sessions/<int:session_id>/recording")
+@recordings_blp.doc(responses={"200": {"description": "asciicast v2: a JSON header line, then [time, code, data] lines",
                             "content": {"application/x-asciicast": {"schema": {"type": "string"}}}}})
 def recording(session_id: int) -> Response:
     """Its asciicast v2 recording, as far as WSEXEC_WEBSH_RECORDING_MAX allowed (admins only)."""
-    body = service.recording(session_id, current_user())
+    body = service.recording(session_id)
     return Response(body, mimetype="application/x-asciicast")
 
 

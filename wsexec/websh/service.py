@@ -102,12 +102,10 @@ def end(session_id: int, user: Principal) -> None:
     audit.record("websh.delete", f"websh:{session_id}", {"instance": session["instance"], "state": session["state"]})
 
 
-def recording(session_id: int, user: Principal) -> bytes:
+def recording(session_id: int) -> bytes:
     """asciicast v2: the header (from the session record, so it says whether the recording was cut), then the
-    events as they were stored. Admins only."""
-    if user.role < Role.ADMIN:
-        raise Forbidden("only admins may read recordings", {"required": Role.ADMIN.label})
-    session = visible(session_id, user)
+    events as they were stored. Admins only (its blueprint says so): an admin sees every session."""
+    session = context.store().websh.get(session_id)
     header: dict[str, Any] = {
         "version": 2,
         "width": session.get("width") or session["cols"],
