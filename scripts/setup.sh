@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(redis-server openssh-client)
-[ "${1:-}" = dev ] && packages+=(openssh-server nginx-light ansible-core redis-sentinel)
+[ "${1:-}" = dev ] && packages+=(openssh-server nginx-light ansible-core redis-sentinel wrk)  # wrk: make bench-http
 
 missing=()
 for pkg in "${packages[@]}"; do
