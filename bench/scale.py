@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
@@ -68,8 +69,8 @@ def memory(redis: Redis, baseline: int, tasks: int) -> dict[str, Any]:
             "rss": info["used_memory_rss"]}
 
 
-def run(options: argparse.Namespace, stack: ExitStack) -> dict[str, Any]:
-    """Every size in turn on one Redis, growing; its rows and memory."""
+def run(options: argparse.Namespace, stack: ExitStack, save: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    """Every size in turn on one Redis, growing; its rows and memory, saved after each size (a 1M run is long)."""
     cpu = CpuGroups()
     stack.callback(cpu.close)
     lab = stack.enter_context(Lab(0))
@@ -92,8 +93,12 @@ def run(options: argparse.Namespace, stack: ExitStack) -> dict[str, Any]:
               f"{entry['memory']['bytes_per_task']} B of Redis per task; measuring", file=sys.stderr)
         for case in cases(service.api, fleet.probe, fleet.instances, options.reps, options.posts, options.arrays):
             entry["rows"].append(measure(case, meter))
+            row = entry["rows"][-1]
+            print(f"  {row['case']:<50} {row['median_ms']:9.1f} ms  redis cpu {row['redis_cpu_ms_per_call']:8.2f} ms"
+                  f"  slowest {row['redis_slowest_ms'] or 0:8.2f} ms  errors {row['errors']}", file=sys.stderr)
         fleet.tasks += finish_open(store)  # the POSTs' tasks, ended like the others
         sizes.append(entry)
+        save({"sizes": sizes, "probe": fleet.probe, "instances": len(fleet.instances)})
     return {"sizes": sizes, "probe": fleet.probe, "instances": len(fleet.instances)}
 
 
@@ -119,6 +124,8 @@ def table(result: dict[str, Any]) -> str:
         cells = "".join(f"{_cell(s['rows'][index]):>17}" for s in sizes)
         last = sizes[-1]["rows"][index]
         flag = "" if ratio["ratio_met"] and ratio["redis_call_met"] else "  MISSED"
+        errors = sum(s["rows"][index]["errors"] for s in sizes)
+        flag += f"  {errors} ERRORS" if errors else ""
         lines.append(f"{ratio['case'][:44]:<44}{cells}  {ratio['ratio'] or 0:>5.2f}x  "
                      f"{last['redis_cpu_ms_per_call']:>13.3f} {last['redis_slowest_ms'] or 0:>7.2f} "
                      f"{last['redis_commands_per_call']:>6.1f}{flag}")
@@ -149,17 +156,22 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _terminated)
     stamp = timestamp()
+
+    def save(result: dict[str, Any]) -> str:
+        result["ratios"] = ratios(result["sizes"])
+        last = result["sizes"][-1]["memory"]["bytes_per_task"]
+        result["goals"] = {"cases": len(result["ratios"]),
+                           "ratios_met": sum(r["ratio_met"] for r in result["ratios"]),
+                           "redis_calls_met": sum(r["redis_call_met"] for r in result["ratios"]),
+                           "bytes_met": last <= BYTES_GOAL, "ratio_goal": RATIO_GOAL,
+                           "redis_call_goal_ms": REDIS_CALL_GOAL_MS, "bytes_goal": BYTES_GOAL}
+        document = {"timestamp": stamp, "options": vars(options), "environment": report.environment(), **result}
+        return write(stamp, document, options.output)
+
     with ExitStack() as stack:
-        result = run(options, stack)
-    result["ratios"] = ratios(result["sizes"])
-    last = result["sizes"][-1]["memory"]["bytes_per_task"]
-    result["goals"] = {"cases": len(result["ratios"]), "ratios_met": sum(r["ratio_met"] for r in result["ratios"]),
-                       "redis_calls_met": sum(r["redis_call_met"] for r in result["ratios"]),
-                       "bytes_met": last <= BYTES_GOAL, "ratio_goal": RATIO_GOAL,
-                       "redis_call_goal_ms": REDIS_CALL_GOAL_MS, "bytes_goal": BYTES_GOAL}
-    document = {"timestamp": stamp, "options": vars(options), "environment": report.environment(), **result}
+        result = run(options, stack, save)
+    path = save(result)
     print(table(result))
-    path = write(stamp, document, options.output)
     print(f"\nbench-scale: results in {path}", file=sys.stderr)
     return 0
 

@@ -8,12 +8,14 @@ SLOW_US, so the slowest single Redis call of a case is known, not only the avera
 from __future__ import annotations
 
 import itertools
+import os
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import requests
 from redis import Redis
 
 from bench.wsexec_api import ApiClient
@@ -21,6 +23,8 @@ from bench.wsexec_api import ApiClient
 FILTERS = ("state", "instance", "tag", "name", "batch", "kind", "schedule")  # GET /tasks' filters (TaskFilterSchema)
 SLOW_US = 1000  # SLOWLOG keeps every Redis command slower than this (1 ms)
 SLOWLOG_LEN = 100_000
+CASE_BUDGET_S = 20.0  # a case stops repeating after this long, once it has MIN_CALLS calls
+MIN_CALLS = 3
 
 
 def combinations() -> list[tuple[str, ...]]:
@@ -83,22 +87,36 @@ class Case:
 
 
 def measure(case: Case, meter: RedisMeter) -> dict[str, Any]:
-    """The case's client-side latency (median, p90, min-max over its calls) with Redis's cost per call."""
-    case.call()  # warm-up: connections, scripts loaded, the page cache
+    """The case's client-side latency (median, p90, min-max over its calls) with Redis's cost per call.
+
+    A case stops repeating once it has taken CASE_BUDGET_S (after MIN_CALLS calls): at 1M some take seconds. A call
+    that fails (a 503 when Redis is too slow to answer, a timeout) is counted, timed and kept in `errors`."""
+    errors: list[str] = []
+
+    def once() -> None:
+        try:
+            case.call()
+        except (RuntimeError, requests.RequestException) as error:
+            errors.append(str(error)[:300])
+
+    once()  # warm-up: connections, scripts loaded, the page cache
     before = meter.snapshot()
-    seconds = []
-    for _ in range(case.calls):
+    seconds: list[float] = []
+    started = time.perf_counter()
+    while len(seconds) < case.calls and (len(seconds) < MIN_CALLS or time.perf_counter() - started < CASE_BUDGET_S):
         start = time.perf_counter()
-        case.call()
+        once()
         seconds.append(time.perf_counter() - start)
-    cut = statistics.quantiles(seconds, n=10)[-1] if len(seconds) > 1 else seconds[0]
-    redis = meter.spent(before, case.calls)
+    calls = len(seconds)
+    cut = statistics.quantiles(seconds, n=10)[-1] if calls > 1 else seconds[0]
+    redis = meter.spent(before, calls)
     added = redis.pop("redis_bytes_added")
     if case.tasks:  # RQ's queued jobs included: no worker runs them
-        redis["redis_bytes_per_task"] = round(added / (case.tasks * case.calls))
-    return {"case": case.name, "calls": case.calls, "median_ms": round(1000 * statistics.median(seconds), 2),
+        redis["redis_bytes_per_task"] = round(added / (case.tasks * calls))
+    return {"case": case.name, "calls": calls, "median_ms": round(1000 * statistics.median(seconds), 2),
             "p90_ms": round(1000 * cut, 2), "min_ms": round(1000 * min(seconds), 2),
-            "max_ms": round(1000 * max(seconds), 2), **redis}
+            "max_ms": round(1000 * max(seconds), 2), **redis, "errors": len(errors), "first_error": next(
+                iter(errors), None), "load1": round(os.getloadavg()[0], 2)}
 
 
 def cases(api: ApiClient, probe: dict[str, Any], instances: list[int], reps: int, posts: int, arrays: int
