@@ -25,14 +25,24 @@ class Sampling:
             if frames and count.isdigit():
                 stacks[tuple(frames.split(";"))] += int(count)
         total = sum(stacks.values()) or 1
-        inclusive, own = Counter[str](), Counter[str]()
+        inclusive, own, packages = Counter[str](), Counter[str](), Counter[str]()
         for frames, count in stacks.items():
             for frame in set(frames):
                 inclusive[frame] += count
             own[frames[-1]] += count
-        return {"samples": total,
-                "inclusive": [(frame, round(100 * n / total, 1)) for frame, n in inclusive.most_common(top)],
-                "self": [(frame, round(100 * n / total, 1)) for frame, n in own.most_common(top)]}
+            packages[package(frames[-1])] += count
+
+        def shares(counter: Counter[str]) -> list[tuple[str, float]]:
+            return [(name, round(100 * n / total, 1)) for name, n in counter.most_common(top)]
+
+        return {"samples": total, "inclusive": shares(inclusive), "self": shares(own),
+                "self_by_package": shares(packages)}
+
+
+def package(frame: str) -> str:
+    """The package a frame's code is in: 'f (redis/client.py:12)' -> redis; the standard library's own modules too."""
+    path = frame.rpartition(" (")[2].rstrip(")").rpartition(":")[0]
+    return path.split("/", 1)[0].removesuffix(".py") or "?"
 
 
 def profile(pid: int, seconds: int, output: Path) -> Sampling:

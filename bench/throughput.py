@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import secrets
 import statistics
 import subprocess
@@ -44,6 +45,7 @@ from wsexec.testing.nginx import Nginx
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "nginx" / "wsexec.conf"
 WRK = "/usr/bin/wrk"
+CORES = len(os.sched_getaffinity(0))
 TARGET_RPS, TARGET_P99_MS = 1500.0, 50.0  # through nginx, 50 connections (issue 15)
 PER_ADDRESS_LIMITS = re.compile(r"^\s*limit_(req|conn) (zone=)?wsexec_\w+.*;\s*$")
 UPSTREAM_KEEPALIVE = re.compile(r"^\s*keepalive(_timeout|_requests|_time)?\s+\S+;.*$")
@@ -108,8 +110,7 @@ class Gunicorn:
 
     def worker_pids(self) -> list[int]:
         assert self.proc is not None
-        found = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)], capture_output=True, text=True)
-        return [int(pid) for pid in found.stdout.split()]
+        return children(self.proc.pid)
 
     def log_size(self) -> int:
         return self.log.stat().st_size
@@ -118,7 +119,7 @@ class Gunicorn:
         """Requests per gunicorn worker pid logged since that offset of the log."""
         with self.log.open("rb") as log:
             log.seek(since)
-            pids = Counter(line.split()[1].decode() for line in log if line.startswith(b"access "))
+            pids = Counter(line.split()[1].decode().strip("<>") for line in log if line.startswith(b"access "))
         return dict(pids.most_common())
 
 
@@ -149,33 +150,68 @@ def _ms(value: str, unit: str) -> float:
     return round(float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit], 2)
 
 
-def measure(name: str, url: str, app: Gunicorn, options: argparse.Namespace, script: Path,
-            profile_to: Path | None = None) -> dict[str, Any]:
-    """options.runs wrk runs of one entry point, each with its spread and TIME_WAIT delta; medians and spread."""
+def children(pid: int) -> list[int]:
+    found = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
+    return [int(child) for child in found.stdout.split()]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes (not their children), from /proc."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def wrk_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(name: str, url: str, app: Gunicorn, procs: dict[str, list[int]], options: argparse.Namespace,
+            script: Path, profile_to: Path | None = None) -> dict[str, Any]:
+    """options.runs wrk runs of one entry point, each with its spread, TIME_WAIT delta and CPU ms per request of
+    every process involved (a figure the shared machine's load does not change much, unlike req/s)."""
     port = int(app.bind.rsplit(":", 1)[1])
     runs = []
     for number in range(options.runs):
         before, offset = time_wait(port), app.log_size()
+        cpu_before = {part: cpu_seconds(pids) for part, pids in procs.items()} | {"wrk": wrk_cpu()}
         sampling = profile(app.worker_pids()[0], options.seconds, profile_to) \
             if profile_to and number == 0 else None
         figures = wrk(url, script, options.connections, options.seconds)
+        cpu_after = {part: cpu_seconds(pids) for part, pids in procs.items()} | {"wrk": wrk_cpu()}
         if sampling:
             figures["profile"] = sampling.result()
+        figures["cpu_ms_per_request"] = {part: round(1000 * (cpu_after[part] - cpu_before[part]) / figures["requests"],
+                                                     3) for part in cpu_before} if figures["requests"] else {}
         figures["spread"] = app.spread(offset)
         figures["time_wait_before"], figures["time_wait_after"] = before, time_wait(port)
         runs.append(figures)
         print(f"  {name:<40} {figures['rps']:7.0f} req/s  p50 {figures['p50_ms']:6.1f} ms  p99 "
               f"{figures['p99_ms']:6.1f} ms  non-2xx {figures['non_2xx']}  pids {list(figures['spread'].values())}  "
-              f"TIME_WAIT {before} -> {figures['time_wait_after']}", file=sys.stderr)
+              f"TIME_WAIT {before} -> {figures['time_wait_after']}  CPU ms/req {figures['cpu_ms_per_request']}  "
+              f"load {os.getloadavg()[0]:.1f}", file=sys.stderr)
     rps = [r["rps"] for r in runs]
+    cpu = {part: statistics.median(r["cpu_ms_per_request"].get(part, 0) for r in runs) for part in runs[0]
+           ["cpu_ms_per_request"]}
+    server = sum(v for part, v in cpu.items() if part != "wrk")
     return {"name": name, "runs": runs, "rps_median": statistics.median(rps), "rps_min": min(rps), "rps_max": max(rps),
             "p99_ms_median": statistics.median(r["p99_ms"] for r in runs),
             "p50_ms_median": statistics.median(r["p50_ms"] for r in runs),
-            "non_2xx": sum(r["non_2xx"] for r in runs), "load1": os.getloadavg()[0]}
+            "non_2xx": sum(r["non_2xx"] for r in runs), "cpu_ms_per_request": cpu,
+            # what the server side could serve on the machine's cores if nothing else ran (wrk included: it shares them)
+            "rps_ceiling": round(1000 * CORES / (server + cpu.get("wrk", 0))) if server else None,
+            "load1": os.getloadavg()[0]}
 
 
-def setup(workdir: Path, stack: ExitStack) -> tuple[dict[str, str], Path, int]:
-    """Redis with 20 instances and 100 finished tasks; the environment every gunicorn gets; wrk's script; a task."""
+def setup(workdir: Path, stack: ExitStack) -> tuple[dict[str, str], Path, int, int]:
+    """Redis with 20 instances and 100 finished tasks; the environment every gunicorn gets; wrk's script; a task;
+    Redis's pid."""
     redis_server = stack.enter_context(RedisServer(workdir / "redis").start())
     redis = Redis.from_url(redis_server.url)
     stack.callback(redis.close)
@@ -189,7 +225,8 @@ def setup(workdir: Path, stack: ExitStack) -> tuple[dict[str, str], Path, int]:
     script.touch(mode=0o600)
     script.write_text(WRK_SCRIPT.format(token=token))
     env = {**os.environ, **settings.to_env(), "WSEXEC_LOG_LEVEL": "warning"}
-    return env, script, int(fleet.probe["id"])
+    assert redis_server.proc is not None
+    return env, script, int(fleet.probe["id"]), redis_server.proc.pid
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -223,31 +260,39 @@ def entries(config: tuple[str, int, int], first: bool) -> list[tuple[str, bool |
 def run(options: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
     rows = []
     with ExitStack() as stack:
-        env, script, task_id = setup(workdir, stack)
+        env, script, task_id, redis_pid = setup(workdir, stack)
         for number, config in enumerate(options.configs):
             with Gunicorn(workdir, env, config) as app:
+                assert app.proc is not None
+                procs = {"gunicorn": [app.proc.pid, *app.worker_pids()], "redis": [redis_pid]}
                 for name, keepalive in entries(config, number == 0):
                     if keepalive is None:
-                        rows.append(measure(name, f"{app.url}/tasks/{task_id}", app, options, script))
+                        rows.append(measure(name, f"{app.url}/tasks/{task_id}", app, procs, options, script))
                         continue
                     where = workdir / f"nginx-{number}-{keepalive}"
                     with Nginx(where, app.bind, site_copy(workdir, keepalive), connections=4096).start() as nginx:
+                        assert nginx.proc is not None
                         profile_to = workdir / "profile.txt" if options.profile and number == 0 and keepalive \
                             else None
-                        rows.append(measure(name, f"{nginx.https}/tasks/{task_id}", app, options, script,
+                        nginx_procs = {**procs, "nginx": [nginx.proc.pid, *children(nginx.proc.pid)]}
+                        rows.append(measure(name, f"{nginx.https}/tasks/{task_id}", app, nginx_procs, options, script,
                                             profile_to))
     return rows
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'GET one task, 50 connections':<48} {'req/s':>7} {'min-max':>11} {'p50':>7} {'p99':>7} "
-             f"{'non-2xx':>7}  {'per gunicorn pid (first run)':<30} TIME_WAIT"]
+    lines = [f"{'GET one task, 50 connections':<44} {'req/s':>6} {'min-max':>11} {'p50':>8} {'p99':>8} "
+             f"{'non-2xx':>7}  {'per gunicorn pid (1st run)':<26} {'TIME_WAIT':<12} CPU ms/request -> ceiling req/s"]
     for row in rows:
         first = row["runs"][0]
-        lines.append(f"{row['name']:<48} {row['rps_median']:>7.0f} {row['rps_min']:>5.0f}-{row['rps_max']:<5.0f} "
-                     f"{row['p50_ms_median']:>5.1f}ms {row['p99_ms_median']:>5.1f}ms {row['non_2xx']:>7}  "
-                     f"{'/'.join(map(str, first['spread'].values())):<30} "
-                     f"{first['time_wait_before']}->{first['time_wait_after']}")
+        cpu = " ".join(f"{part} {value:.2f}" for part, value in row["cpu_ms_per_request"].items())
+        lines.append(f"{row['name']:<44} {row['rps_median']:>6.0f} {row['rps_min']:>5.0f}-{row['rps_max']:<5.0f} "
+                     f"{row['p50_ms_median']:>6.1f}ms {row['p99_ms_median']:>6.1f}ms {row['non_2xx']:>7}  "
+                     f"{'/'.join(map(str, first['spread'].values())):<26} "
+                     f"{first['time_wait_before']:>5}->{first['time_wait_after']:<5} {cpu} -> {row['rps_ceiling']}")
+    loads = ", ".join(f"{r['load1']:.1f}" for r in rows)
+    lines.append(f"(load average during the runs: {loads}; the ceiling is "
+                 f"{CORES} cores over the CPU per request of every process, wrk's included)")
     shipped = next((r for r in rows if r["name"].endswith("via nginx")), None)
     if shipped:
         met = shipped["rps_median"] >= TARGET_RPS and shipped["p99_ms_median"] <= TARGET_P99_MS
@@ -256,8 +301,11 @@ def table(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         for run_ in row["runs"]:
             if "profile" in run_:
-                lines.append(f"\npy-spy, one gunicorn worker during {row['name']!r} (% of its samples):")
-                lines += [f"  {share:5.1f}%  {frame}" for frame, share in run_["profile"]["inclusive"][:25]]
+                found = run_["profile"]
+                lines.append(f"\npy-spy, one gunicorn worker during {row['name']!r}, {found['samples']} samples; "
+                             "own time by package: " + ", ".join(f"{name} {share}%" for name, share in
+                                                                  found["self_by_package"][:12]))
+                lines += [f"  {share:5.1f}%  {frame}" for frame, share in found["inclusive"][:30]]
     return "\n".join(lines)
 
 
