@@ -15,6 +15,7 @@ nginx's per-address limits (50 requests/s, 64 connections) would answer wrk's si
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import os
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from redis import Redis
+from werkzeug.security import generate_password_hash
 
 from bench import report
 from bench.profile import PY_SPY, profile
@@ -50,8 +52,8 @@ TARGET_RPS, TARGET_P99_MS = 1500.0, 50.0  # through nginx, 50 connections (issue
 PER_ADDRESS_LIMITS = re.compile(r"^\s*limit_(req|conn) (zone=)?wsexec_\w+.*;\s*$")
 UPSTREAM_KEEPALIVE = re.compile(r"^\s*keepalive(_timeout|_requests|_time)?\s+\S+;.*$")
 DEFAULT_CONFIGS = "gevent:2,gevent:4,gthread:2x8,gthread:4x4"
-WRK_SCRIPT = """-- the token in a file only we read, not on wrk's command line
-wrk.headers["Authorization"] = "Bearer {token}"
+WRK_SCRIPT = """-- the credentials in a file only we read, not on wrk's command line
+wrk.headers["Authorization"] = "{authorization}"
 """
 
 
@@ -209,24 +211,28 @@ def measure(name: str, url: str, app: Gunicorn, procs: dict[str, list[int]], opt
             "load1": os.getloadavg()[0]}
 
 
-def setup(workdir: Path, stack: ExitStack) -> tuple[dict[str, str], Path, int, int]:
-    """Redis with 20 instances and 100 finished tasks; the environment every gunicorn gets; wrk's script; a task;
-    Redis's pid."""
+def setup(workdir: Path, stack: ExitStack) -> tuple[dict[str, str], dict[str, Path], int, int]:
+    """Redis with 20 instances and 100 finished tasks; the environment every gunicorn gets; wrk's scripts (a bearer
+    token, a basic-auth password); a task; Redis's pid."""
     redis_server = stack.enter_context(RedisServer(workdir / "redis").start())
     redis = Redis.from_url(redis_server.url)
     stack.callback(redis.close)
     store = Store(redis)
     fleet = declare_instances(store, 20)
     grow(store, fleet, TaskMaker(fleet), 100)
-    token = secrets.token_urlsafe(32)
+    token, password = secrets.token_urlsafe(32), secrets.token_urlsafe(16)
     settings = Settings(redis_url=redis_server.url, trusted_proxies=1,
-                        tokens=f"bench:viewer:{hashlib.sha256(token.encode()).hexdigest()}")
-    script = workdir / "wrk.lua"
-    script.touch(mode=0o600)
-    script.write_text(WRK_SCRIPT.format(token=token))
+                        tokens=f"bench:viewer:{hashlib.sha256(token.encode()).hexdigest()}",
+                        users=f"viewer:viewer:{generate_password_hash(password)}")  # scrypt, as wsexec-auth hash
+    scripts = {}
+    for auth, header in (("bearer", f"Bearer {token}"),
+                         ("basic", "Basic " + base64.b64encode(f"viewer:{password}".encode()).decode())):
+        scripts[auth] = workdir / f"wrk-{auth}.lua"
+        scripts[auth].touch(mode=0o600)
+        scripts[auth].write_text(WRK_SCRIPT.format(authorization=header))
     env = {**os.environ, **settings.to_env(), "WSEXEC_LOG_LEVEL": "warning"}
     assert redis_server.proc is not None
-    return env, script, int(fleet.probe["id"]), redis_server.proc.pid
+    return env, scripts, int(fleet.probe["id"]), redis_server.proc.pid
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -248,32 +254,36 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return options
 
 
-def entries(config: tuple[str, int, int], first: bool) -> list[tuple[str, bool | None]]:
-    """Where wrk connects: gunicorn itself, nginx with upstream keepalive, and (for the shipped config) without."""
+def entries(config: tuple[str, int, int], first: bool) -> list[tuple[str, bool | None, str]]:
+    """Where wrk connects (gunicorn itself, nginx with upstream keepalive) and how it authenticates (bearer); for
+    the shipped config also with basic auth, and through nginx without upstream keepalive."""
     label = f"{config[0]}:{config[1]}" + (f"x{config[2]}" if config[0] == "gthread" else "")
-    found: list[tuple[str, bool | None]] = [(f"{label} direct", None), (f"{label} via nginx", True)]
+    found: list[tuple[str, bool | None, str]] = [(f"{label} direct", None, "bearer"),
+                                                 (f"{label} via nginx", True, "bearer")]
     if first:
-        found.append((f"{label} via nginx, no upstream keepalive", False))
+        found += [(f"{label} via nginx, basic auth", True, "basic"),
+                  (f"{label} via nginx, no upstream keepalive", False, "bearer")]
     return found
 
 
 def run(options: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
     rows = []
     with ExitStack() as stack:
-        env, script, task_id, redis_pid = setup(workdir, stack)
+        env, scripts, task_id, redis_pid = setup(workdir, stack)
         for number, config in enumerate(options.configs):
             with Gunicorn(workdir, env, config) as app:
                 assert app.proc is not None
                 procs = {"gunicorn": [app.proc.pid, *app.worker_pids()], "redis": [redis_pid]}
-                for name, keepalive in entries(config, number == 0):
+                for name, keepalive, auth in entries(config, number == 0):
+                    script = scripts[auth]
                     if keepalive is None:
                         rows.append(measure(name, f"{app.url}/tasks/{task_id}", app, procs, options, script))
                         continue
                     where = workdir / f"nginx-{number}-{keepalive}"
                     with Nginx(where, app.bind, site_copy(workdir, keepalive), connections=4096).start() as nginx:
                         assert nginx.proc is not None
-                        profile_to = workdir / "profile.txt" if options.profile and number == 0 and keepalive \
-                            else None
+                        profile_to = workdir / "profile.txt" if options.profile and name.endswith("via nginx") \
+                            and number == 0 else None
                         nginx_procs = {**procs, "nginx": [nginx.proc.pid, *children(nginx.proc.pid)]}
                         rows.append(measure(name, f"{nginx.https}/tasks/{task_id}", app, nginx_procs, options, script,
                                             profile_to))
