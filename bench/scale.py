@@ -35,6 +35,7 @@ RATIO_GOAL = 1.5  # largest size's median over the smallest's
 REDIS_CALL_GOAL_MS = 5.0  # no single Redis command slower, at the largest size
 BYTES_GOAL = 1536  # Redis memory per stored task
 SUFFIXES = {"k": 1000, "m": 1_000_000}
+REDIS_TIMEOUT_S = 600
 
 
 def size(text: str) -> int:
@@ -75,7 +76,7 @@ def run(options: argparse.Namespace, stack: ExitStack, save: Callable[[dict[str,
     stack.callback(cpu.close)
     lab = stack.enter_context(Lab(0))
     service = stack.enter_context(WsexecService(lab, 0, cpu))
-    redis = Redis.from_url(lab.redis.url)
+    redis = Redis.from_url(lab.redis.url, socket_timeout=REDIS_TIMEOUT_S)  # a 1M intersection holds Redis for seconds
     stack.callback(redis.close)
     store = Store(redis)
     meter = RedisMeter(redis)

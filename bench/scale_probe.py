@@ -17,6 +17,7 @@ from typing import Any
 
 import requests
 from redis import Redis
+from redis.exceptions import RedisError
 
 from bench.wsexec_api import ApiClient
 
@@ -96,7 +97,7 @@ def measure(case: Case, meter: RedisMeter) -> dict[str, Any]:
     def once() -> None:
         try:
             case.call()
-        except (RuntimeError, requests.RequestException) as error:
+        except (RuntimeError, requests.RequestException, RedisError) as error:
             errors.append(str(error)[:300])
 
     once()  # warm-up: connections, scripts loaded, the page cache
