@@ -6,18 +6,15 @@ tens of thousands under load (issue 15). Real nginx (the shipped site file) in f
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
-import pytest
 import requests
 
 from tests.helpers import ROOT
-from wsexec.testing.nginx import NGINX, Nginx
+from tests.test_deploy import nginx  # noqa: F401  (the fixture: the shipped site in front of gunicorn_url)
+from wsexec.testing.nginx import Nginx
 
 SITE = ROOT / "nginx" / "wsexec.conf"
 REQUESTS = 60
@@ -48,21 +45,13 @@ def test_upstream_keepalive_closes_idle_connections_before_gunicorn_does() -> No
     assert directive(site, "proxy_set_header Connection") == '""'
 
 
-@pytest.fixture
-def nginx(tmp_path: Path, gunicorn_url: str) -> Iterator[Nginx]:
-    if not os.access(NGINX, os.X_OK):
-        pytest.fail(f"{NGINX} missing: scripts/setup.sh dev installs Debian's nginx-light")
-    with Nginx(tmp_path / "nginx", urlsplit(gunicorn_url).netloc, SITE).start() as server:
-        yield server
-
-
 def closed_on(port: int) -> int:
     """TIME_WAIT sockets with this port at one end: connections closed in the last minute."""
     listing = subprocess.run(["ss", "-Htan", "state", "time-wait"], capture_output=True, text=True, check=True)
     return sum(1 for line in listing.stdout.splitlines() if re.search(rf":{port}\s", line + " "))
 
 
-def test_requests_through_nginx_reuse_their_upstream_connections(nginx: Nginx, gunicorn_url: str) -> None:
+def test_requests_through_nginx_reuse_their_upstream_connections(nginx: Nginx, gunicorn_url: str) -> None:  # noqa: F811
     port = urlsplit(gunicorn_url).port
     assert port
     session = requests.Session()
