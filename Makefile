@@ -1,6 +1,7 @@
 # Entry points: `make run` to use wsexec locally, `make test` for the suite (what .ci/run calls), `make test-unit`
-# for the daemon-free tier (seconds), `make lint`, `make bench`.
-.PHONY: setup dev-setup run demo-host test test-unit bench lint vendor
+# for the daemon-free tier (seconds), `make lint`, `make bench`, `make bench-scale`,
+# `make bench-http`, `make vendor`.
+.PHONY: setup dev-setup run demo-host test test-unit bench bench-scale bench-http lint vendor
 
 setup:
 	scripts/setup.sh
@@ -26,6 +27,14 @@ test-unit: dev-setup
 
 bench: dev-setup
 	.venv/bin/python -m bench $(BENCH_ARGS)
+
+# Stored tasks 1k, 100k, 1M (BENCH_ARGS=--sizes=1k,10k for a quick run): list, GET and POST latency, Redis per call
+bench-scale: dev-setup
+	.venv/bin/python -m bench.scale $(BENCH_ARGS)
+
+# GET one task at 50 connections with wrk: gunicorn directly and through nginx/wsexec.conf, several process counts
+bench-http: dev-setup
+	.venv/bin/python -m bench.throughput $(BENCH_ARGS)
 
 lint: dev-setup
 	.venv/bin/ruff check .

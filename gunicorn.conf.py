@@ -3,6 +3,12 @@
 import os
 
 bind = os.environ.get("WSEXEC_BIND", "127.0.0.1:5000")
+# Processes: one per core (2 on the 2-core reference machine), from `make bench-http` (GET one task, 50 connections,
+# wrk; bench/results/http-*.json): a request costs gunicorn the same CPU with 2 or 4 gevent processes (1.8-1.9 ms; 1
+# process 2.0-2.2, 3 processes 2.3-2.4), so more processes than cores buy no capacity. Requests a second swung 5x
+# between runs on the shared machine (4 processes beat 2 in the quietest run, lost in the others): measure on yours
+# before raising it. gthread (2 x 8 threads) costs the same CPU but holds a thread per open connection, which ?wait
+# requests, streams and slow clients would exhaust (below).
 workers = int(os.environ.get("WSEXEC_GUNICORN_WORKERS", "2"))
 # gevent: every connection is a greenlet, not a thread. A ?wait=SECONDS request, a client that sends its headers one
 # byte a minute (slowloris), or (later) an SSE stream or a websocket costs a few KB, not one of a handful of threads.

@@ -8,7 +8,8 @@ packages=(redis-server openssh-client)
 [ "${1:-}" = dev ] && packages+=(openssh-server nginx-light ansible-core redis-sentinel
                                  chromium chromium-driver fonts-dejavu-core  # the console's browser tests
                                  sudo  # run_as tests
-                                 iproute2)  # network namespaces of tests/test_machines.py
+                                 iproute2  # network namespaces of tests/test_machines.py
+                                 wrk)  # make bench-http
 
 missing=()
 for pkg in "${packages[@]}"; do

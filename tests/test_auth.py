@@ -284,3 +284,42 @@ def test_a_verified_password_is_not_rehashed_but_a_wrong_one_always_is(
     for _ in range(3):
         assert client.get("/wsexec/tasks", auth=("poller", "wrong")).status_code == 401
     assert len(checks) == 1 + 3
+
+
+def test_requests_arriving_together_with_one_password_share_its_check(
+    settings: Any, redis: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client opening many connections at once pays one scrypt check, not one per connection; a wrong password
+    sent the same way is refused to every one of them."""
+    import threading
+    from dataclasses import replace
+
+    from werkzeug.security import generate_password_hash
+
+    from wsexec import create_app, logins
+
+    app = create_app(replace(settings, users=f"dashboard:viewer:{generate_password_hash('dash-pw')}"))
+    checks = []
+    real_check = logins.hash_matches
+    monkeypatch.setattr(logins, "hash_matches", lambda *a: checks.append(a) or real_check(*a))
+    start = threading.Barrier(8)
+
+    def statuses(password: str) -> list[int]:
+        found: list[int] = []
+
+        def call() -> None:
+            client = app.test_client()
+            start.wait()
+            found.append(client.get("/wsexec/tasks", auth=("dashboard", password)).status_code)
+
+        threads = [threading.Thread(target=call) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        return found
+
+    assert statuses("dash-pw") == [200] * 8
+    assert len(checks) == 1
+    assert statuses("wrong") == [401] * 8
+    assert 2 <= len(checks) <= 1 + 8  # checked (at least once) by its own flight: the right one's verdict is not reused

@@ -11,7 +11,8 @@ import hashlib
 import hmac
 import secrets
 import sys
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,16 +76,43 @@ _VERIFIED_MAX = 1024
 _verified: set[tuple[str, bytes]] = set()
 
 
+@dataclass
+class _Check:
+    """A check under way: requests with the same credentials that come meanwhile wait for its verdict instead of
+    hashing too (a client opening 50 connections at once would otherwise cost 50 checks before the first is cached:
+    seconds of every core, issue 15). Different passwords, a guesser's, never share one."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    matched: bool = False
+
+
+_checking: dict[tuple[str, bytes], _Check] = {}
+_checking_lock = threading.Lock()
+
+
 def _password_matches(stored_hash: str, password: str) -> bool:
     key = (stored_hash, hmac.new(_CACHE_SECRET, password.encode(), hashlib.sha256).digest())
     if key in _verified:
         return True
-    if not logins.hash_matches(stored_hash, password):
-        return False
-    if len(_verified) >= _VERIFIED_MAX:
-        _verified.clear()
-    _verified.add(key)
-    return True
+    with _checking_lock:
+        check = _checking.get(key)
+        first = check is None
+        if check is None:
+            check = _checking[key] = _Check()
+    if not first:
+        check.done.wait()
+        return check.matched
+    try:
+        check.matched = logins.hash_matches(stored_hash, password)
+        if check.matched:
+            if len(_verified) >= _VERIFIED_MAX:
+                _verified.clear()
+            _verified.add(key)
+    finally:
+        with _checking_lock:
+            del _checking[key]
+        check.done.set()
+    return check.matched
 
 
 def _authenticated(principal: Principal) -> Principal:
