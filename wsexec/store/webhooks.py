@@ -37,11 +37,14 @@ class Webhooks:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    def read(self, consumer: str, block_ms: int, count: int = 100) -> list[Event]:
-        """Events this consumer is to handle: first those a dead consumer left, else new ones (waiting block_ms)."""
+    def read(self, consumer: str, block_ms: int, count: int = 100, stale: bool = True) -> list[Event]:
+        """Events this consumer is to handle: first those a dead consumer left (if `stale`: a look every few seconds
+        is enough for entries idle a minute), else new ones (waiting block_ms)."""
         try:
-            _, stale, *_ = self.redis.xautoclaim(keys.EVENTS, GROUP, consumer, CLAIM_IDLE_MS, count=count)
-            entries = [entry for entry in stale if entry[1]]  # trimmed away meanwhile: no fields
+            entries = []
+            if stale:
+                _, left, *_ = self.redis.xautoclaim(keys.EVENTS, GROUP, consumer, CLAIM_IDLE_MS, count=count)
+                entries = [entry for entry in left if entry[1]]  # trimmed away meanwhile: no fields
             if not entries:
                 answer = cast(list[Any], self.redis.xreadgroup(GROUP, consumer, {keys.EVENTS: ">"}, count=count,
                                                                block=block_ms))
@@ -58,9 +61,21 @@ class Webhooks:
         if not self.redis.xpending_range(keys.EVENTS, GROUP, "-", "+", 1, consumername=consumer):
             self.redis.xgroup_delconsumer(keys.EVENTS, GROUP, consumer)
 
-    def done(self, event_ids: list[str]) -> None:
-        if event_ids:
-            self.redis.xack(keys.EVENTS, GROUP, *event_ids)
+    def done(self, event_ids: list[str]) -> int | None:
+        """Acknowledge the events handled; answers next_due_ms() in the same round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            if event_ids:
+                pipe.xack(keys.EVENTS, GROUP, *event_ids)
+            pipe.zrange(keys.WEBHOOK_DUE, 0, 0, withscores=True)
+            first = pipe.execute()[-1]
+        return int(first[0][1]) if first else None
+
+    def notified(self, task_ids: list[int]) -> list[bool]:
+        """Which of the tasks have a `notify` of their own, in one round trip (most have none: no read of theirs)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for task_id in task_ids:
+                pipe.hexists(keys.record("task", task_id), "notify")
+            return [bool(found) for found in pipe.execute()]
 
     def add(self, delivery_id: str, record: dict[str, Any], now_ms: int, keep: int) -> bool:
         """Store a delivery due now, once; the oldest beyond `keep` are dropped."""
