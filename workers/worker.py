@@ -13,12 +13,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from redis.client import Pipeline
 from rq import SimpleWorker
 from rq.job import Job
 from rq.queue import Queue
 from rq.timeouts import TimerDeathPenalty
+from rq.worker import WorkerStatus
 
 POLL_SECONDS = 2  # an idle slot waits for a job this long at a time, so it notices a stop as soon
+BEAT_AGAIN_SECONDS = 1.0  # RQ beats with its default TTL up to three times per job: one such beat a second is plenty
 
 
 class TaskWorker(SimpleWorker):
@@ -26,6 +29,28 @@ class TaskWorker(SimpleWorker):
     death_penalty_class = TimerDeathPenalty
     in_job = False  # set while the slot runs a job: a stopping worker waits for those only
     job_ended_at = 0.0  # time.monotonic() when its last job ended, and after which it has some Redis I/O to do
+    default_beat_at = -BEAT_AGAIN_SECONDS  # time.monotonic() of its last beat with RQ's default TTL (none since)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        """RQ's, in one round trip instead of three; a default beat within a second of the last one is skipped (the
+        registration's TTL is minutes): RQ beats before, at and after every dequeue."""
+        if pipeline is not None or timeout is not None:
+            self.default_beat_at = -BEAT_AGAIN_SECONDS  # a job's own TTL now: the next default beat must be sent
+            super().heartbeat(timeout, pipeline)
+            return
+        if time.monotonic() - self.default_beat_at < BEAT_AGAIN_SECONDS:
+            return
+        with self.connection.pipeline(transaction=False) as pipe:
+            super().heartbeat(None, pipe)
+            pipe.execute()
+        self.default_beat_at = time.monotonic()
+
+    def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
+        """RQ's, without writing IDLE again when the slot is already idle (RQ sets it after a job and at each
+        dequeue)."""
+        if pipeline is None and state == WorkerStatus.IDLE and self.get_state() == WorkerStatus.IDLE:
+            return
+        super().set_state(state, pipeline)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         """RQ's, flagged so that a stop can tell a slot with tasks from an idle one stuck retrying a lost Redis."""

@@ -10,9 +10,9 @@ from typing import Any
 from redis import Redis
 from redis.client import Pipeline
 
-from wsexec.store import keys
+from wsexec.store import keys, scripts
 from wsexec.store.connection import execute_scripted
-from wsexec.store.records import TASK, as_ints
+from wsexec.store.records import INSTANCE, TASK, as_ints
 from wsexec.store.states import RUNNING_STATES, TaskState
 from wsexec.store.tasks import Tasks
 
@@ -22,6 +22,7 @@ class Leases:
 
     def __init__(self, redis: Redis, tasks: Tasks) -> None:
         self.redis, self.tasks = redis, tasks
+        self._claimed = redis.register_script(scripts.CLAIMED)
 
     def hold(self, task_ids: list[int], worker: str, lease_seconds: int, holder: str | None = None) -> list[int]:
         """Lease the still-INIT tasks of a job to this worker (one round trip), so they end ABORT if it dies.
@@ -39,6 +40,11 @@ class Leases:
         """INIT -> CURRENT, with a slot of its instance if it has max_concurrent; None if it was cancelled or another
         worker took it (a task never runs twice). A task for which no slot is free is answered still INIT: it waits,
         no longer held by this worker, saying why in `waiting`, until a slot frees and wakes it (store/slots.py)."""
+        return self.start(task_id, worker, lease_seconds, holder)[0]
+
+    def start(self, task_id: int, worker: str, lease_seconds: int, holder: str | None = None
+              ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """claim(), and the claimed task's instance read in the same round trip (None if the instance is gone)."""
         # The claim's own mark: when Redis goes away as it answers, the client sends the claim again, which then finds
         # the task CURRENT; the mark tells this claim's repeat (the task is ours) from another worker's claim.
         claim = uuid.uuid4().hex
@@ -46,11 +52,13 @@ class Leases:
         def queue(pipe: Pipeline) -> None:  # the claim and the claimed record in one round trip
             self.tasks.transition(task_id, changes, [TaskState.INIT], f"claim:{lease_seconds}:{holder or worker}",
                                   pipe)
-            pipe.hgetall(TASK.key(task_id))
+            self._claimed(keys=[TASK.key(task_id)], args=[INSTANCE.key("")], client=pipe)
 
-        (status, _), raw = execute_scripted(self.redis, queue)
-        ours = status in (b"ok", b"waiting") or raw.get(b"claim") == claim.encode()
-        return TASK.decode(raw) if ours else None
+        (status, _), (task, instance) = execute_scripted(self.redis, queue)
+        raw = _pairs(task)
+        if not (status in (b"ok", b"waiting") or raw.get(b"claim") == claim.encode()):
+            return None, None
+        return TASK.decode(raw), INSTANCE.decode(_pairs(instance)) if instance else None
 
     def renew(self, task_ids: Iterable[int], holder: str, lease_seconds: int, pipeline: Pipeline | None = None) -> None:
         """Renew the tasks' leases, and their holder's heartbeat: while it beats, its tasks are not taken for lost."""
@@ -106,3 +114,8 @@ class Leases:
             elif status == "state":
                 self.redis.zrem(keys.HELD, task_id)  # finished meanwhile: nothing to watch
         return reaped
+
+
+def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    """A hash as a script returns it (field, value, field, value...) as HGETALL's answer would be."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
