@@ -45,6 +45,7 @@ class WebhookLoop(Loop):
         self.allowed = notify.allow_list(settings.webhook_allow)
         self.joined = False
         self.next_due: int | None = None  # ms: when the first delivery is due, as last read (None: none queued)
+        self.handled: list[str] = []  # the events turned into deliveries, acknowledged with the next read
         self.next_stale_look = 0.0
 
     @property
@@ -64,9 +65,9 @@ class WebhookLoop(Loop):
     def step(self) -> float:
         """Read the ends (waiting at most until the next delivery is due), then send what is due; no pause.
 
-        Every task has three events, so a round costs few round trips: the read, which of the ends have a notify of
-        their own (none read whole without global hooks), the acknowledgement with the next due time; a claim only
-        when a delivery is due."""
+        Every task has three events, so a round costs few round trips: the read (with the last round's
+        acknowledgement and the next due time) and, for ends, which have a notify of their own (none is read whole
+        without global hooks); a claim only when a delivery is due."""
         if not self.joined:
             self.store.webhooks.join()
             self.joined = True
@@ -78,6 +79,7 @@ class WebhookLoop(Loop):
 
     def stopped(self) -> None:
         try:
+            self.store.webhooks.done(self.handled)
             self.store.webhooks.leave(self.consumer)
         except RedisError:  # its name stays in the group, harmless
             pass
@@ -92,12 +94,15 @@ class WebhookLoop(Loop):
         stale = time.monotonic() >= self.next_stale_look
         if stale:
             self.next_stale_look = time.monotonic() + STALE_LOOK_SECONDS
-        events = self.store.webhooks.read(self.consumer, block_ms, stale=stale)
+        events, self.next_due = self.store.webhooks.read(self.consumer, block_ms, stale=stale, ack=self.handled)
+        self.handled = []
         ended = [event.fields["task"] for event in events if event.type == "finished"]
         if ended and not self.hooks:  # only the tasks with a notify of their own want a delivery
             ended = [task_id for task_id, own in zip(ended, self.store.webhooks.notified(ended), strict=True) if own]
         added = sum(self._deliveries(task) for task in self.store.get_tasks(ended)) if ended else 0
-        self.next_due = self.store.webhooks.done([event.id for event in events])
+        if added:  # due now
+            self.next_due = int(time.time() * 1000)
+        self.handled = [event.id for event in events]
         return added
 
     def _deliveries(self, task: dict[str, Any]) -> int:

@@ -15,9 +15,10 @@ from typing import Any
 
 from redis.client import Pipeline
 from rq import SimpleWorker
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.queue import Queue
 from rq.timeouts import TimerDeathPenalty
+from rq.utils import now
 from rq.worker import WorkerStatus
 
 POLL_SECONDS = 2  # an idle slot waits for a job this long at a time, so it notices a stop as soon
@@ -31,19 +32,38 @@ class TaskWorker(SimpleWorker):
     job_ended_at = 0.0  # time.monotonic() when its last job ended, and after which it has some Redis I/O to do
     default_beat_at = -BEAT_AGAIN_SECONDS  # time.monotonic() of its last beat with RQ's default TTL (none since)
 
+    next_suspension_check = 0.0  # time.monotonic() after which RQ's `rq suspend` flag is read again
+
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         """RQ's, in one round trip instead of three; a default beat within a second of the last one is skipped (the
         registration's TTL is minutes): RQ beats before, at and after every dequeue."""
-        if pipeline is not None or timeout is not None:
+        if timeout is not None:
             self.default_beat_at = -BEAT_AGAIN_SECONDS  # a job's own TTL now: the next default beat must be sent
             super().heartbeat(timeout, pipeline)
             return
-        if time.monotonic() - self.default_beat_at < BEAT_AGAIN_SECONDS:
+        if pipeline is None and time.monotonic() - self.default_beat_at < BEAT_AGAIN_SECONDS:
             return
-        with self.connection.pipeline(transaction=False) as pipe:
-            super().heartbeat(None, pipe)
-            pipe.execute()
+        if pipeline is not None:
+            super().heartbeat(None, pipeline)
+        else:
+            with self.connection.pipeline(transaction=False) as pipe:
+                super().heartbeat(None, pipe)
+                pipe.execute()
         self.default_beat_at = time.monotonic()
+
+    def check_for_suspension(self, burst: bool) -> None:
+        """RQ's (`rq suspend`), read once a second rather than before every job."""
+        if time.monotonic() >= self.next_suspension_check:
+            self.next_suspension_check = time.monotonic() + BEAT_AGAIN_SECONDS
+            super().check_for_suspension(burst)
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        """RQ's, without its job heartbeat when the job returned and has no success callback: that beat only gives a
+        callback time to run (a failed job's on_failure, which reaps its tasks, keeps it)."""
+        if job.get_status(refresh=False) == JobStatus.FAILED or job.success_callback is not None:
+            super().handle_execution_ended(job, queue, heartbeat_ttl)
+        else:
+            job.ended_at = now()
 
     def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
         """RQ's, without writing IDLE again when the slot is already idle (RQ sets it after a job and at each
@@ -55,8 +75,12 @@ class TaskWorker(SimpleWorker):
     def execute_job(self, job: Job, queue: Queue) -> None:
         """RQ's, flagged so that a stop can tell a slot with tasks from an idle one stuck retrying a lost Redis."""
         self.in_job = True
-        try:
-            super().execute_job(job, queue)
+        try:  # SimpleWorker's, with the slot's return to IDLE and its heartbeat in one round trip
+            self.perform_job(job, queue, self.prepare_execution(job))
+            with self.connection.pipeline(transaction=False) as pipe:
+                self.set_state(WorkerStatus.IDLE, pipeline=pipe)
+                self.heartbeat(pipeline=pipe)
+                pipe.execute()
         finally:
             self.in_job, self.job_ended_at = False, time.monotonic()
 

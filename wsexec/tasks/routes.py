@@ -81,7 +81,7 @@ class Tasks(MethodView):
             batches = sorted({task["batch"] for task in tasks if task.get("batch")})
             audit.record("task.create", audit.target("task", ids), {"ids": ids, "batches": batches})
             if wait is not None:
-                tasks = service.with_outputs(service.wait_finished(ids, wait))
+                tasks = service.wait_finished(ids, wait, output=True)
         many = isinstance(body, list) or "target" in body
         return TASK_SCHEMAS[many].dump(tasks if many else tasks[0]), 201
 
@@ -96,7 +96,7 @@ class Task(MethodView):
         if wait is None:
             return service.with_output(task)
         with quotas.wait_slot(wait):
-            return service.with_output(service.wait_finished([task_id], wait)[0])
+            return service.wait_finished([task_id], wait, output=True)[0]
 
     @blp.arguments(TaskUpdateSchema)
     @blp.response(200, TaskSchema)
