@@ -118,45 +118,61 @@ class OutputBuffer:
 
 
 def run_tasks(task_ids: list[int]) -> dict[str, int]:
-    """The RQ job: hold the group's tasks, run them at once (sshd's limits are the pool's business), tally states."""
+    """The RQ job: lease the group's tasks, run them at once (sshd's limits are the pool's business), tally states."""
     runtime = current_runtime()
-    # one task: its claim leases it as the hold would (one round trip less); several: all leased before any runs
-    held = task_ids if len(task_ids) == 1 else runtime.store.hold(task_ids, runtime.name,
-                                                                  runtime.settings.lease_seconds, runtime.holder)
-    runtime.running.update(held)
+    if len(task_ids) == 1:  # its claim leases it, in the claim's round trip
+        runtime.running.update(task_ids)
+        try:
+            return {run_task(runtime, task_ids[0]): 1}
+        finally:
+            runtime.running.difference_update(task_ids)
+    # the tasks that start now are claimed, the others held, all in one round trip: every one is leased before any runs
+    first, rest = task_ids[:runtime.settings.worker_threads], task_ids[runtime.settings.worker_threads:]
+    held, started = runtime.store.leases.begin(first, rest, runtime.name, runtime.settings.lease_seconds,
+                                               runtime.holder)
+    ours = first + held
+    runtime.running.update(ours)
     try:
-        states = [run_task(runtime, held[0])] if len(held) == 1 else _run_at_once(runtime, held)
+        states = _run_at_once(runtime, list(zip(first, started, strict=True)) + [(task_id, None) for task_id in held])
     finally:
-        runtime.running.difference_update(held)
+        runtime.running.difference_update(ours)
     return {state: states.count(state) for state in set(states)}
 
 
-def _run_at_once(runtime: Runtime, task_ids: list[int]) -> list[str]:
+Started = tuple[dict[str, Any] | None, dict[str, Any] | None]  # the claimed task and its instance (Leases.start)
+
+
+def _run_at_once(runtime: Runtime, tasks: list[tuple[int, Started | None]]) -> list[str]:
     """Up to worker_threads of the job's tasks at a time on the shared pool, which has room for every slot's."""
     gate = threading.Semaphore(runtime.settings.worker_threads)
     futures = []
-    for task_id in task_ids:
+    for task_id, started in tasks:
         gate.acquire()
-        future = runtime.threads.submit(run_task, runtime, task_id)
+        future = runtime.threads.submit(run_task, runtime, task_id, started)
         future.add_done_callback(lambda _: gate.release())
         futures.append(future)
     return [future.result() for future in futures]
 
 
-def run_task(runtime: Runtime, task_id: int) -> str:
-    """Claim the task (INIT -> CURRENT, so it never runs twice), run it, record the outcome."""
+def run_task(runtime: Runtime, task_id: int, started: Started | None = None) -> str:
+    """Claim the task (INIT -> CURRENT, so it never runs twice) unless its job did, run it, record the outcome."""
     store = runtime.store
-    if runtime.halted:  # held but not started when the worker was told to stop now
+    if runtime.halted and started is None:  # held but not started when the worker was told to stop now
         store.finish(task_id, TaskState.ABORT, error=runtime.halted, rc=None)
         return TaskState.ABORT.value
-    task, instance = store.leases.start(task_id, runtime.name, runtime.settings.lease_seconds, runtime.holder)
+    task, instance = started or store.leases.start(task_id, runtime.name, runtime.settings.lease_seconds,
+                                                   runtime.holder)
     if task is None:
         return "skipped"
     if task["state"] == TaskState.INIT.value:  # its instance's max_concurrent slots are taken: woken when one frees
         runtime.running.discard(task_id)
         return "waiting"
     try:
+        if runtime.halted:  # claimed with its job, told to stop before it ran
+            raise Stopped(runtime.halted)
         state, fields = _execute(runtime, task, instance)
+    except Stopped as exc:
+        state, fields = TaskState.ABORT, {"error": str(exc), "rc": None}
     except Exception as exc:  # a task must never stay CURRENT because of a bug or a lost Redis
         log.exception("task %s failed inside the worker", task_id)
         state, fields = TaskState.ABORT, {"error": f"worker error: {exc}", "rc": None}
