@@ -22,6 +22,7 @@ from bench.cli import Ansible, SshCli
 from bench.cpu import CpuGroups
 from bench.lab import Lab
 from bench.paramiko_raw import RawParamiko
+from bench.redisstats import RedisStats
 from bench.streams import get_latency
 from bench.workloads import WORKLOADS, ratios, run_all, timestamp
 from bench.wsexec_api import Wsexec, WsexecService, WsexecWait
@@ -109,7 +110,7 @@ def main(argv: list[str]) -> int:
             stack.callback(runner.close)
             runners[runner.name] = runner
         print(f"bench: {options.runs} runs of each workload", file=sys.stderr)
-        results = run_all(runners, lab.servers, cpu, options)
+        results = run_all(runners, lab.servers, cpu, RedisStats(polling.redis), options)
         extra = _waits_and_streams(runners["wsexec-wait"], service, options)
     ratio_rows = ratios(results) + extra
     print(report.table(results, ratio_rows))

@@ -34,6 +34,14 @@ def table(results: list[Result], ratio_rows: list[dict[str, Any]]) -> str:
             cpu = r.cpu_ms_per_command()
             lines.append(f"{r.title:<40} {r.runner:<11} "
                          + " ".join(f"{v:>7.2f}" for v in [*cpu.values(), sum(cpu.values())]))
+    measured = [r for r in results if r.redis]
+    if measured:
+        lines += ["", f"{'Redis per command (median)':<40} {'runner':<11} {'round trips':>11} {'commands':>9}  most"]
+        for r in measured:
+            redis = r.redis_per_command()
+            most = ", ".join(f"{name} {count:g}" for name, count in list(redis["by_command"].items())[:6])
+            trips, commands = redis["round_trips"], redis["commands"]
+            lines.append(f"{r.title:<40} {r.runner:<11} {trips:>11.1f} {commands:>9.1f}  {most}")
     lines.append("")
     for row in ratio_rows:
         target = row["target"]

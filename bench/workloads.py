@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from bench.cpu import CpuGroups
+from bench.redisstats import RedisStats
 from wsexec.testing import SshServer
 
 
@@ -93,6 +94,7 @@ class Result:
     seconds: list[float] = field(default_factory=list)
     cpu: list[dict[str, float]] = field(default_factory=list)  # CPU seconds per component, one dict per run
     load: list[float] = field(default_factory=list)  # the 1-minute load average after each run (shared machine)
+    redis: list[dict[str, Any]] = field(default_factory=list)  # Redis round trips and commands, one dict per run
 
     @property
     def median(self) -> float:
@@ -105,13 +107,24 @@ class Result:
         return {name: round(1000 * statistics.median(run[name] for run in self.cpu) / self.commands, 2)
                 for name in self.cpu[0]}
 
+    def redis_per_command(self) -> dict[str, Any]:
+        """Median over the runs of Redis round trips and commands per command, and the commands by name (last run)."""
+        if not self.redis:
+            return {}
+        per = {what: round(statistics.median(run[what] for run in self.redis) / self.commands, 1)
+               for what in ("round_trips", "commands")}
+        top = {name: round(count / self.commands, 2) for name, count in list(self.redis[-1]["by_command"].items())[:12]}
+        return {**per, "by_command": top}
+
     def summary(self) -> dict[str, Any]:
         return {**asdict(self), "median_s": self.median, "min_s": min(self.seconds), "max_s": max(self.seconds),
                 "per_command_ms": 1000 * self.median / self.commands, "commands_per_s": self.commands / self.median,
-                "cpu_ms_per_command": self.cpu_ms_per_command()}
+                "cpu_ms_per_command": self.cpu_ms_per_command(),
+                "redis_per_command": self.redis_per_command()}
 
 
-def run_all(runners: dict[str, Runner], servers: list[SshServer], cpu: CpuGroups, options: Any) -> list[Result]:
+def run_all(runners: dict[str, Runner], servers: list[SshServer], cpu: CpuGroups, redis: RedisStats, options: Any
+            ) -> list[Result]:
     """Every workload, runner by runner, options.runs times; preparation (warm-up, restarts) is never timed."""
     results = []
     for workload in WORKLOADS:
@@ -123,10 +136,12 @@ def run_all(runners: dict[str, Runner], servers: list[SshServer], cpu: CpuGroups
             result = Result(workload.key, workload.title.format(n=commands), name, note, commands)
             for _ in range(options.runs):
                 runner.prepare(servers, workload.warm)
-                before = cpu.usage()
+                before, redis_before = cpu.usage(), redis.usage()
                 result.seconds.append(workload.measure(runner, servers, options))
                 time.sleep(CPU_SETTLE_SECONDS)
                 result.cpu.append(cpu.spent(before, cpu.usage()))
+                if name.startswith("wsexec"):
+                    result.redis.append(redis.spent(redis_before, redis.usage()))
                 result.load.append(os.getloadavg()[0])
             print(f"  {result.title:<40} {name:<9} median {1000 * result.median:7.0f} ms", file=sys.stderr)
             results.append(result)

@@ -134,54 +134,69 @@ def release_job(runtime: Runtime, job_id: str) -> None:
 
 
 def run_tasks(task_ids: list[int]) -> dict[str, int]:
-    """The RQ job: hold the group's tasks (unless its slot did), run them at once (sshd's limits are the pool's
+    """The RQ job: the tasks that start now claimed and the others held in one round trip (every one is leased
+    before any runs; its slot may have held them all already), run them at once (sshd's limits are the pool's
     business), tally states."""
     from rq import get_current_job
 
     runtime = current_runtime()
     job = get_current_job()
-    held = runtime.held_for.get(job.id) if job else None
-    if held is None:  # under a plain `rq worker`, or the slot could not hold them
-        held = runtime.store.hold(task_ids, runtime.name, runtime.settings.lease_seconds, runtime.holder)
-    runtime.running.update(held)
+    held_by_slot = runtime.held_for.get(job.id) if job else None
+    threads = runtime.settings.worker_threads
+    if held_by_slot is None:  # under a plain `rq worker`, or the slot could not hold them
+        first, rest = task_ids[:threads], task_ids[threads:]
+    else:
+        first, rest = held_by_slot[:threads], []
+    held, started = runtime.store.leases.begin(first, rest, runtime.name, runtime.settings.lease_seconds,
+                                               runtime.holder)
+    later = held if held_by_slot is None else held_by_slot[threads:]
+    ours = first + later
+    runtime.running.update(ours)
     try:
-        states = [run_task(runtime, held[0])] if len(held) == 1 else _run_at_once(runtime, held)
+        states = _run_at_once(runtime, list(zip(first, started, strict=True)) + [(task_id, None) for task_id in later])
     finally:
-        runtime.running.difference_update(held)
+        runtime.running.difference_update(ours)
     return {state: states.count(state) for state in set(states)}
 
 
-def _run_at_once(runtime: Runtime, task_ids: list[int]) -> list[str]:
+Started = tuple[dict[str, Any] | None, dict[str, Any] | None]  # the claimed task and its instance (Leases.start)
+
+
+def _run_at_once(runtime: Runtime, tasks: list[tuple[int, Started | None]]) -> list[str]:
     """Up to worker_threads of the job's tasks at a time on the shared pool, which has room for every slot's."""
     gate = threading.Semaphore(runtime.settings.worker_threads)
     futures = []
-    for task_id in task_ids:
+    for task_id, started in tasks:
         gate.acquire()
-        future = runtime.threads.submit(run_task, runtime, task_id)
+        future = runtime.threads.submit(run_task, runtime, task_id, started)
         future.add_done_callback(lambda _: gate.release())
         futures.append(future)
     return [future.result() for future in futures]
 
 
-def run_task(runtime: Runtime, task_id: int) -> str:
-    """Claim the task (INIT -> CURRENT, so it never runs twice), run it, record the outcome."""
+def run_task(runtime: Runtime, task_id: int, started: Started | None = None) -> str:
+    """Claim the task (INIT -> CURRENT, so it never runs twice) unless its job did, run it, record the outcome."""
     store = runtime.store
-    if runtime.halted:  # held but not started when the worker was told to stop now
+    if runtime.halted and started is None:  # held but not started when the worker was told to stop now
         store.finish(task_id, TaskState.ABORT, error=runtime.halted, rc=None)
         return TaskState.ABORT.value
-    task = store.claim(task_id, runtime.name, runtime.settings.lease_seconds, runtime.holder)
+    task, instance = started or store.leases.start(task_id, runtime.name, runtime.settings.lease_seconds,
+                                                   runtime.holder)
     if task is None:
         return "skipped"
     if task["state"] == TaskState.INIT.value:  # its instance's max_concurrent slots are taken: woken when one frees
         runtime.running.discard(task_id)
         return "waiting"
     try:
-        state, fields = _execute(runtime, task)
+        if runtime.halted:  # claimed with its job, told to stop before it ran
+            raise Stopped(runtime.halted)
+        state, fields = _execute(runtime, task, instance)
+    except Stopped as exc:
+        state, fields = TaskState.ABORT, {"error": str(exc), "rc": None}
     except Exception as exc:  # a task must never stay CURRENT because of a bug or a lost Redis
         log.exception("task %s failed inside the worker", task_id)
         state, fields = TaskState.ABORT, {"error": f"worker error: {exc}", "rc": None}
-    if store.finish(task_id, state, **fields):
-        store.observe_run_time(state, time.time() - task["start"])
+    store.finish(task_id, state, started=task["start"], **fields)  # counts its run time too
     if "slot" in task:  # its slot is free: the oldest task waiting for one gets a job
         wake(runtime, task["slot"])
     return state.value
@@ -196,14 +211,14 @@ def wake(runtime: Runtime, instance_id: int) -> None:
                       instance_id)
 
 
-def _execute(runtime: Runtime, task: dict[str, Any]) -> tuple[TaskState, dict[str, Any]]:
+def _execute(runtime: Runtime, task: dict[str, Any], instance: dict[str, Any] | None
+             ) -> tuple[TaskState, dict[str, Any]]:
+    """Run a claimed task on its instance (as read with the claim; None: gone)."""
     store, task_id = runtime.store, task["id"]
     blocker = _failed_dependency(store, task.get("run_after") or [])
     if blocker:
         return TaskState.ABORT, {"error": blocker}
-    try:
-        instance = store.get_instance(task["instance"])
-    except NotFound:
+    if instance is None:
         return TaskState.ABORT, {"error": f"instance {task['instance']} no longer exists"}
     if instance["state"] != "ACTIVE":
         return TaskState.ABORT, {"error": f"instance {instance['id']} is {instance['state']}"}

@@ -25,13 +25,13 @@ from redis.exceptions import RedisError
 from workers.loop import Loop
 from wsexec import notify
 from wsexec.config import Settings
-from wsexec.exceptions import NotFound
-from wsexec.store import Event, Store
+from wsexec.store import Store
 
 log = logging.getLogger(__name__)
 
 IDLE_BLOCK_MS = 1000  # how long one read of the events stream waits when no delivery is due sooner
 SEND_MAX = 20  # deliveries sent in a row before the loop reads task ends again
+STALE_LOOK_SECONDS = 5.0  # how often the loop looks for ends a dead reader left (claimable after a minute idle)
 ANSWER_MAX = 4096  # bytes of a receiver's answer read (the rest is ignored)
 
 
@@ -44,6 +44,9 @@ class WebhookLoop(Loop):
         self.hooks = notify.global_hooks(settings.webhooks)
         self.allowed = notify.allow_list(settings.webhook_allow)
         self.joined = False
+        self.next_due: int | None = None  # ms: when the first delivery is due, as last read (None: none queued)
+        self.handled: list[str] = []  # the events turned into deliveries, acknowledged with the next read
+        self.next_stale_look = 0.0
 
     @property
     def lease_ms(self) -> int:
@@ -60,38 +63,49 @@ class WebhookLoop(Loop):
         super().start()
 
     def step(self) -> float:
-        """Read the ends (waiting at most until the next delivery is due), then send what is due; no pause."""
+        """Read the ends (waiting at most until the next delivery is due), then send what is due; no pause.
+
+        Every task has three events, so a round costs few round trips: the read (with the last round's
+        acknowledgement and the next due time) and, for ends, which have a notify of their own (none is read whole
+        without global hooks); a claim only when a delivery is due."""
         if not self.joined:
             self.store.webhooks.join()
             self.joined = True
         self.dispatch(self._block_ms())
-        self.send_due()
+        if self.next_due is not None and self.next_due <= int(time.time() * 1000):
+            self.send_due()
+            self.next_due = self.store.webhooks.next_due_ms()
         return 0.0
 
     def stopped(self) -> None:
         try:
+            self.store.webhooks.done(self.handled)
             self.store.webhooks.leave(self.consumer)
         except RedisError:  # its name stays in the group, harmless
             pass
 
     def _block_ms(self) -> int:
-        due = self.store.webhooks.next_due_ms()
-        if due is None:
+        if self.next_due is None:
             return IDLE_BLOCK_MS
-        return max(1, min(IDLE_BLOCK_MS, due - int(time.time() * 1000)))
+        return max(1, min(IDLE_BLOCK_MS, self.next_due - int(time.time() * 1000)))
 
     def dispatch(self, block_ms: int) -> int:
         """Turn the task ends read into deliveries; acknowledged once stored. The deliveries added."""
-        events = self.store.webhooks.read(self.consumer, block_ms)
-        added = sum(self._deliveries(event) for event in events if event.type == "finished")
-        self.store.webhooks.done([event.id for event in events])
+        stale = time.monotonic() >= self.next_stale_look
+        if stale:
+            self.next_stale_look = time.monotonic() + STALE_LOOK_SECONDS
+        events, self.next_due = self.store.webhooks.read(self.consumer, block_ms, stale=stale, ack=self.handled)
+        self.handled = []
+        ended = [event.fields["task"] for event in events if event.type == "finished"]
+        if ended and not self.hooks:  # only the tasks with a notify of their own want a delivery
+            ended = [task_id for task_id, own in zip(ended, self.store.webhooks.notified(ended), strict=True) if own]
+        added = sum(self._deliveries(task) for task in self.store.get_tasks(ended)) if ended else 0
+        if added:  # due now
+            self.next_due = int(time.time() * 1000)
+        self.handled = [event.id for event in events]
         return added
 
-    def _deliveries(self, event: Event) -> int:
-        try:
-            task = self.store.get_task(event.fields["task"])
-        except NotFound:  # deleted since
-            return 0
+    def _deliveries(self, task: dict[str, Any]) -> int:
         result = notify.outcome(task["state"], task.get("rc"))
         body = {"event": "task.finished", "outcome": result, "task": notify.task_summary(task)}
         wanted = [(f"t{task['id']}-g{n}", hook) for n, hook in enumerate(self.hooks)]

@@ -14,11 +14,14 @@ import logging
 import time
 from typing import Any
 
+from redis.client import Pipeline
 from redis.exceptions import RedisError
 from rq import SimpleWorker
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.queue import Queue
 from rq.timeouts import TimerDeathPenalty
+from rq.utils import now
+from rq.worker import WorkerStatus
 
 from workers.job import current_runtime, hold_job, release_job
 from wsexec.jobs import JOB_FUNCTION
@@ -26,6 +29,7 @@ from wsexec.jobs import JOB_FUNCTION
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 2  # an idle slot waits for a job this long at a time, so it notices a stop as soon
+BEAT_AGAIN_SECONDS = 1.0  # RQ beats with its default TTL up to three times per job: one such beat a second is plenty
 
 
 class TaskWorker(SimpleWorker):
@@ -33,6 +37,47 @@ class TaskWorker(SimpleWorker):
     death_penalty_class = TimerDeathPenalty
     in_job = False  # set while the slot runs a job: a stopping worker waits for those only
     job_ended_at = 0.0  # time.monotonic() when its last job ended, and after which it has some Redis I/O to do
+    default_beat_at = -BEAT_AGAIN_SECONDS  # time.monotonic() of its last beat with RQ's default TTL (none since)
+
+    next_suspension_check = 0.0  # time.monotonic() after which RQ's `rq suspend` flag is read again
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        """RQ's, in one round trip instead of three; a default beat within a second of the last one is skipped (the
+        registration's TTL is minutes): RQ beats before, at and after every dequeue."""
+        if timeout is not None:
+            self.default_beat_at = -BEAT_AGAIN_SECONDS  # a job's own TTL now: the next default beat must be sent
+            super().heartbeat(timeout, pipeline)
+            return
+        if pipeline is None and time.monotonic() - self.default_beat_at < BEAT_AGAIN_SECONDS:
+            return
+        if pipeline is not None:
+            super().heartbeat(None, pipeline)
+        else:
+            with self.connection.pipeline(transaction=False) as pipe:
+                super().heartbeat(None, pipe)
+                pipe.execute()
+        self.default_beat_at = time.monotonic()
+
+    def check_for_suspension(self, burst: bool) -> None:
+        """RQ's (`rq suspend`), read once a second rather than before every job."""
+        if time.monotonic() >= self.next_suspension_check:
+            self.next_suspension_check = time.monotonic() + BEAT_AGAIN_SECONDS
+            super().check_for_suspension(burst)
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        """RQ's, without its job heartbeat when the job returned and has no success callback: that beat only gives a
+        callback time to run (a failed job's on_failure, which reaps its tasks, keeps it)."""
+        if job.get_status(refresh=False) == JobStatus.FAILED or job.success_callback is not None:
+            super().handle_execution_ended(job, queue, heartbeat_ttl)
+        else:
+            job.ended_at = now()
+
+    def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
+        """RQ's, without writing IDLE again when the slot is already idle (RQ sets it after a job and at each
+        dequeue)."""
+        if pipeline is None and state == WorkerStatus.IDLE and self.get_state() == WorkerStatus.IDLE:
+            return
+        super().set_state(state, pipeline)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         """RQ's, flagged so that a stop can tell a slot with tasks from an idle one stuck retrying a lost Redis, and
@@ -45,7 +90,12 @@ class TaskWorker(SimpleWorker):
                     hold_job(runtime, job.id, list(job.args[0]))
                 except RedisError:  # the job holds them itself, once Redis answers
                     log.warning("could not hold the tasks of job %s before it started", job.id, exc_info=True)
-            super().execute_job(job, queue)
+            # SimpleWorker's, with the slot's return to IDLE and its heartbeat in one round trip
+            self.perform_job(job, queue, self.prepare_execution(job))
+            with self.connection.pipeline(transaction=False) as pipe:
+                self.set_state(WorkerStatus.IDLE, pipeline=pipe)
+                self.heartbeat(pipeline=pipe)
+                pipe.execute()
         finally:
             release_job(runtime, job.id)
             self.in_job, self.job_ended_at = False, time.monotonic()

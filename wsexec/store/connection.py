@@ -85,13 +85,17 @@ def execute_scripted(redis: Redis, queue: Callable[[Pipeline], None], transactio
 
     redis-py loads a pipeline's scripts before its first try only: when Redis restarts under it, the retried EVALSHA
     finds no script (NOSCRIPT), although the first try may have run. So what `queue` adds must be safe to run twice.
+    That repeat is also what loads them when Redis does not have them: the first try sends no SCRIPT EXISTS (a round
+    trip per claim otherwise), as Script.__call__ outside a pipeline does.
     """
-    def execute() -> list[Any]:
+    def execute(load: bool) -> list[Any]:
         with redis.pipeline(transaction=transaction) as pipe:
             queue(pipe)
+            if not load:
+                pipe.scripts.clear()
             return pipe.execute()
 
     try:
-        return execute()
-    except NoScriptError:  # its next execute() loads the scripts again
-        return execute()
+        return execute(load=False)
+    except NoScriptError:  # this execute() loads the scripts
+        return execute(load=True)

@@ -10,9 +10,9 @@ from typing import Any
 from redis import Redis
 from redis.client import Pipeline
 
-from wsexec.store import keys, lease_scripts
+from wsexec.store import keys, lease_scripts, scripts
 from wsexec.store.connection import execute_scripted
-from wsexec.store.records import TASK, as_ints
+from wsexec.store.records import INSTANCE, TASK, as_ints
 from wsexec.store.states import RUNNING_STATES, TaskState
 from wsexec.store.tasks import Tasks
 
@@ -26,6 +26,7 @@ class Leases:
         self.redis, self.tasks = redis, tasks
         self._renew = redis.register_script(lease_scripts.RENEW)
         self._expired = redis.register_script(lease_scripts.EXPIRED)
+        self._claimed = redis.register_script(scripts.CLAIMED)
 
     def hold(self, task_ids: list[int], worker: str, lease_seconds: int, holder: str | None = None) -> list[int]:
         """Lease the still-INIT tasks of a job to this worker (one round trip), so they end ABORT if it dies.
@@ -43,18 +44,43 @@ class Leases:
         """INIT -> CURRENT, with a slot of its instance if it has max_concurrent; None if it was cancelled or another
         worker took it (a task never runs twice). A task for which no slot is free is answered still INIT: it waits,
         no longer held by this worker, saying why in `waiting`, until a slot frees and wakes it (store/slots.py)."""
-        # The claim's own mark: when Redis goes away as it answers, the client sends the claim again, which then finds
-        # the task CURRENT; the mark tells this claim's repeat (the task is ours) from another worker's claim.
-        claim = uuid.uuid4().hex
-        changes = {"state": TaskState.CURRENT, "start": time.time(), "worker": worker, "claim": claim}
-        def queue(pipe: Pipeline) -> None:  # the claim and the claimed record in one round trip
-            self.tasks.transition(task_id, changes, [TaskState.INIT], f"claim:{lease_seconds}:{holder or worker}",
-                                  pipe)
-            pipe.hgetall(TASK.key(task_id))
+        return self.start(task_id, worker, lease_seconds, holder)[0]
 
-        (status, _), raw = execute_scripted(self.redis, queue)
-        ours = status in (b"ok", b"waiting") or raw.get(b"claim") == claim.encode()
-        return TASK.decode(raw) if ours else None
+    def start(self, task_id: int, worker: str, lease_seconds: int, holder: str | None = None
+              ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """claim(), and the claimed task's instance read in the same round trip (None if the instance is gone)."""
+        return self.begin([task_id], [], worker, lease_seconds, holder)[1][0]
+
+    def begin(self, claim_ids: list[int], hold_ids: list[int], worker: str, lease_seconds: int,
+              holder: str | None = None) -> tuple[list[int], list[tuple[dict[str, Any] | None, dict[str, Any] | None]]]:
+        """A job's start in one round trip: start() each of claim_ids (those it runs at once) and hold() the others
+        (they run as threads free up); the ids held, and what start() answers for each claimed one."""
+        owner = f"{holder or worker}"
+        # A claim's own mark: when Redis goes away as it answers, the client sends the claim again, which then finds
+        # the task CURRENT; the mark tells this claim's repeat (the task is ours) from another worker's claim.
+        marks = [uuid.uuid4().hex for _ in claim_ids]
+        now = time.time()
+
+        def queue(pipe: Pipeline) -> None:
+            for task_id, mark in zip(claim_ids, marks, strict=True):
+                changes = {"state": TaskState.CURRENT, "start": now, "worker": worker, "claim": mark}
+                self.tasks.transition(task_id, changes, [TaskState.INIT], f"claim:{lease_seconds}:{owner}", pipe)
+                self._claimed(keys=[TASK.key(task_id)], args=[INSTANCE.key("")], client=pipe)
+            for task_id in hold_ids:
+                self.tasks.transition(task_id, {"worker": worker}, [TaskState.INIT], f"hold:{lease_seconds}:{owner}",
+                                      pipe)
+
+        replies = execute_scripted(self.redis, queue)
+        started: list[tuple[dict[str, Any] | None, dict[str, Any] | None]] = []
+        for n, mark in enumerate(marks):
+            (status, _), (task, instance) = replies[2 * n], replies[2 * n + 1]
+            raw = _pairs(task)
+            ours = status in (b"ok", b"waiting") or raw.get(b"claim") == mark.encode()
+            started.append((TASK.decode(raw), INSTANCE.decode(_pairs(instance)) if instance else None) if ours
+                           else (None, None))
+        held = [task_id for task_id, (status, _) in zip(hold_ids, replies[2 * len(marks):], strict=True)
+                if status == b"ok"]
+        return held, started
 
     def renew(self, task_ids: Iterable[int], holder: str, lease_seconds: int, pipeline: Pipeline | None = None) -> None:
         """Renew the tasks' leases and deadlines, and their holder's heartbeat: while it beats, its tasks are not
@@ -112,3 +138,8 @@ class Leases:
             elif status == "state":
                 self.redis.zrem(keys.HELD, task_id)  # finished meanwhile: nothing to watch
         return reaped
+
+
+def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    """A hash as a script returns it (field, value, field, value...) as HGETALL's answer would be."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))

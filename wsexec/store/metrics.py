@@ -15,6 +15,16 @@ from wsexec.store.states import TaskState
 RUN_TIME_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, math.inf)  # seconds
 
 
+def run_time_bucket(seconds: float) -> str:
+    """The histogram field a run time counts in: the smallest bound it does not exceed."""
+    return f"{next(b for b in RUN_TIME_BUCKETS if seconds <= b):g}"
+
+
+def run_time_args(state: TaskState | str, seconds: float) -> list[str]:
+    """What scripts.TRANSITION takes to count a run time as it finishes the task (ARGV[11..13])."""
+    return [keys.run_seconds(encode_value(state)), run_time_bucket(seconds), repr(seconds)]
+
+
 class Metrics:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
@@ -26,10 +36,9 @@ class Metrics:
 
     def observe_run_time(self, state: TaskState | str, seconds: float, pipeline: Pipeline | None = None) -> None:
         """Count a finished task's run time in its histogram bucket (the smallest bound it does not exceed)."""
-        bound = next(b for b in RUN_TIME_BUCKETS if seconds <= b)
         key = keys.run_seconds(encode_value(state))
         pipe = pipeline if pipeline is not None else self.redis.pipeline(transaction=False)
-        pipe.hincrby(key, f"{bound:g}", 1)
+        pipe.hincrby(key, run_time_bucket(seconds), 1)
         pipe.hincrbyfloat(key, "sum", seconds)
         if pipeline is None:
             pipe.execute()

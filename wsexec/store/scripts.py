@@ -131,7 +131,8 @@ TRANSITION = ALLOW_OOM + """
 -- ARGV[1..5] as UPDATE, ARGV[6] the lease operation (or ''), ARGV[7] seconds before Redis expires a finished task,
 -- ARGV[8] the events stream's length (about), ARGV[9] the key prefix of uploads' content (the last of an upload's
 -- tasks to end deletes it: its index 'upload:<token>' then meets neither INIT nor CURRENT), ARGV[10] JSON of the
--- key templates (keys.slot_keys)
+-- key templates (keys.slot_keys), ARGV[11..13] optionally (a worker finishing the task) the run-time histogram's hash,
+-- the field of its bucket and the seconds, counted only when the transition is made (so once, even if repeated)
 -- returns {status, state found}: as UPDATE, 'leased' when a reap found the task not lost, or 'waiting' when a claim
 -- found its instance's slots taken (the task then waits in INIT, says why in 'waiting' and is no longer held)
 """ + _UPDATE_ARGS + _EMIT + """
@@ -202,7 +203,20 @@ if new_state and new_state ~= cjson.null and new_state ~= state then
     redis.call('EXPIRE', KEYS[8], """ + str(NOTIFY_KEEP_SECONDS) + """)  -- the followers see the task ended
   end
 end
+if (ARGV[11] or '') ~= '' then
+  redis.call('HINCRBY', ARGV[11], ARGV[12], 1)
+  redis.call('HINCRBYFLOAT', ARGV[11], 'sum', ARGV[13])
+end
 return {'ok', state}
+"""
+
+CLAIMED = READS + """
+-- What a worker needs once it has claimed a task: the task and its instance, read together (one round trip).
+-- KEYS[1] the task's hash; ARGV[1] the instance key prefix
+-- returns {the task's fields and values, the instance's (empty if it is gone)}
+local task = redis.call('HGETALL', KEYS[1])
+local instance = redis.call('HGET', KEYS[1], 'instance')
+return {task, instance and redis.call('HGETALL', ARGV[1] .. instance) or {}}
 """
 
 WAKE = WRITES + """

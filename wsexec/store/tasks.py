@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from wsexec.exceptions import Conflict, Unprocessable
 from wsexec.store import keys, scripts
 from wsexec.store.layout import Layout
+from wsexec.store.metrics import run_time_args
 from wsexec.store.records import INSTANCE, TASK, Records, as_ints
 from wsexec.store.states import FINISHED_STATES, RUNNING_STATES, STREAMS, TaskState
 
@@ -158,8 +159,10 @@ class Tasks:
         self.records.redis.zrem(keys.FINISHED, task_id)
 
     def transition(self, task_id: int, changes: dict[str, Any], allowed: Iterable[TaskState] = (),
-                   lease_op: str = "", pipeline: Pipeline | None = None) -> tuple[str, str]:
+                   lease_op: str = "", pipeline: Pipeline | None = None, run_time: list[str] | None = None
+                   ) -> tuple[str, str]:
         """Update a task and its lease at once (see scripts.TRANSITION); in a pipeline, execute() has the outcome.
+        run_time: metrics.run_time_args(), counted if the transition is made.
 
         A task that ends loses its env's values (they may be secrets, and nothing reads them once it has run): its
         env_names stay."""
@@ -169,7 +172,7 @@ class Tasks:
             keys=[TASK.key(task_id), keys.lease(task_id), keys.HELD, keys.FINISHED,
                   *(keys.output(task_id, s) for s in STREAMS), keys.EVENTS, keys.notify(task_id)],
             args=[*self.records.update_args(task_id, changes, allowed), lease_op, self.expire_seconds,
-                  self.events_window, keys.upload(""), keys.SLOT_TEMPLATES],
+                  self.events_window, keys.upload(""), keys.SLOT_TEMPLATES, *(run_time or [])],
             client=pipeline,
         )
         return ("", "") if pipeline is not None else self.records.outcome(task_id, outcome)
@@ -201,8 +204,11 @@ class Tasks:
         value = cast(bytes | None, self.records.redis.hget(TASK.key(task_id), "cancel_requested"))
         return value.decode() if value else None
 
-    def finish(self, task_id: int, state: TaskState, **fields: Any) -> bool:
-        """INIT/CURRENT -> DONE/ABORT with the results; False if it had already finished (e.g. reaped)."""
-        changes = {"state": state, "end": time.time(), **fields}
-        status, _ = self.transition(task_id, changes, allowed=RUNNING_STATES, lease_op="release")
+    def finish(self, task_id: int, state: TaskState, started: float | None = None, **fields: Any) -> bool:
+        """INIT/CURRENT -> DONE/ABORT with the results; False if it had already finished (e.g. reaped). With its
+        start time, the run time is counted in the same step (metrics.Metrics.run_times)."""
+        end = time.time()
+        changes = {"state": state, "end": end, **fields}
+        run_time = None if started is None else run_time_args(state, end - started)
+        status, _ = self.transition(task_id, changes, allowed=RUNNING_STATES, lease_op="release", run_time=run_time)
         return status == "ok"

@@ -11,7 +11,7 @@ from redis import Redis
 from wsexec.store import keys
 from wsexec.store.events import START, Events
 from wsexec.store.records import TASK
-from wsexec.store.states import RUNNING_STATES
+from wsexec.store.states import RUNNING_STATES, STREAMS
 from wsexec.store.tasks import Tasks
 
 READ_COUNT = 500  # events per read; a full read means this waiter may be behind the window's trimming
@@ -36,8 +36,9 @@ class Waits:
         position = last[0][0].decode() if last else START
         return position, {task_id for task_id, state in zip(ids, states, strict=True) if state in _RUNNING}
 
-    def until_finished(self, task_ids: list[int], seconds: float) -> list[dict[str, Any]]:
-        """The tasks once none is INIT or CURRENT, or as they are when `seconds` run out (those that still exist)."""
+    def until_finished(self, task_ids: list[int], seconds: float, output: bool = False) -> list[dict[str, Any]]:
+        """The tasks once none is INIT or CURRENT, or as they are when `seconds` run out (those that still exist);
+        with `output`, each with its streams' bytes as "stdout" and "stderr", read in the same round trip."""
         deadline = time.monotonic() + seconds
         position, pending = self._snapshot(task_ids)
         while pending:
@@ -50,4 +51,18 @@ class Waits:
             pending -= {event.fields["task"] for event in batch if event.type == "finished"}
             if len(batch) == READ_COUNT and pending:  # events may have been trimmed before this waiter read them
                 _, pending = self._snapshot(pending)
-        return self.tasks.get_many(task_ids)
+        return self._with_output(task_ids) if output else self.tasks.get_many(task_ids)
+
+    def _with_output(self, task_ids: list[int]) -> list[dict[str, Any]]:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for task_id in task_ids:
+                pipe.hgetall(TASK.key(task_id))
+                for stream in STREAMS:
+                    pipe.get(keys.output(task_id, stream))
+            replies = iter(pipe.execute())
+        found = []
+        for _ in task_ids:
+            raw, streams = next(replies), {stream: next(replies) or b"" for stream in STREAMS}
+            if raw:
+                found.append({**TASK.decode(raw), **streams})
+        return found

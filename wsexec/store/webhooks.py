@@ -10,6 +10,7 @@ from what they report, so an end seen twice adds nothing.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, cast
 
 from redis import Redis
@@ -37,30 +38,49 @@ class Webhooks:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    def read(self, consumer: str, block_ms: int, count: int = 100) -> list[Event]:
-        """Events this consumer is to handle: first those a dead consumer left, else new ones (waiting block_ms)."""
+    def read(self, consumer: str, block_ms: int, count: int = 100, stale: bool = True, ack: Sequence[str] = ()
+             ) -> tuple[list[Event], int | None]:
+        """Events this consumer is to handle: first those a dead consumer left (if `stale`: a look every few seconds
+        is enough for entries idle a minute), else new ones (waiting block_ms). In the same round trip as the read,
+        the events of `ack` (handled last time) are acknowledged and next_due_ms() is answered, as of before it."""
         try:
-            _, stale, *_ = self.redis.xautoclaim(keys.EVENTS, GROUP, consumer, CLAIM_IDLE_MS, count=count)
-            entries = [entry for entry in stale if entry[1]]  # trimmed away meanwhile: no fields
-            if not entries:
-                answer = cast(list[Any], self.redis.xreadgroup(GROUP, consumer, {keys.EVENTS: ">"}, count=count,
-                                                               block=block_ms))
-                entries = answer[0][1] if answer else []
+            entries = []
+            if stale:
+                _, left, *_ = self.redis.xautoclaim(keys.EVENTS, GROUP, consumer, CLAIM_IDLE_MS, count=count)
+                entries = [entry for entry in left if entry[1]]  # trimmed away meanwhile: no fields
+            with self.redis.pipeline(transaction=False) as pipe:
+                if ack:
+                    pipe.xack(keys.EVENTS, GROUP, *ack)
+                pipe.zrange(keys.WEBHOOK_DUE, 0, 0, withscores=True)
+                if not entries:
+                    pipe.xreadgroup(GROUP, consumer, {keys.EVENTS: ">"}, count=count, block=block_ms)
+                replies = pipe.execute()
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
             self.join()  # the stream was deleted (Redis emptied): start again
-            return []
-        return [decode(raw_id, raw) for raw_id, raw in entries]
+            return [], None
+        first = replies[1 if ack else 0]
+        if not entries:
+            answer = cast(list[Any], replies[-1])
+            entries = answer[0][1] if answer else []
+        return [decode(raw_id, raw) for raw_id, raw in entries], int(first[0][1]) if first else None
 
     def leave(self, consumer: str) -> None:
         """A stopping reader leaves the group if it holds no unacknowledged end (deleting it would drop those)."""
         if not self.redis.xpending_range(keys.EVENTS, GROUP, "-", "+", 1, consumername=consumer):
             self.redis.xgroup_delconsumer(keys.EVENTS, GROUP, consumer)
 
-    def done(self, event_ids: list[str]) -> None:
+    def done(self, event_ids: Sequence[str]) -> None:
         if event_ids:
             self.redis.xack(keys.EVENTS, GROUP, *event_ids)
+
+    def notified(self, task_ids: list[int]) -> list[bool]:
+        """Which of the tasks have a `notify` of their own, in one round trip (most have none: no read of theirs)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for task_id in task_ids:
+                pipe.hexists(keys.record("task", task_id), "notify")
+            return [bool(found) for found in pipe.execute()]
 
     def add(self, delivery_id: str, record: dict[str, Any], now_ms: int, keep: int) -> bool:
         """Store a delivery due now, once; the oldest beyond `keep` are dropped."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from wsexec import context, jobs, quotas
 from wsexec.exceptions import NotFound, Unprocessable
-from wsexec.store import FINISHED_STATES, TaskState
+from wsexec.store import FINISHED_STATES, STREAMS, TaskState
 from wsexec.tasks import expand, follow
 from wsexec.tasks.schemas import MAX_OFFSET
 
@@ -48,12 +48,15 @@ def cancel(task_id: int, by: str) -> dict[str, Any]:
     return wait_finished([task_id], CANCEL_WAIT_SECONDS)[0]
 
 
-def wait_finished(task_ids: list[int], seconds: float) -> list[dict[str, Any]]:
-    """The tasks once DONE or ABORT, or as they are when `seconds` run out (woken by their events, no polling)."""
-    tasks = context.store().until_finished(task_ids, seconds)
+def wait_finished(task_ids: list[int], seconds: float, output: bool = False) -> list[dict[str, Any]]:
+    """The tasks once DONE or ABORT, or as they are when `seconds` run out (woken by their events, no polling);
+    with `output`, their stored output too (read with them, decoded for JSON as with_outputs() does)."""
+    tasks = context.store().until_finished(task_ids, seconds, output)
     missing = sorted(set(task_ids) - {task["id"] for task in tasks})
     if missing:  # deleted (or purged) while the request waited
         raise NotFound(f"task {missing[0]} not found")
+    if output:
+        return [{**task, **{s: task[s].decode("utf-8", "replace") for s in STREAMS}} for task in tasks]
     return tasks
 
 
