@@ -1,5 +1,6 @@
 """The Lua scripts of leases beyond a task's own transitions (scripts.TRANSITION holds, claims and reaps): renewing,
-and finding the leases past their deadline (wsexec.store.scripts' docstring says how KEYS, ARGV and flags are used).
+finding the leases past their deadline, reading what a claim needs (wsexec.store.scripts' docstring says how KEYS,
+ARGV and flags are used).
 
 Deadlines are Redis's clock (TIME), never a worker's: workers on machines with skewed clocks agree on them.
 """
@@ -28,4 +29,14 @@ EXPIRED = READS + """
 -- returns their ids
 local now = redis.call('TIME')
 return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now[1], 'LIMIT', 0, tonumber(ARGV[1]))
+"""
+
+
+CLAIMED = READS + """
+-- What a worker needs once it has claimed a task: the task and its instance, read together (one round trip).
+-- KEYS[1] the task's hash; ARGV[1] the instance key prefix
+-- returns {the task's fields and values, the instance's (empty if it is gone)}
+local task = redis.call('HGETALL', KEYS[1])
+local instance = redis.call('HGET', KEYS[1], 'instance')
+return {task, instance and redis.call('HGETALL', ARGV[1] .. instance) or {}}
 """

@@ -10,7 +10,7 @@ from typing import Any
 from redis import Redis
 from redis.client import Pipeline
 
-from wsexec.store import keys, lease_scripts, scripts
+from wsexec.store import keys, lease_scripts
 from wsexec.store.connection import execute_scripted
 from wsexec.store.records import INSTANCE, TASK, as_ints
 from wsexec.store.states import RUNNING_STATES, TaskState
@@ -26,7 +26,7 @@ class Leases:
         self.redis, self.tasks = redis, tasks
         self._renew = redis.register_script(lease_scripts.RENEW)
         self._expired = redis.register_script(lease_scripts.EXPIRED)
-        self._claimed = redis.register_script(scripts.CLAIMED)
+        self._claimed = redis.register_script(lease_scripts.CLAIMED)
 
     def hold(self, task_ids: list[int], worker: str, lease_seconds: int, holder: str | None = None) -> list[int]:
         """Lease the still-INIT tasks of a job to this worker (one round trip), so they end ABORT if it dies.

@@ -210,15 +210,6 @@ end
 return {'ok', state}
 """
 
-CLAIMED = READS + """
--- What a worker needs once it has claimed a task: the task and its instance, read together (one round trip).
--- KEYS[1] the task's hash; ARGV[1] the instance key prefix
--- returns {the task's fields and values, the instance's (empty if it is gone)}
-local task = redis.call('HGETALL', KEYS[1])
-local instance = redis.call('HGET', KEYS[1], 'instance')
-return {task, instance and redis.call('HGETALL', ARGV[1] .. instance) or {}}
-"""
-
 WAKE = WRITES + """
 -- Give an instance's free max_concurrent slots to its oldest waiting tasks: each moves to the woken set, and its
 -- caller gives it a job, whose claim takes the slot (or, taken meanwhile, waits again). A woken task whose claim has
