@@ -220,3 +220,12 @@ def console(browser: Any, gunicorn_url: str, workers: WorkerProcesses) -> Iterat
     browser.fresh(gunicorn_url)
     yield browser
     browser.driver.get("about:blank")  # its streams end now: gunicorn's graceful stop need not wait for them
+
+
+@pytest.fixture
+def gate() -> Iterator[Path]:
+    """A file the test creates to let a script go on: in a folder the SSH login user can read (not tmp_path)."""
+    folder = Path(tempfile.mkdtemp(prefix="wsexec-gate-"))
+    folder.chmod(0o755)
+    yield folder / "gate"
+    shutil.rmtree(folder)

@@ -7,13 +7,11 @@ import os
 import pty
 import re
 import select
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,15 +96,6 @@ def start(env: dict[str, str], *args: str | int) -> subprocess.Popen[str]:
     """`wsexec ARGS` left running, its output piped."""
     return subprocess.Popen([*WSEXEC, *map(str, args)], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-@pytest.fixture
-def gate() -> Iterator[Path]:
-    """A file the test creates to let a script go on: in a folder the SSH login user can read (not tmp_path)."""
-    folder = Path(tempfile.mkdtemp(prefix="wsexec-cli-gate-"))
-    folder.chmod(0o755)
-    yield folder / "gate"
-    shutil.rmtree(folder)
 
 
 def gate_script(gate: Path, rc: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -50,6 +51,30 @@ def test_idle_connections_are_evicted(client_key: Path, known_hosts: Path, endpo
     first, second = (run(pool, endpoint, "echo $SSH_CLIENT")[1] for _ in range(2))
     pool.close()
     assert first != second
+
+
+def test_a_worn_connection_is_renewed_and_closed_once_its_tasks_end(
+    client_key: Path, known_hosts: Path, endpoint: Endpoint, gate: Path
+) -> None:
+    """paramiko keeps every channel id a connection opened: past channels_before_renewal (here 1) a new connection
+    takes new work, while a task still running on the worn one finishes there, and the worn one closes after it."""
+    pool = ConnectionPool(str(client_key), str(known_hosts), SshOptions(channels_before_renewal=1))
+    try:
+        first = run(pool, endpoint, "echo $SSH_CLIENT")[1]
+        with ThreadPoolExecutor(max_workers=1) as thread:
+            waits = f"echo $SSH_CLIENT; while [ ! -e {gate} ]; do sleep 0.05; done"
+            running = thread.submit(run, pool, endpoint, waits)
+            while not (busy := next(iter(pool._connections.values()))).opened or not busy.in_use:  # its channel open
+                time.sleep(0.01)
+            second = run(pool, endpoint, "echo $SSH_CLIENT")[1]  # the busy connection is worn: a new one
+            assert pool._retiring == [busy] and busy.is_connected  # kept open for the task still on it
+            gate.touch()
+            rc, long_task = running.result(timeout=30)
+        third = run(pool, endpoint, "echo $SSH_CLIENT")[1]  # this call's eviction pass closes the worn one
+        assert rc == 0 and len({first, long_task, second, third}) == 4  # four connections, four source ports
+        assert pool._retiring == [] and not busy.is_connected
+    finally:
+        pool.close()
 
 
 def test_a_connection_the_server_dropped_is_replaced(

@@ -33,6 +33,7 @@ class Connection:
         self.transport: paramiko.Transport | None = None
         self.capacity = options.channels_per_connection
         self.in_use = 0
+        self.opened = 0  # channels opened on it so far (see SshOptions.channels_before_renewal)
         self._slots = threading.Condition()
         self.last_used = time.monotonic()
 
@@ -40,6 +41,11 @@ class Connection:
     def is_connected(self) -> bool:
         """True while the SSH transport is up (fabric's `transport.active`)."""
         return self.transport is not None and self.transport.is_active()
+
+    @property
+    def worn(self) -> bool:
+        """It has opened as many channels as a connection should: new work goes to a new one."""
+        return self.opened >= self.options.channels_before_renewal
 
     @property
     def idle(self) -> bool:
@@ -120,6 +126,7 @@ class Connection:
         if self.transport is None:
             raise paramiko.SSHException(f"connection to {self.endpoint} is not open")
         channel = self.transport.open_session(timeout=timeout or self.options.connect_timeout)
+        self.opened += 1
         channel.exec_command(command)
         return channel
 
@@ -129,6 +136,7 @@ class Connection:
         if self.transport is None:
             raise paramiko.SSHException(f"connection to {self.endpoint} is not open")
         channel = self.transport.open_session(timeout=self.options.connect_timeout)
+        self.opened += 1
         try:
             channel.invoke_subsystem("sftp")
             channel.settimeout(timeout)

@@ -41,6 +41,9 @@ class SshOptions:
     idle_seconds: int = 300
     channels_per_connection: int = 9
     connects_per_host: int = 8
+    # paramiko's Transport remembers every channel id it ever opened (channels_seen, ~45 B each, never pruned: it tells
+    # a late message for a closed channel from a protocol error), so a pooled connection is renewed after this many
+    channels_before_renewal: int = 10_000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SshOptions:

@@ -1,4 +1,5 @@
-"""The worker's SSH connections: one per endpoint, reused by every task, opened a few at a time, evicted when idle."""
+"""The worker's SSH connections: one per endpoint, reused by every task, opened a few at a time, evicted when idle,
+renewed when worn (their tasks finish on the old one, which closes once idle)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class ConnectionPool:
         self._lock = threading.Lock()
         self._open_locks: dict[PoolKey, threading.Lock] = {}
         self._gates: dict[str, threading.BoundedSemaphore] = {}
+        self._retiring: list[Connection] = []  # worn connections replaced while channels were still open on them
 
     def connection(self, endpoint: Endpoint) -> Connection:
         """The open connection for the endpoint; one thread opens it while the others wait to share it."""
@@ -35,9 +37,9 @@ class ConnectionPool:
             gate = self._gates.setdefault(endpoint.host, threading.BoundedSemaphore(self.options.connects_per_host))
         with opening:
             connection = self._connections.get(key)
-            if connection is None or not connection.is_connected:
+            if connection is None or not connection.is_connected or connection.worn:
                 if connection is not None:
-                    connection.close()
+                    self._retire(connection)
                 connection = Connection(endpoint, self.pkey, self.known_hosts, self.options).open(gate)
                 self._connections[key] = connection
         connection.last_used = time.monotonic()
@@ -51,18 +53,31 @@ class ConnectionPool:
                 del self._connections[key]
         connection.close()
 
+    def _retire(self, connection: Connection) -> None:
+        """Close a replaced connection now if no task uses it, else once its last task is done (_evict_idle)."""
+        if connection.idle or not connection.is_connected:
+            connection.close()
+        else:
+            with self._lock:
+                self._retiring.append(connection)
+
     def _evict_idle(self) -> None:
         limit = time.monotonic() - self.options.idle_seconds
         with self._lock:
             stale = [key for key, c in self._connections.items() if c.last_used < limit and c.idle]
             for key in stale:
                 self._connections.pop(key).close()
+            done = [c for c in self._retiring if c.idle or not c.is_connected]
+            for connection in done:
+                self._retiring.remove(connection)
+                connection.close()
 
     def close(self) -> None:
         with self._lock:
-            for connection in self._connections.values():
+            for connection in [*self._connections.values(), *self._retiring]:
                 connection.close()
             self._connections.clear()
+            self._retiring.clear()
 
     def run(
         self,
