@@ -5,8 +5,6 @@ shown before the task ends) the test itself holds the task until it has looked."
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -74,10 +72,8 @@ def test_bad_input_is_one_line_with_the_status(console: Browser) -> None:
     assert "ip:" in line and "\n" not in line and "Traceback" not in line
 
 
-def test_output_streams_before_the_task_ends(console: Browser, api: Api, instance: dict[str, Any]) -> None:
-    gate = Path(tempfile.mkdtemp(prefix="wsexec-gate-"))
-    os.chmod(gate, 0o777)  # the sshd's login user creates nothing here; it only looks for the file
-    script = f"printf '\\033[31mfirst\\033[0m\\n'; while [ ! -e {gate}/go ]; do sleep 0.1; done; echo second"
+def test_output_streams_before_the_task_ends(console: Browser, api: Api, instance: dict[str, Any], gate: Path) -> None:
+    script = f"printf '\\033[31mfirst\\033[0m\\n'; while [ ! -e {gate} ]; do sleep 0.1; done; echo second"
     task = api.create_task(instance, script)
     console.login("operator", f"tasks/{task['id']}")
     console.wait_text("#task-stdout", "first")
@@ -87,7 +83,7 @@ def test_output_streams_before_the_task_ends(console: Browser, api: Api, instanc
     assert red != "rgba(230, 232, 235, 1)"  # the ANSI colour, not the plain text's
     assert console.find("#task-cancel").is_displayed()
     console.screenshot("task-running")
-    (gate / "go").touch()
+    gate.touch()
     console.wait_text("#task-summary .task-state", "DONE")
     console.wait_text("#task-stdout", "second")
     assert console.text("#task-summary .task-rc") == "0"
