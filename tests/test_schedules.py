@@ -208,9 +208,9 @@ def test_overlap_skip_waits_for_the_previous_run_and_allow_does_not(api: Api, in
     skip = api.created("/schedules", schedule_body(instance, interval=10))
     allow = api.created("/schedules", schedule_body(instance, interval=10, overlap="allow"))
     first = skip["next_run"]
-    for t in (first, first + 10):  # no worker runs: the first fire's task stays INIT
-        for schedule in (skip, allow):
-            loop.fire(schedule["id"], t + 0.1)
+    for step in (0, 10):  # no worker runs: the first fire's task stays INIT
+        for schedule in (skip, allow):  # each from its own next_run: the two POSTs may straddle a fire time
+            loop.fire(schedule["id"], schedule["next_run"] + step + 0.1)
     assert len(tasks_of(api, skip["id"])) == 1 and len(tasks_of(api, allow["id"])) == 2
     skipped = api.get(f"/schedules/{skip['id']}").json
     assert skipped["last_outcome"] == "skipped" and "still going" in skipped["last_error"]
