@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_bootstrap import SHELLS, TRICKY
-from workers.ssh.remote import BOOTSTRAP, framed
+from tests.unit.test_bootstrap import SHELLS, TRICKY, WAYS, framing
 from wsexec.tasks import environment
 
 VALUES = [TRICKY, TRICKY.rstrip("\n"), "", "'", "''\"'", "\\", "$(touch pwned)", "`touch pwned`", "a\nb", "-n",
@@ -19,14 +18,18 @@ VALUES = [TRICKY, TRICKY.rstrip("\n"), "", "'", "''\"'", "\\", "$(touch pwned)",
 
 
 @pytest.mark.parametrize("shell", SHELLS)
-def test_every_value_arrives_byte_for_byte_and_exported(tmp_path: Path, shell: str) -> None:
+@pytest.mark.parametrize("way", WAYS)
+def test_every_value_arrives_byte_for_byte_and_exported(tmp_path: Path, shell: str, way: str) -> None:
+    """Through the bootstrap as the login shell runs it: quoted once for the export, once more when inline."""
     env = {f"V{n}": value for n, value in enumerate(VALUES)}
     script = environment.script({"env": env, "script": 'for n in ' + " ".join(env) + '; do '
                                  'sh -c "printf %s \\"\\$$n\\""; printf "\\0"; done'})
-    done = subprocess.run([shell, "-c", script], capture_output=True, cwd=tmp_path, timeout=20,
+    command, payload = framing(way, script)
+    done = subprocess.run([shell, "-c", command], input=payload, capture_output=True, cwd=tmp_path, timeout=20,
                           env={"PATH": os.environ["PATH"]})
     assert (done.returncode, done.stderr) == (0, b""), done
-    assert done.stdout.split(b"\0")[:-1] == [value.encode() for value in VALUES]
+    printed = done.stdout.split(b"\n", 1)[1]  # after the PID line
+    assert printed.split(b"\0")[:-1] == [value.encode() for value in VALUES]
     assert not (tmp_path / "pwned").exists()
 
 
@@ -60,9 +63,9 @@ def test_redacted_keeps_names_not_values() -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("sudo"), reason="needs root and sudo")
 @pytest.mark.parametrize("shell", SHELLS)
-def test_the_bootstrap_runs_the_script_through_sudo_as_run_as(shell: str) -> None:
-    command, payload = framed(environment.script({"env": {"A": "$x"}, "script": 'id -un; printf %s "$A"'}), "nobody")
-    size, sentinel, run_as = command.rsplit(" ", 3)[1:]
-    done = subprocess.run([shell, "-c", BOOTSTRAP, "wsexec", size, sentinel, run_as], input=payload,
-                          capture_output=True, timeout=20)
+@pytest.mark.parametrize("way", WAYS)
+def test_the_bootstrap_runs_the_script_through_sudo_as_run_as(shell: str, way: str) -> None:
+    script = environment.script({"env": {"A": "$x"}, "script": 'id -un; printf %s "$A"'})
+    command, payload = framing(way, script, "nobody")
+    done = subprocess.run([shell, "-c", command], input=payload, capture_output=True, timeout=20)
     assert (done.returncode, done.stdout.split(b"\n", 1)[1]) == (0, b"nobody\n$x"), done

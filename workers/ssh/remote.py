@@ -26,43 +26,59 @@ LOST_GRACE_SECONDS = 1.0
 KILL_TIMEOUT = 5.0
 KILL_ATTEMPTS = 20
 
-# What the login shell runs: a fixed /bin/sh bootstrap; the script itself comes on the channel's stdin, never as an
-# argument of the exec request (quoting made that up to 5x the script: E2BIG, or a packet sshd resets the connection
-# for). The bootstrap prints its PID (sshd made it a session leader, so that is the process group a stop kills),
-# reads exactly $1 bytes, the script and then the random sentinel $2 (no EOF is ever sent: an EOF racing with a fast
-# command's close makes sshd drop the whole connection), and refuses a short read (the connection died mid-way) by
-# the sentinel's absence: $(...) strips only trailing newlines, and those sit before the sentinel, so the script's
-# bytes come through exactly (NUL excepted, which the API refuses). Only `head` is started besides the script's own
-# shell, which gets the script as one argument (at most SCRIPT_MAX_LIMIT, under Linux's 128 KiB per argument) and
-# stdin from /dev/null. It is not exec'd, and `exit` follows so that no shell exec's it implicitly (bash 5.2 does
-# for a -c string's last command): the bootstrap reports 128+n when the script dies of signal n, as a shell does.
-# With a third argument (a task's run_as) that shell is started by `sudo -n -u USER --`: the script stays one
-# argument, and -n makes sudo fail at once where it would ask for a password (the worker checks that first: runas.py).
-BOOTSTRAP = (
-    "trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM; "
-    "echo $$; "
-    's=$(head -c "$1"); '
-    'case $s in *"$2") ;; *) exit 125;; esac; '
-    's=${s%"$2"}; '
-    'if [ -n "$3" ]; then set -- sudo -n -u "$3" --; else set --; fi; '
-    '"$@" /bin/sh -c "$s" wsexec </dev/null; exit'
-)
+# What the login shell runs: `exec /bin/sh -c BOOTSTRAP wsexec ARGS`, the same few bytes of bootstrap for every
+# script, in /bin/sh whatever the login shell (bash, waiting for a child killed by a signal, prints the child's whole
+# command line on stderr). sshd made the login shell a session leader, and exec keeps its PID: the bootstrap prints
+# that PID (the process group a stop, and the reaper of a lost worker's tasks, kill), then runs the script's own
+# /bin/sh, the script as one argument (at most SCRIPT_MAX_LIMIT, under Linux's 128 KiB per argument) and stdin from
+# /dev/null. That shell is not exec'd, and `exit` follows so that no shell exec's it implicitly (bash 5.2 does for a
+# -c string's last command): the bootstrap waits and reports 128+n when the script dies of signal n, as a shell
+# does; its traps make a TERM, INT or HUP of the group an exit status too. With a task's run_as (the last argument)
+# that shell is started by `sudo -n -u USER --`: the script stays one argument, and -n makes sudo fail at once where
+# it would ask for a password (the worker checks that first: runas.py).
+# The script itself is an argument of the exec request (INLINE) when that request stays within INLINE_MAX: two
+# processes in all, the bootstrap and the script's shell, where raw paramiko's `true` takes the login shell alone.
+# A longer one (quoting can make it up to 5x the script: E2BIG, or a packet sshd resets the connection for) comes
+# on the channel's stdin (FROM_STDIN): `head` reads exactly $1 bytes, the script and then the random sentinel $2 (no
+# EOF is ever sent: an EOF racing with a fast command's close makes sshd drop the whole connection), and the
+# sentinel's absence refuses a short read (the connection died mid-way): $(...) strips only trailing newlines, and
+# those sit before the sentinel, so the script's bytes come through exactly (NUL excepted, which the API refuses).
+_PROLOGUE = 'trap "exit 129" HUP; trap "exit 130" INT; trap "exit 143" TERM; echo $$; '
+_RUN = ('if [ -n "$1" ]; then set -- sudo -n -u "$1" --; else set --; fi; '
+        '"$@" /bin/sh -c "$s" wsexec </dev/null; exit')
+INLINE = _PROLOGUE + 's=$1; shift; ' + _RUN
+FROM_STDIN = (_PROLOGUE + 's=$(head -c "$1"); case $s in *"$2") ;; *) exit 125;; esac; s=${s%"$2"}; shift 2; '
+              + _RUN)
+INLINE_MAX = 64 * 1024  # bytes of exec request; sshd takes packets up to 256 KiB
 SENTINEL_BYTES = 16
 
 
-def bootstrap_command(size: int, sentinel: str, run_as: str | None = None) -> str:
-    """The exec request for `size` bytes ending in `sentinel`: small and the same whatever the script says."""
-    command = f"exec /bin/sh -c {shlex.quote(BOOTSTRAP)} wsexec {size} {sentinel}"
-    return f"{command} {shlex.quote(run_as)}" if run_as else command
+def _command(bootstrap: str, args: list[str], run_as: str | None) -> str:
+    words = " ".join(shlex.quote(arg) for arg in [*args, *([run_as] if run_as else [])])
+    return f"exec /bin/sh -c {shlex.quote(bootstrap)} wsexec {words}"
+
+
+def inline(script: str, run_as: str | None = None) -> str:
+    """The exec request that carries `script` itself."""
+    return _command(INLINE, [script], run_as)
+
+
+def via_stdin(script: str, run_as: str | None = None) -> tuple[str, bytes]:
+    """The exec request that reads `script` from stdin, and the bytes to send: the script, then a sentinel it cannot
+    contain by chance."""
+    sentinel = secrets.token_hex(SENTINEL_BYTES)
+    payload = script.encode() + sentinel.encode()
+    return _command(FROM_STDIN, [str(len(payload)), sentinel], run_as), payload
 
 
 def framed(script: str, run_as: str | None = None) -> tuple[str, bytes]:
-    """The exec request and the bytes to send for `script`: the script, then a sentinel it cannot contain by chance."""
+    """The exec request and the bytes to send on stdin for `script`: none when it fits in the request."""
     if "\0" in script:
         raise SshError("script", "the script contains a NUL byte, which no shell can run as written")
-    sentinel = secrets.token_hex(SENTINEL_BYTES)
-    payload = script.encode() + sentinel.encode()
-    return bootstrap_command(len(payload), sentinel, run_as), payload
+    command = inline(script, run_as)
+    if len(command.encode()) <= INLINE_MAX:
+        return command, b""
+    return via_stdin(script, run_as)
 
 
 def group_kill_command(pid: int, run_as: str | None = None) -> str:
@@ -81,7 +97,8 @@ def group_kill_command(pid: int, run_as: str | None = None) -> str:
 
 
 class Remote:
-    """Runs one script: sends it once the PID line came, streams the output, kills the process group when stopped."""
+    """Runs one script: sends it on stdin (when too long for the exec request) once the PID line came, streams the
+    output, kills the process group when stopped."""
 
     def __init__(
         self, pool: Connections, endpoint: Endpoint, on_stdout: OutputCallback, on_stderr: OutputCallback,
