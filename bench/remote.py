@@ -1,9 +1,9 @@
 """`python -m bench.remote [--runs N] [--tasks M]`: the worker's own cost per command, without Redis or the API.
 
-M sequential `true` on one warm connection, through workers.ssh (the bootstrap, the PID line, the script on stdin)
-and through raw paramiko on a connection of its own, to the same sshd, one of each in turn (so both see the same
-load); prints the medians of the runs' totals and the ratio. To compare with another checkout's workers.ssh, run
-this file from that checkout's directory: `cd ../main && .venv/bin/python ../wt/boot/bench/remote.py`.
+M sequential `true` on one warm connection, through workers.ssh (the bootstrap, the PID line, the script in the
+exec request) and through raw paramiko on a connection of its own, to the same sshd, one of each in turn (so both
+see the same load); prints the medians of the runs' totals and the ratio. To compare with another checkout's
+workers.ssh, run this file from that checkout's directory: `cd ../main && .venv/bin/python ../wt/boot/bench/remote.py`.
 """
 
 from __future__ import annotations

@@ -229,7 +229,7 @@ def test_current_while_running_then_done_with_times(api: Api, workers: Any, inst
     assert done["end"] >= done["start"]
 
 
-# -- scripts travel on stdin: any accepted script runs as written ----------------------------------------
+# -- scripts travel in the exec request or on stdin: any accepted script runs as written -----------------
 
 CONTROL = "".join(chr(c) for c in range(1, 32) if chr(c) not in "\n'") + "\x7f"
 SCRIPTS = [
