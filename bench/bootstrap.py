@@ -4,7 +4,8 @@ N execs of each variant on one warm paramiko connection to one loopback sshd, va
 all see the same load); prints the median wall time and the sshd CPU (its cgroup: the daemon, its session
 processes, the login shell and all they start) per exec. Each variant adds one piece to the one before it, so
 the differences are the pieces' costs: the /bin/sh hop, the waiting parent that turns a signal into 128+n, the
-script read from stdin by `head`; then wsexec's bootstraps, inline and on stdin, as workers.ssh.remote frames them.
+script read from stdin by `head`; then wsexec's bootstraps, inline and on stdin, as workers.ssh.remote frames them,
+and a whole `pool.run` of workers.ssh (its own pooled connection), as a worker runs a task.
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ import shlex
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 
 import paramiko
 
 from bench.cpu import CpuGroups
 from bench.lab import Lab
 from bench.paramiko_raw import RawParamiko
+from workers.ssh.options import Endpoint
+from workers.ssh.pool import ConnectionPool
 from workers.ssh.remote import framed, via_stdin
 
 SETTLE_SECONDS = 0.05  # lets sshd finish closing the last channel, so its CPU time is counted
@@ -47,6 +52,11 @@ def variants() -> dict[str, tuple[str, bytes]]:
     }
 
 
+def pool_run(pool: ConnectionPool, endpoint: Endpoint) -> None:
+    if pool.run(endpoint, "true", lambda _: None, lambda _: None, 10.0, lambda: None) != 0:
+        raise RuntimeError("`true` through workers.ssh failed")
+
+
 def run(transport: paramiko.Transport, command: str, payload: bytes) -> None:
     channel = transport.open_session(timeout=10)
     channel.exec_command(command)
@@ -69,9 +79,9 @@ def main(argv: list[str]) -> int:
     cpu = CpuGroups()
     if not cpu.available:
         print("bench: no writable cgroup v2, sshd CPU is not measured", file=sys.stderr)
-    cases = variants()
-    wall: dict[str, list[float]] = {name: [] for name in cases}
-    sshd: dict[str, list[float]] = {name: [] for name in cases}
+    names = [*variants(), "workers.ssh: pool.run (a task's exec)"]
+    wall: dict[str, list[float]] = {name: [] for name in names}
+    sshd: dict[str, list[float]] = {name: [] for name in names}
     try:
         with Lab(hosts=1) as lab:
             server = lab.servers[0]
@@ -79,25 +89,31 @@ def main(argv: list[str]) -> int:
             client = RawParamiko(lab).connect(server)
             transport = client.get_transport()
             assert transport is not None
-            for command, payload in cases.values():
-                run(transport, command, payload)  # the first exec on a connection waits ~40 ms more
+            pool = ConnectionPool(str(lab.key), str(lab.known_hosts))
+            endpoint = Endpoint(server.host, server.port, lab.user)
+            cases: dict[str, Callable[[], None]] = {
+                name: partial(run, transport, *framing) for name, framing in variants().items()}
+            cases[names[-1]] = partial(pool_run, pool, endpoint)
+            for case in cases.values():
+                case()  # the first exec on a connection waits ~40 ms more
             for _ in range(options.rounds):
-                for name, (command, payload) in cases.items():
+                for name, case in cases.items():
                     time.sleep(SETTLE_SECONDS)
                     before, start = cpu.usage(), time.perf_counter()
                     for _ in range(options.execs):
-                        run(transport, command, payload)
+                        case()
                     wall[name].append((time.perf_counter() - start) / options.execs)
                     time.sleep(SETTLE_SECONDS)
                     if before:
                         sshd[name].append((cpu.usage()["sshd"] - before["sshd"]) / options.execs)
+            pool.close()
             client.close()
     finally:
         cpu.close()
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {options.execs} execs x "
           f"{options.rounds} rounds on one warm connection, medians per exec")
     print(f"{'variant':40} {'wall ms':>8} {'sshd CPU ms':>12}")
-    for name in cases:
+    for name in names:
         used = f"{statistics.median(sshd[name]) * 1000:12.2f}" if sshd[name] else f"{'-':>12}"
         print(f"{name:40} {statistics.median(wall[name]) * 1000:8.2f} {used}")
     return 0
