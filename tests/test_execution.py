@@ -269,6 +269,12 @@ def test_a_script_at_the_inline_limit_runs_either_way(run: Run, instance: dict[s
     assert (task["state"], task["rc"], task["stdout"], task["stderr"]) == ("DONE", 0, "ok\n", ""), task
 
 
+def test_a_script_starting_with_a_dash_is_not_taken_for_shell_options(run: Run, instance: dict[str, Any]) -> None:
+    task = run(instance["id"], "-x\necho $0 $#")
+    assert (task["state"], task["rc"], task["stdout"]) == ("DONE", 0, "wsexec 0\n"), task
+    assert task["stderr"].endswith(": -x: not found\n"), task
+
+
 @pytest.fixture(scope="module")
 def dash_login(session_dir: Path) -> Iterator[SshServer]:
     """A host whose login user's shell is /bin/sh, dash on Debian (the others log in with bash)."""

@@ -83,6 +83,18 @@ def test_scripts_from_the_issue_run_as_written(tmp_path: Path, shell: str, scrip
 
 
 @pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("way", WAYS)
+@pytest.mark.parametrize(("script", "rc", "stdout"), [("-x", 127, b""), ("--version", 127, b""),
+                                                    ("-e\necho $0 $#", 0, b"wsexec 0\n")])
+def test_a_script_starting_with_a_dash_is_a_script_not_options(tmp_path: Path, shell: str, way: str, script: str,
+                                                               rc: int, stdout: bytes) -> None:
+    done = bootstrap(tmp_path, shell, script, way=way)
+    first = script.split("\n", 1)[0]
+    assert done.stderr.endswith(f": {first}: not found\n".encode()), done
+    assert (done.returncode, output(done)) == (rc, stdout), done
+
+
+@pytest.mark.parametrize("shell", SHELLS)
 def test_framed_carries_the_script_inline_up_to_the_limit_then_on_stdin(tmp_path: Path, shell: str) -> None:
     """At INLINE_MAX bytes of exec request the script is in it; one byte more and it comes on stdin, both exact."""
     filler = INLINE_MAX - len(inline("echo ok #").encode())

@@ -30,22 +30,24 @@ KILL_ATTEMPTS = 20
 # script, in /bin/sh whatever the login shell (bash, waiting for a child killed by a signal, prints the child's whole
 # command line on stderr). sshd made the login shell a session leader, and exec keeps its PID: the bootstrap prints
 # that PID (the process group a stop, and the reaper of a lost worker's tasks, kill), then runs the script's own
-# /bin/sh, the script as one argument (at most SCRIPT_MAX_LIMIT, under Linux's 128 KiB per argument) and stdin from
-# /dev/null. That shell is not exec'd, and `exit` follows so that no shell exec's it implicitly (bash 5.2 does for a
-# -c string's last command): the bootstrap waits and reports 128+n when the script dies of signal n, as a shell
-# does; its traps make a TERM, INT or HUP of the group an exit status too. With a task's run_as (the last argument)
-# that shell is started by `sudo -n -u USER --`: the script stays one argument, and -n makes sudo fail at once where
-# it would ask for a password (the worker checks that first: runas.py).
+# /bin/sh, the script as one argument (at most SCRIPT_MAX_LIMIT, under Linux's 128 KiB per argument; after `--`, so
+# that a script starting with `-` is not taken for options) and stdin from /dev/null. That shell is not exec'd, and
+# `exit` follows so that no shell exec's it implicitly (bash 5.2 does for a -c string's last command): the bootstrap
+# waits and reports 128+n when the script dies of signal n, as a shell does; its traps make a TERM, INT or HUP of the
+# group an exit status too. With a task's run_as (the last argument) that shell is started by `sudo -n -u USER --`:
+# the script stays one argument, and -n makes sudo fail at once where it would ask for a password (the worker checks
+# that first: runas.py).
+# The login shell parses the exec request, the quoted script included: any POSIX login shell (dash and bash tested).
 # The script itself is an argument of the exec request (INLINE) when that request stays within INLINE_MAX: two
-# processes in all, the bootstrap and the script's shell, where raw paramiko's `true` takes the login shell alone.
-# A longer one (quoting can make it up to 5x the script: E2BIG, or a packet sshd resets the connection for) comes
-# on the channel's stdin (FROM_STDIN): `head` reads exactly $1 bytes, the script and then the random sentinel $2 (no
-# EOF is ever sent: an EOF racing with a fast command's close makes sshd drop the whole connection), and the
-# sentinel's absence refuses a short read (the connection died mid-way): $(...) strips only trailing newlines, and
-# those sit before the sentinel, so the script's bytes come through exactly (NUL excepted, which the API refuses).
+# processes in all, the bootstrap and the script's shell, where raw paramiko's `true` takes the login shell alone. A
+# longer one (quoting can make it up to 5x the script: E2BIG, or a packet sshd resets the connection for) comes on the
+# channel's stdin (FROM_STDIN): `head` reads exactly $1 bytes, the script and then the random sentinel $2 (no EOF is
+# ever sent: an EOF racing with a fast command's close makes sshd drop the whole connection), and the sentinel's
+# absence refuses a short read (the connection died mid-way): $(...) strips only trailing newlines, and those sit
+# before the sentinel, so the script's bytes come through exactly (NUL excepted, which the API refuses).
 _PROLOGUE = 'trap "exit 129" HUP; trap "exit 130" INT; trap "exit 143" TERM; echo $$; '
 _RUN = ('if [ -n "$1" ]; then set -- sudo -n -u "$1" --; else set --; fi; '
-        '"$@" /bin/sh -c "$s" wsexec </dev/null; exit')
+        '"$@" /bin/sh -c -- "$s" wsexec </dev/null; exit')
 INLINE = _PROLOGUE + 's=$1; shift; ' + _RUN
 FROM_STDIN = (_PROLOGUE + 's=$(head -c "$1"); case $s in *"$2") ;; *) exit 125;; esac; s=${s%"$2"}; shift 2; '
               + _RUN)
