@@ -46,12 +46,8 @@ def error_line(response: requests.Response) -> str:
     if not isinstance(body, dict) or "error" not in body:
         return head
     line = f"{head}: {body['error']}"
-    detail = body.get("detail")
-    if isinstance(detail, dict) and detail:
-        line += " (" + "; ".join(f"{key}: {flatten(value)}" for key, value in detail.items()) + ")"
-    elif isinstance(detail, str | list) and detail:
-        line += f" ({flatten(detail)})"
-    return line
+    detail = flatten(body.get("detail") or "")
+    return f"{line} ({detail})" if detail and detail not in line else line  # not when it repeats the error
 
 
 def flatten(value: Any) -> str:
