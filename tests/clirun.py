@@ -64,8 +64,8 @@ def gate_script(gate: Path, rc: int) -> str:
 
 def on_terminal(env: dict[str, str], args: list[str | int], answer: str, timeout: float = 60,
                 columns: int = 100) -> tuple[int, str]:
-    """Run wsexec on a pseudo-terminal `columns` wide, typing `answer` when it asks for a password; its exit code and
-    all it showed."""
+    """Run wsexec on a pseudo-terminal `columns` wide, typing `answer` when it asks for a password or a token; its
+    exit code and all it showed."""
     pid, fd = pty.fork()
     if pid == 0:  # the child: wsexec with the terminal as stdin, stdout and stderr, sized as a terminal window is
         fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
@@ -83,7 +83,7 @@ def on_terminal(env: dict[str, str], args: list[str | int], answer: str, timeout
         if not data:
             break
         shown += data
-        if not answered and shown.rstrip().endswith(b":") and b"assword" in shown:
+        if not answered and shown.rstrip().endswith(b":") and (b"assword" in shown or b"token" in shown):
             os.write(fd, answer.encode() + b"\n")
             answered = True
     _, status = os.waitpid(pid, 0)

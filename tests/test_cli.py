@@ -8,8 +8,10 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+import requests
+
 from tests.clirun import Cli, declare, environment, gate_script, on_terminal, start
-from tests.helpers import PASSWORDS
+from tests.helpers import CRON_TOKEN, PASSWORDS
 from wsexec.testing import SshServer, free_port
 
 
@@ -24,7 +26,8 @@ def test_one_task_exits_with_its_rc_or_255_when_aborted(cli: Cli, sshd: SshServe
 
     done = cli("run", "-i", instance, "--env", "GREETING=it's a b", "--user", ssh_user, "--", 'echo "$GREETING"')
     assert (done.returncode, done.stdout) == (0, "it's a b\n"), done.stderr
-    assert cli("run", "-i", instance, input="echo from stdin; exit 7\n").stdout == "from stdin\n"
+    done = cli("run", "-i", instance, input="echo from stdin; exit 7\n")
+    assert (done.returncode, done.stdout) == (7, "from stdin\n")
     script = tmp_path / "script.sh"
     script.write_text("echo from a file\nexit 9\n")
     done = cli("run", "-i", instance, "-f", script)
@@ -157,7 +160,7 @@ def test_fan_out_prefixes_lines_and_exits_0_4_or_3(cli: Cli, cli_env: dict[str, 
     assert two.returncode == 0 and two.stderr.strip() == "2 tasks: 2 DONE (rc 0: 2)"
 
 
-def test_listings_show_and_json_shapes(cli: Cli, sshd: SshServer, ssh_user: str) -> None:
+def test_listings_show_and_json_shapes(cli: Cli, gunicorn_url: str, sshd: SshServer, ssh_user: str) -> None:
     instance = declare(cli, sshd, "list", ssh_user)
     assert cli("run", "-i", instance, "--name", "listed", "--", "echo listed").returncode == 0
 
@@ -170,7 +173,8 @@ def test_listings_show_and_json_shapes(cli: Cli, sshd: SshServer, ssh_user: str)
     assert "\x1b[" not in "".join(plain)  # no colours in a pipe
     shown = cli("show", task["id"])
     assert re.search(r"^state: +DONE$", shown.stdout, re.M) and re.search(r"^stdout: +listed$", shown.stdout, re.M)
-    assert json.loads(cli("show", task["id"], "--json").stdout)["stdout"] == "listed\n"
+    api = requests.get(f"{gunicorn_url}/wsexec/tasks/{task['id']}", auth=("viewer", PASSWORDS["viewer"]), timeout=30)
+    assert json.loads(cli("show", task["id"], "--json").stdout) == api.json()  # the API's own shape, unchanged
 
     instances = json.loads(cli("instances", "--json").stdout)
     assert set(instances) == {"count", "next", "previous", "results"} and instances["results"][0]["id"] == instance
@@ -254,3 +258,7 @@ def test_login_saves_a_config_file_only_its_owner_reads(cli: Cli, gunicorn_url: 
     assert json.loads(cli("tasks", "--json", env=bare).stdout)["count"] == 0
     code, shown = on_terminal(bare, ["login", "--url", gunicorn_url, "--user", "viewer"], "wrong")
     assert code == 125 and "401" in shown and config.stat().st_mode & 0o777 == 0o600
+    assert cli("whoami", env=bare).stdout == "viewer (viewer)\n"  # refused credentials are not saved
+    code, shown = on_terminal(bare, ["login", "--url", gunicorn_url, "--token"], CRON_TOKEN)
+    assert code == 0 and CRON_TOKEN not in shown, shown
+    assert cli("whoami", env=bare).stdout == "nightly (operator)\n" and config.stat().st_mode & 0o777 == 0o600

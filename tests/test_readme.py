@@ -155,7 +155,8 @@ def test_cli(gunicorn_url: str, workers: Any, demo_host: SshServer, tmp_path: Pa
            "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config")}
     done = run_blocks(["cli"], gunicorn_url, demo_host.port, tmp_path, env)
     assert done.returncode == 0, done.stderr
-    out = done.stdout.splitlines()
+    whoami, *out = done.stdout.splitlines()
+    assert whoami == "admin (admin)"
     host = f"127.0.0.1:{demo_host.port}"
     assert out[0] == "1" and out[1].startswith("hello from ") and out[2] == "exit code 3"
     assert out[3:6] == ["step 1", "step 2", "step 3"]
