@@ -27,6 +27,10 @@ class StreamBroken(ApiError):
     """An event stream that ended before its end: the caller may resume it with the last event id."""
 
 
+class StreamBusy(StreamBroken):
+    """A 503 to a stream: every stream slot of that web process is taken (or Redis is away); worth trying again."""
+
+
 @dataclass(frozen=True)
 class Event:
     """One Server-Sent Event: its name, id (or None) and data (lines joined by \\n)."""
@@ -102,6 +106,8 @@ class Client:
             raise ApiError(f"{self.url}: no answer in time ({method} {path})") from None
         except requests.RequestException as exc:
             raise ApiError(f"{self.url}: {reason(exc)}") from None
+        if response.status_code == 503 and stream:
+            raise StreamBusy(f"{method} {path}: {error_line(response)}")
         if response.status_code >= 400:
             hint = " (check --user/--token, WSEXEC_USER/WSEXEC_PASSWORD or WSEXEC_TOKEN)" \
                 if response.status_code == 401 else ""

@@ -17,11 +17,12 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from wsexec.cli import render
-from wsexec.cli.client import ApiError, Client, StreamBroken
+from wsexec.cli.client import ApiError, Client, StreamBroken, StreamBusy
 from wsexec.cli.outcome import FINISHED
 
 WAIT = 60  # seconds per ?wait request (the server caps it at WSEXEC_WAIT_MAX, 300 by default)
 RECONNECT_PAUSE = 1.0
+FOLLOW_MAX = 20  # a fan-out's streams open at once, each holding one of the server's (WSEXEC_EVENTS_STREAMS_MAX)
 
 
 def labels(client: Client, tasks: Iterable[dict[str, Any]]) -> dict[int, str]:
@@ -91,6 +92,7 @@ def follow(client: Client, task_id: int, out: Lines, err: Lines) -> dict[str, An
     """Stream one task's output to out/err until its end event (resuming with Last-Event-ID); the final task."""
     last_id = None
     writers = {"stdout": out, "stderr": err}
+    told = False
     while True:
         try:
             for event in client.stream(f"/tasks/{task_id}/output", {"follow": "true"}, last_id):
@@ -104,6 +106,10 @@ def follow(client: Client, task_id: int, out: Lines, err: Lines) -> dict[str, An
                         raise ApiError(f"task {task_id}: {end.get('error') or 'gone'}")
                     return dict(client.get(f"/tasks/{task_id}"))
                 last_id = event.id or last_id
+        except StreamBusy as exc:
+            if not told:  # once: the output comes once a slot is free, nothing of it lost
+                render.note(f"{out.prefix or f'task {task_id}'}: {exc.message}; trying again")
+                told = True
         except StreamBroken:
             pass
         time.sleep(RECONNECT_PAUSE)  # the stream ended early (a restart, Redis lost): go on from where it was
@@ -111,21 +117,30 @@ def follow(client: Client, task_id: int, out: Lines, err: Lines) -> dict[str, An
 
 def follow_all(client: Client, ids: list[int], names: dict[int, str] | None,
                show_progress: bool) -> list[dict[str, Any]]:
-    """Follow several tasks at once, each line prefixed with its instance; the final tasks in the given order."""
+    """Follow several tasks at once (FOLLOW_MAX at a time: the others' output comes whole once a follower is free), each
+    line prefixed with its instance; the final tasks in the given order."""
     if len(ids) == 1:  # in this thread: nothing else to stop on Ctrl-C
         prefix = names[ids[0]] if names else None
         return [follow(client, ids[0], Lines(prefix, False), Lines(prefix, True))]
     results: dict[int, dict[str, Any]] = {}
     failures: list[BaseException] = []
+    queue = iter(ids)
+    taking = threading.Lock()
 
-    def one(task_id: int) -> None:
-        prefix = names[task_id] if names else None
-        try:
-            results[task_id] = follow(client, task_id, Lines(prefix, False), Lines(prefix, True))
-        except BaseException as exc:  # handed to the main thread, which reports it
-            failures.append(exc)
+    def follower() -> None:
+        """Follows the next task not yet followed until none is left (or one fails)."""
+        while not failures:
+            with taking:
+                task_id = next(queue, None)
+            if task_id is None:
+                return
+            prefix = names[task_id] if names else None
+            try:
+                results[task_id] = follow(client, task_id, Lines(prefix, False), Lines(prefix, True))
+            except BaseException as exc:  # handed to the main thread, which reports it
+                failures.append(exc)
 
-    threads = [threading.Thread(target=one, args=(task_id,), daemon=True) for task_id in ids]
+    threads = [threading.Thread(target=follower, daemon=True) for _ in range(min(FOLLOW_MAX, len(ids)))]
     for thread in threads:
         thread.start()
     try:
