@@ -172,10 +172,15 @@ def show_outputs(tasks: list[dict[str, Any]], names: dict[int, str] | None) -> N
 
 
 def report(tasks: list[dict[str, Any]], names: dict[int, str] | None, summary: Callable[[], str]) -> None:
-    """Why each aborted task was aborted, then (fan-out) the summary line, on stderr."""
+    """Why each aborted task was aborted, what of its output the server did not keep, then (fan-out) the summary
+    line, on stderr."""
     for task in tasks:
+        who = f"{names[task['id']]}: " if names else ""
         if task.get("state") != "DONE":
-            who = f"{names[task['id']]}: " if names else ""
             render.warn(f"{who}task {task['id']} {task.get('state')}: {task.get('error') or 'no error given'}")
+        for stream in ("stdout", "stderr"):
+            if task.get(f"{stream}_dropped"):
+                render.warn(f"{who}task {task['id']}: {task[f'{stream}_dropped']} more bytes of {stream} than the "
+                            "server keeps (WSEXEC_OUTPUT_CAP) were dropped; what is shown is the head")
     if names:
         render.note(summary())

@@ -1,5 +1,6 @@
-"""Following a fan-out through a server with fewer stream slots than the fan-out has tasks (WSEXEC_EVENTS_STREAMS_MAX,
-beyond which it answers 503): the tasks without a stream wait for one, and their output still comes, whole."""
+"""The server's limits, and `wsexec` honest about them: a fan-out followed through fewer stream slots than it has tasks
+(WSEXEC_EVENTS_STREAMS_MAX, beyond which the server answers 503) still shows all its output; output beyond the
+server's cap (WSEXEC_OUTPUT_CAP) is said to be missing, never passed off as all of it."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from wsexec.testing import SshServer
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    """One stream a web process: gunicorn's two processes serve two streams at once, the third gets 503."""
-    return dataclasses.replace(settings, events_streams_max=1)
+    """One stream a web process (gunicorn's two processes serve two at once, the third gets 503); 1000 bytes of output
+    kept of each stream."""
+    return dataclasses.replace(settings, events_streams_max=1, output_cap=1000)
 
 
 def test_a_fan_out_wider_than_the_stream_slots_shows_all_its_output(
@@ -39,3 +41,13 @@ def test_a_fan_out_wider_than_the_stream_slots_shows_all_its_output(
     assert f"{waited}: GET /tasks/" in stderr and "503 SERVICE UNAVAILABLE" in stderr, stderr  # said once
     assert {line for line in stderr.splitlines() if line.endswith(": second")} == {f"{host}: second" for host in hosts}
     assert stderr.splitlines()[-1] == "3 tasks: 3 DONE (rc 0: 3)"
+
+
+def test_output_beyond_the_cap_is_said_to_be_dropped(cli: Cli, sshd: SshServer, ssh_user: str) -> None:
+    instance = declare(cli, sshd, "cap", ssh_user)
+    script = "head -c 5000 /dev/zero | tr '\\0' a; echo small >&2; exit 3"
+    for task, how in enumerate(((), ("--follow",)), start=1):  # waited, then followed: the same answer
+        done = cli("run", "-i", instance, *how, "--", script)
+        assert (done.returncode, done.stdout) == (3, "a" * 1000), how  # the task's rc; the head that was kept
+        assert done.stderr.splitlines() == ["small", f"task {task}: 4000 more bytes of stdout than the server keeps "
+                                            "(WSEXEC_OUTPUT_CAP) were dropped; what is shown is the head"], how
