@@ -1,12 +1,14 @@
 """The server's limits, and `wsexec` honest about them: a fan-out followed through fewer stream slots than it has tasks
 (WSEXEC_EVENTS_STREAMS_MAX, beyond which the server answers 503) still shows all its output; output beyond the
-server's cap (WSEXEC_OUTPUT_CAP) is said to be missing, never passed off as all of it."""
+server's cap (WSEXEC_OUTPUT_CAP) is said to be missing, never passed off as all of it; a follow outlives a Redis
+restart."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,3 +53,17 @@ def test_output_beyond_the_cap_is_said_to_be_dropped(cli: Cli, sshd: SshServer, 
         assert (done.returncode, done.stdout) == (3, "a" * 1000), how  # the task's rc; the head that was kept
         assert done.stderr.splitlines() == ["small", f"task {task}: 4000 more bytes of stdout than the server keeps "
                                             "(WSEXEC_OUTPUT_CAP) were dropped; what is shown is the head"], how
+
+
+def test_a_follow_outlives_a_redis_restart(cli: Cli, cli_env: dict[str, str], sshd: SshServer, ssh_user: str,
+                                           gate: Path, redis_server: Any) -> None:
+    """Down longer than the server's retries: the stream ends with an error event, wsexec reconnects with its
+    Last-Event-ID and shows the rest, once."""
+    instance = declare(cli, sshd, "restart", ssh_user)
+    proc = start(cli_env, "run", "-i", instance, "--follow", "--", gate_script(gate, 5))
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline() == "first\n"
+    redis_server.restart(down_seconds=3)
+    gate.touch()
+    assert proc.wait(120) == 5
+    assert (proc.stdout.read(), proc.stderr.read()) == ("", "second\n")
