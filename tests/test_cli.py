@@ -24,8 +24,12 @@ def test_one_task_exits_with_its_rc_or_255_when_aborted(cli: Cli, sshd: SshServe
     assert done.stderr == "oops\n"
     assert cli("run", "-i", instance, "--", "true").returncode == 0
 
-    done = cli("run", "-i", instance, "--env", "GREETING=it's a b", "--user", ssh_user, "--", 'echo "$GREETING"')
-    assert (done.returncode, done.stdout) == (0, "it's a b\n"), done.stderr
+    done = cli("run", "-i", instance, "--env", "GREETING=it's a s3cret", "--user", ssh_user, "--json", "--",
+               'echo "$GREETING"')
+    task = json.loads(done.stdout)
+    assert (done.returncode, task["stdout"]) == (0, "it's a s3cret\n"), done.stderr
+    shown = json.loads(cli("show", task["id"], "--json").stdout)
+    assert shown.pop("stdout") == task["stdout"] and "s3cret" not in json.dumps(shown)  # env: written, never read
     done = cli("run", "-i", instance, input="echo from stdin; exit 7\n")
     assert (done.returncode, done.stdout) == (7, "from stdin\n")
     script = tmp_path / "script.sh"
