@@ -116,3 +116,14 @@ def test_scripts_from_a_dash_and_no_wait_shapes(cli: Cli, sshd: SshServer, ssh_u
     assert [task["instance"] for task in fanned] == [instance]  # a fan-out: the list, as without --no-wait
     shown = cli("batch", fanned[0]["batch"])
     assert shown.returncode == 0 and re.search(r"^total: +1$", shown.stdout, re.M), shown
+
+
+def test_a_reader_that_leaves_early_does_not_change_the_exit_code(cli: Cli, cli_env: dict[str, str], sshd: SshServer,
+                                                                  ssh_user: str) -> None:
+    """`wsexec run ... | head -1`: the output stops at the pipe, wsexec still waits and exits with the task's rc."""
+    instance = declare(cli, sshd, "head", ssh_user)
+    for how in ("", "--follow"):
+        line = f'"$WSEXEC" run -i {instance} {how} -- "seq 1 100000; exit 3" | head -1; echo "rc ${{PIPESTATUS[0]}}"'
+        done = subprocess.run(["bash", "-c", line], env=cli_env | {"WSEXEC": str(WSEXEC)}, capture_output=True,
+                              text=True, timeout=120)
+        assert (done.stdout, done.stderr) == ("1\nrc 3\n", ""), (how, done)  # 600 kB: more than a pipe holds

@@ -7,6 +7,7 @@ stream went, so a task that ended before wsexec started watching gives the same 
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -58,7 +59,10 @@ class Lines:
             complete = [f"{self.prefix}: {line}\n" for line in complete]
         with self.lock:
             if not self.muted:
-                click.echo("".join(complete), nl=False, err=self.err)
+                try:
+                    click.echo("".join(complete), nl=False, err=self.err)
+                except BrokenPipeError:  # the reader left (`| head`): the rest goes nowhere, the exit code stays
+                    render.discard(sys.stderr if self.err else sys.stdout)
 
     def close(self) -> None:
         if self.pending:
