@@ -63,9 +63,9 @@ def gate_script(gate: Path, rc: int) -> str:
 
 
 def on_terminal(env: dict[str, str], args: list[str | int], answer: str, timeout: float = 60,
-                columns: int = 100) -> tuple[int, str]:
-    """Run wsexec on a pseudo-terminal `columns` wide, typing `answer` when it asks for a password or a token; its
-    exit code and all it showed."""
+                columns: int = 100, ctrl_c_after: str | None = None) -> tuple[int, str]:
+    """Run wsexec on a pseudo-terminal `columns` wide, typing `answer` when it asks for a password or a token (and
+    Ctrl-C once it has shown `ctrl_c_after`); its exit code and all it showed."""
     pid, fd = pty.fork()
     if pid == 0:  # the child: wsexec with the terminal as stdin, stdout and stderr, sized as a terminal window is
         fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
@@ -86,6 +86,9 @@ def on_terminal(env: dict[str, str], args: list[str | int], answer: str, timeout
         if not answered and shown.rstrip().endswith(b":") and (b"assword" in shown or b"token" in shown):
             os.write(fd, answer.encode() + b"\n")
             answered = True
+        if ctrl_c_after and ctrl_c_after.encode() in shown:
+            os.write(fd, b"\x03")  # the terminal turns it into SIGINT for wsexec
+            ctrl_c_after = None
     _, status = os.waitpid(pid, 0)
     os.close(fd)
     return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")

@@ -10,7 +10,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.clirun import WSEXEC, Cli, declare, environment, on_terminal
+from tests.clirun import WSEXEC, Cli, declare, environment, gate_script, on_terminal
 from tests.helpers import CRON_TOKEN, PASSWORDS, ROOT
 from wsexec.cli.config import write_file
 from wsexec.testing import SshServer, free_port
@@ -127,3 +127,24 @@ def test_a_reader_that_leaves_early_does_not_change_the_exit_code(cli: Cli, cli_
         done = subprocess.run(["bash", "-c", line], env=cli_env | {"WSEXEC": str(WSEXEC)}, capture_output=True,
                               text=True, timeout=120)
         assert (done.stdout, done.stderr) == ("1\nrc 3\n", ""), (how, done)  # 600 kB: more than a pipe holds
+
+
+def test_ctrl_c_while_waiting_on_a_terminal_detaches_or_cancels(cli: Cli, cli_env: dict[str, str], sshd: SshServer,
+                                                                ssh_user: str, gate: Path) -> None:
+    """Ctrl-C once the progress bar shows (wsexec is waiting): the task goes on and wsexec says how to come back."""
+    declare(cli, sshd, "ctrlc", ssh_user)
+    script = gate_script(gate, 0)
+    code, shown = on_terminal(cli_env, ["run", "-t", "ctrlc", "--", script], "", ctrl_c_after="waiting")
+    batch = json.loads(cli("tasks", "--json").stdout)["results"][0]["batch"]
+    assert code == 130 and "detached; the task goes on. Re-attach with: wsexec show 1 --follow" in shown, shown
+    code, shown = on_terminal(cli_env, ["batch", batch, "--wait"], "", ctrl_c_after="waiting")
+    assert code == 130 and f"Re-attach with: wsexec batch {batch} --wait" in shown, shown
+    assert json.loads(cli("show", 1, "--json").stdout)["state"] in ("INIT", "CURRENT")  # still going
+
+    code, shown = on_terminal(cli_env, ["run", "-t", "ctrlc", "--cancel-on-interrupt", "--", script], "",
+                              ctrl_c_after="waiting")
+    assert code == 130 and "cancelled task 2" in shown, shown
+    done = cli("show", 2, "--wait")
+    assert done.returncode == 255 and "ABORT: cancelled by operator" in done.stderr, done.stderr
+    gate.touch()
+    assert cli("show", 1, "--wait").returncode == 0
