@@ -18,6 +18,7 @@ import pytest
 from redis import Redis
 from werkzeug.security import generate_password_hash
 
+from tests.clirun import Cli, environment, runner
 from tests.helpers import CRON_TOKEN, PASSWORDS, ROOT, SSH_USER, Api, WorkerProcesses, wait_for
 from wsexec import create_app
 from wsexec.config import Settings
@@ -229,3 +230,16 @@ def gate() -> Iterator[Path]:
     folder.chmod(0o755)
     yield folder / "gate"
     shutil.rmtree(folder)
+
+
+@pytest.fixture
+def cli_env(gunicorn_url: str, tmp_path: Path) -> dict[str, str]:
+    """The environment `wsexec` runs in as the operator (tests/clirun.py), for a command left running."""
+    return environment(gunicorn_url, "operator", tmp_path)
+
+
+@pytest.fixture
+def cli(gunicorn_url: str, workers: WorkerProcesses, tmp_path: Path) -> Cli:
+    """The installed `wsexec` run as a subprocess against real gunicorn and one worker (tests/clirun.py)."""
+    workers.start(1)
+    return runner(gunicorn_url, tmp_path)

@@ -3,61 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import pty
 import re
-import select
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import pytest
+import requests
 
-from tests.helpers import PASSWORDS, ROOT
+from tests.clirun import Cli, declare, environment, gate_script, on_terminal, start
+from tests.helpers import CRON_TOKEN, PASSWORDS
 from wsexec.testing import SshServer, free_port
-
-Cli = Callable[..., subprocess.CompletedProcess[str]]
-WSEXEC = [sys.executable, "-m", "wsexec.cli"]  # the console script is `wsexec = "wsexec.cli:main"`: tests/test_install
-
-
-def environment(url: str, user: str | None, home: Path) -> dict[str, str]:
-    """A clean environment: the server and one user's credentials, a config dir of its own."""
-    env = {"PATH": os.environ["PATH"], "HOME": str(home), "XDG_CONFIG_HOME": str(home / "config"), "WSEXEC_URL": url}
-    if user:
-        env |= {"WSEXEC_USER": user, "WSEXEC_PASSWORD": PASSWORDS[user]}
-    return env
-
-
-@pytest.fixture
-def operator_env(gunicorn_url: str, tmp_path: Path) -> dict[str, str]:
-    return environment(gunicorn_url, "operator", tmp_path)
-
-
-@pytest.fixture
-def cli(gunicorn_url: str, workers: Any, tmp_path: Path) -> Cli:
-    """Runs `wsexec ARGS` as the operator (user= another, input= stdin); the completed process."""
-    workers.start(1)
-
-    def run(*args: str | int, user: str | None = "operator", input: str = "", env: dict[str, str] | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([*WSEXEC, *map(str, args)], cwd=ROOT, input=input, capture_output=True, text=True,
-                              env=env or environment(gunicorn_url, user, tmp_path), timeout=timeout)
-        assert "Traceback" not in done.stderr, done.stderr
-        return done
-
-    return run
-
-
-def declare(cli: Cli, server: SshServer, tag: str, login: str, *extra: str) -> int:
-    done = cli("instances", "add", server.host, "-p", server.port, "-t", tag, "--user", login, *extra, user="admin")
-    assert done.returncode == 0, done.stderr
-    return int(done.stdout)
-
-
 
 
 def test_one_task_exits_with_its_rc_or_255_when_aborted(cli: Cli, sshd: SshServer, ssh_user: str,
@@ -69,9 +24,14 @@ def test_one_task_exits_with_its_rc_or_255_when_aborted(cli: Cli, sshd: SshServe
     assert done.stderr == "oops\n"
     assert cli("run", "-i", instance, "--", "true").returncode == 0
 
-    done = cli("run", "-i", instance, "--env", "GREETING=it's a b", "--user", ssh_user, "--", 'echo "$GREETING"')
-    assert (done.returncode, done.stdout) == (0, "it's a b\n"), done.stderr
-    assert cli("run", "-i", instance, input="echo from stdin; exit 7\n").stdout == "from stdin\n"
+    done = cli("run", "-i", instance, "--env", "GREETING=it's a s3cret", "--user", ssh_user, "--json", "--",
+               'echo "$GREETING"')
+    task = json.loads(done.stdout)
+    assert (done.returncode, task["stdout"]) == (0, "it's a s3cret\n"), done.stderr
+    shown = json.loads(cli("show", task["id"], "--json").stdout)
+    assert shown.pop("stdout") == task["stdout"] and "s3cret" not in json.dumps(shown)  # env: written, never read
+    done = cli("run", "-i", instance, input="echo from stdin; exit 7\n")
+    assert (done.returncode, done.stdout) == (7, "from stdin\n")
     script = tmp_path / "script.sh"
     script.write_text("echo from a file\nexit 9\n")
     done = cli("run", "-i", instance, "-f", script)
@@ -92,21 +52,10 @@ def test_one_task_exits_with_its_rc_or_255_when_aborted(cli: Cli, sshd: SshServe
     assert done.stderr.startswith("task ") and " ABORT: " in done.stderr, done.stderr
 
 
-def start(env: dict[str, str], *args: str | int) -> subprocess.Popen[str]:
-    """`wsexec ARGS` left running, its output piped."""
-    return subprocess.Popen([*WSEXEC, *map(str, args)], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def gate_script(gate: Path, rc: int) -> str:
-    """Prints 'first', then waits for the test to create the gate file, prints 'second' and exits rc."""
-    return f"echo first; while [ ! -e {gate} ]; do sleep 0.1; done; echo second >&2; exit {rc}"
-
-
-def test_follow_streams_before_the_end_and_ctrl_c_detaches(cli: Cli, operator_env: dict[str, str], sshd: SshServer,
+def test_follow_streams_before_the_end_and_ctrl_c_detaches(cli: Cli, cli_env: dict[str, str], sshd: SshServer,
                                                           ssh_user: str, gate: Path) -> None:
     instance = declare(cli, sshd, "follow", ssh_user)
-    proc = start(operator_env, "run", "-i", instance, "--follow", "--", gate_script(gate, 5))
+    proc = start(cli_env, "run", "-i", instance, "--follow", "--", gate_script(gate, 5))
     assert proc.stdout is not None and proc.stderr is not None
     assert proc.stdout.readline() == "first\n"  # shown while the task still waits for the gate
     gate.touch()
@@ -114,7 +63,7 @@ def test_follow_streams_before_the_end_and_ctrl_c_detaches(cli: Cli, operator_en
     assert (proc.stdout.read(), proc.stderr.read()) == ("", "second\n")
 
     gate.unlink()
-    proc = start(operator_env, "run", "-i", instance, "--follow", "--", gate_script(gate, 6))
+    proc = start(cli_env, "run", "-i", instance, "--follow", "--", gate_script(gate, 6))
     assert proc.stdout is not None and proc.stderr is not None
     assert proc.stdout.readline() == "first\n"
     proc.send_signal(signal.SIGINT)
@@ -127,7 +76,7 @@ def test_follow_streams_before_the_end_and_ctrl_c_detaches(cli: Cli, operator_en
     assert running["state"] == "CURRENT"
 
     # re-attached before the end, then after it: the same output and the same exit code
-    proc = start(operator_env, "show", task_id, "--follow")
+    proc = start(cli_env, "show", task_id, "--follow")
     assert proc.stdout is not None and proc.stdout.readline() == "first\n"
     gate.touch()
     assert proc.wait(60) == 6
@@ -137,10 +86,10 @@ def test_follow_streams_before_the_end_and_ctrl_c_detaches(cli: Cli, operator_en
     assert cli("show", task_id).returncode == 0  # a plain show is not a wait
 
 
-def test_ctrl_c_with_cancel_on_interrupt_and_cancel(cli: Cli, operator_env: dict[str, str], sshd: SshServer,
+def test_ctrl_c_with_cancel_on_interrupt_and_cancel(cli: Cli, cli_env: dict[str, str], sshd: SshServer,
                                                    ssh_user: str, gate: Path) -> None:
     instance = declare(cli, sshd, "cancel", ssh_user)
-    proc = start(operator_env, "run", "-i", instance, "--follow", "--cancel-on-interrupt", "--",
+    proc = start(cli_env, "run", "-i", instance, "--follow", "--cancel-on-interrupt", "--",
                  gate_script(gate, 0))
     assert proc.stdout is not None and proc.stderr is not None
     assert proc.stdout.readline() == "first\n"
@@ -160,7 +109,7 @@ def test_ctrl_c_with_cancel_on_interrupt_and_cancel(cli: Cli, operator_env: dict
     assert done.returncode == 255 and json.loads(done.stdout)["state"] == "ABORT"
 
 
-def test_fan_out_prefixes_lines_and_exits_0_4_or_3(cli: Cli, operator_env: dict[str, str], gate: Path,
+def test_fan_out_prefixes_lines_and_exits_0_4_or_3(cli: Cli, cli_env: dict[str, str], gate: Path,
                                                   make_sshd: Callable[..., SshServer], sshd: SshServer,
                                                   ssh_user: str) -> None:
     other = make_sshd("127.0.1.2")  # not in the workers' known_hosts: --scan pins its key
@@ -185,7 +134,7 @@ def test_fan_out_prefixes_lines_and_exits_0_4_or_3(cli: Cli, operator_env: dict[
         assert done.stdout == f"{first}: fine\n"
         assert done.stderr.splitlines() == [f"{second}: bad", "2 tasks: 2 DONE (rc 0: 1, rc 3: 1)"]
 
-    proc = start(operator_env, "run", "-t", "fan", "--follow", "--", gate_script(gate, 0))
+    proc = start(cli_env, "run", "-t", "fan", "--follow", "--", gate_script(gate, 0))
     assert proc.stdout is not None and proc.stderr is not None
     shown = sorted([proc.stdout.readline(), proc.stdout.readline()])
     assert shown == sorted([f"{first}: first\n", f"{second}: first\n"])
@@ -215,7 +164,7 @@ def test_fan_out_prefixes_lines_and_exits_0_4_or_3(cli: Cli, operator_env: dict[
     assert two.returncode == 0 and two.stderr.strip() == "2 tasks: 2 DONE (rc 0: 2)"
 
 
-def test_listings_show_and_json_shapes(cli: Cli, sshd: SshServer, ssh_user: str) -> None:
+def test_listings_show_and_json_shapes(cli: Cli, gunicorn_url: str, sshd: SshServer, ssh_user: str) -> None:
     instance = declare(cli, sshd, "list", ssh_user)
     assert cli("run", "-i", instance, "--name", "listed", "--", "echo listed").returncode == 0
 
@@ -228,7 +177,8 @@ def test_listings_show_and_json_shapes(cli: Cli, sshd: SshServer, ssh_user: str)
     assert "\x1b[" not in "".join(plain)  # no colours in a pipe
     shown = cli("show", task["id"])
     assert re.search(r"^state: +DONE$", shown.stdout, re.M) and re.search(r"^stdout: +listed$", shown.stdout, re.M)
-    assert json.loads(cli("show", task["id"], "--json").stdout)["stdout"] == "listed\n"
+    api = requests.get(f"{gunicorn_url}/wsexec/tasks/{task['id']}", auth=("viewer", PASSWORDS["viewer"]), timeout=30)
+    assert json.loads(cli("show", task["id"], "--json").stdout) == api.json()  # the API's own shape, unchanged
 
     instances = json.loads(cli("instances", "--json").stdout)
     assert set(instances) == {"count", "next", "previous", "results"} and instances["results"][0]["id"] == instance
@@ -289,37 +239,11 @@ def test_bad_credentials_missing_server_and_config_files(cli: Cli, gunicorn_url:
     assert "Exit codes" in usage and "255" in usage and "125" in usage
 
 
-def on_terminal(env: dict[str, str], args: list[str | int], answer: str, timeout: float = 60) -> tuple[int, str]:
-    """Run wsexec on a pseudo-terminal, typing `answer` when it asks; its exit code and all it showed."""
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: wsexec with the terminal as stdin, stdout and stderr
-        os.chdir(ROOT)
-        os.execve(sys.executable, [*WSEXEC, *map(str, args)], env | {"COLUMNS": "100", "TERM": "xterm"})
-    shown, deadline, answered = b"", time.monotonic() + timeout, False
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 1)
-        if not ready:
-            continue
-        try:
-            data = os.read(fd, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        shown += data
-        if not answered and shown.rstrip().endswith(b":") and b"assword" in shown:
-            os.write(fd, answer.encode() + b"\n")
-            answered = True
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")
-
-
-def test_on_a_terminal_it_asks_the_password_and_draws_tables(cli: Cli, operator_env: dict[str, str], sshd: SshServer,
+def test_on_a_terminal_it_asks_the_password_and_draws_tables(cli: Cli, cli_env: dict[str, str], sshd: SshServer,
                                                             ssh_user: str) -> None:
     instance = declare(cli, sshd, "tty", ssh_user)
     assert cli("run", "-i", instance, "--", "true").returncode == 0
-    env = {key: value for key, value in operator_env.items() if key != "WSEXEC_PASSWORD"}
+    env = {key: value for key, value in cli_env.items() if key != "WSEXEC_PASSWORD"}
     code, shown = on_terminal(env, ["tasks"], PASSWORDS["operator"])
     assert code == 0, shown
     assert "password for operator" in shown and PASSWORDS["operator"] not in shown  # asked, not echoed
@@ -338,3 +262,7 @@ def test_login_saves_a_config_file_only_its_owner_reads(cli: Cli, gunicorn_url: 
     assert json.loads(cli("tasks", "--json", env=bare).stdout)["count"] == 0
     code, shown = on_terminal(bare, ["login", "--url", gunicorn_url, "--user", "viewer"], "wrong")
     assert code == 125 and "401" in shown and config.stat().st_mode & 0o777 == 0o600
+    assert cli("whoami", env=bare).stdout == "viewer (viewer)\n"  # refused credentials are not saved
+    code, shown = on_terminal(bare, ["login", "--url", gunicorn_url, "--token"], CRON_TOKEN)
+    assert code == 0 and CRON_TOKEN not in shown, shown
+    assert cli("whoami", env=bare).stdout == "nightly (operator)\n" and config.stat().st_mode & 0o777 == 0o600

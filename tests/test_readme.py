@@ -8,7 +8,6 @@ import os
 import pwd
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -150,17 +149,14 @@ def test_files(gunicorn_url: str, workers: Any, demo_host: SshServer, tmp_path: 
 
 
 def test_cli(gunicorn_url: str, workers: Any, demo_host: SshServer, tmp_path: Path) -> None:
-    """The CLI block, with `wsexec` on PATH as `make run`'s venv has it (this checkout's wsexec.cli)."""
+    """The CLI block, with the venv's installed `wsexec` on PATH as `make run` has it (running this checkout's code)."""
     workers.start(1)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "wsexec").write_text(f'#!/bin/sh\nPYTHONPATH={ROOT} exec {sys.executable} -m wsexec.cli "$@"\n')
-    (bin_dir / "wsexec").chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path),
-           "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    env = {**os.environ, "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT),
+           "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config")}
     done = run_blocks(["cli"], gunicorn_url, demo_host.port, tmp_path, env)
     assert done.returncode == 0, done.stderr
-    out = done.stdout.splitlines()
+    whoami, *out = done.stdout.splitlines()
+    assert whoami == "admin (admin)"
     host = f"127.0.0.1:{demo_host.port}"
     assert out[0] == "1" and out[1].startswith("hello from ") and out[2] == "exit code 3"
     assert out[3:6] == ["step 1", "step 2", "step 3"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,9 @@ from wsexec.cli import outcome
 from wsexec.cli.client import Event, error_line, lines, sse_events
 from wsexec.cli.commands import run_options
 from wsexec.cli.config import ConfigError, Credentials, read_file, write_file
+from wsexec.cli.events import event_line
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 def task(state: str, rc: int | None = None) -> dict[str, Any]:
@@ -65,6 +69,25 @@ def test_error_line_is_one_line_from_the_api_body() -> None:
     assert error_line(response(422, b'{"error": "invalid", "detail": {"timeout": ["too small"]}}')) == \
         "422 Whatever: invalid (timeout: too small)"
     assert error_line(response(502, b"<html>bad gateway</html>")) == "502 Whatever"
+    repeated = b'{"error": "target: no tag \'x\'", "detail": {"target": ["no tag \'x\'"]}}'
+    assert error_line(response(422, repeated)) == "422 Whatever: target: no tag 'x'"  # the detail only says it again
+
+
+def test_event_lines() -> None:
+    assert event_line("finished", {"task": 7, "tag": "web", "instance": 2, "batch": None, "state": "DONE",
+                                   "rc": 0}) == "finished task 7 instance 2 tag web DONE rc 0"
+    assert event_line("finished", {"task": 8, "tag": "web", "instance": 2, "state": "ABORT", "rc": None,
+                                   "error": "timeout after 1 s"}) == \
+        "finished task 8 instance 2 tag web ABORT error timeout after 1 s"
+
+
+def test_the_exit_codes_in_the_readme_and_help_are_the_ones_used() -> None:
+    table = README.split("**Exit codes are the task's truth**", 1)[1].split("\n\n", 2)[1]
+    documented = {int(code) for code in re.findall(r"^\| (\d+) \|", table, re.M)}
+    used = {outcome.OK, outcome.USAGE, outcome.FANOUT_SOME_ABORTED, outcome.FANOUT_SOME_FAILED, outcome.CLIENT_ERROR,
+            outcome.INTERRUPTED, outcome.ABORTED}
+    assert documented == used
+    assert all(re.search(rf"\b{code}\b", outcome.TABLE) for code in used)  # `wsexec --help` shows outcome.TABLE
 
 
 def test_env_pairs_become_the_env_field() -> None:

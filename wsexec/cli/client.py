@@ -27,6 +27,10 @@ class StreamBroken(ApiError):
     """An event stream that ended before its end: the caller may resume it with the last event id."""
 
 
+class StreamBusy(StreamBroken):
+    """A 503 to a stream: every stream slot of that web process is taken (or Redis is away); worth trying again."""
+
+
 @dataclass(frozen=True)
 class Event:
     """One Server-Sent Event: its name, id (or None) and data (lines joined by \\n)."""
@@ -46,12 +50,8 @@ def error_line(response: requests.Response) -> str:
     if not isinstance(body, dict) or "error" not in body:
         return head
     line = f"{head}: {body['error']}"
-    detail = body.get("detail")
-    if isinstance(detail, dict) and detail:
-        line += " (" + "; ".join(f"{key}: {flatten(value)}" for key, value in detail.items()) + ")"
-    elif isinstance(detail, str | list) and detail:
-        line += f" ({flatten(detail)})"
-    return line
+    detail = flatten(body.get("detail") or "")
+    return f"{line} ({detail})" if detail and detail not in line else line  # not when it repeats the error
 
 
 def flatten(value: Any) -> str:
@@ -106,6 +106,8 @@ class Client:
             raise ApiError(f"{self.url}: no answer in time ({method} {path})") from None
         except requests.RequestException as exc:
             raise ApiError(f"{self.url}: {reason(exc)}") from None
+        if response.status_code == 503 and stream:
+            raise StreamBusy(f"{method} {path}: {error_line(response)}")
         if response.status_code >= 400:
             hint = " (check --user/--token, WSEXEC_USER/WSEXEC_PASSWORD or WSEXEC_TOKEN)" \
                 if response.status_code == 401 else ""

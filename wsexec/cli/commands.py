@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 import click
 
 from wsexec.cli import outcome, render, watch
-from wsexec.cli.client import ApiError, Client
+from wsexec.cli.client import Client
 from wsexec.cli.config import config_path, resolve, write_file
 
 TASK_COLUMNS = ("id", "state", "rc", "instance", "tag", "name", "created_by", "start", "end")
@@ -40,17 +40,19 @@ pass_state = click.make_pass_decorator(State)
 @click.option("--url", envvar="WSEXEC_URL", help="the server, e.g. http://127.0.0.1:5000  [env WSEXEC_URL]")
 @click.option("--user", envvar="WSEXEC_USER", help="basic-auth user (password: WSEXEC_PASSWORD, or asked on a "
               "terminal)  [env WSEXEC_USER]")
-@click.option("--password", envvar="WSEXEC_PASSWORD", hidden=True)  # from the environment: never on a command line
 @click.option("--token", envvar="WSEXEC_TOKEN", help="bearer token instead of a user  [env WSEXEC_TOKEN]")
 @click.pass_context
-def cli(ctx: click.Context, url: str | None, user: str | None, password: str | None, token: str | None) -> None:
+def cli(ctx: click.Context, url: str | None, user: str | None, token: str | None) -> None:
     """Run shell scripts on servers through a wsexec server, and follow them.
 
     Settings come from the options, then the environment, then the config file
     (`wsexec login` writes it, mode 600, under ~/.config/wsexec/ or $XDG_CONFIG_HOME/wsexec/).
-    Shell completion: eval "$(_WSEXEC_COMPLETE=bash_source wsexec)" (zsh_source, fish_source).
+    Shell completion, in ~/.bashrc (zsh_source in ~/.zshrc, fish_source for fish):
+
+    \b
+      eval "$(_WSEXEC_COMPLETE=bash_source wsexec)"
     """
-    ctx.obj = State(url, user, password, token)
+    ctx.obj = State(url, user, os.environ.get("WSEXEC_PASSWORD"), token)  # no --password: it would show in ps
 
 
 def main() -> None:
@@ -75,6 +77,18 @@ def login(url: str, user: str | None, token: bool) -> None:
     render.note(f"saved to {path} (mode 600)")
 
 
+@cli.command()
+@json_option
+@pass_state
+def whoami(state: State, as_json: bool) -> None:
+    """Who the server takes these credentials for: 'name (role)'."""
+    caller = state.client.get("/whoami")
+    if as_json:
+        render.emit_json(caller)
+    else:
+        click.echo(f"{caller['name']} ({caller['role']})")
+
+
 # -- tasks -------------------------------------------------------------------------------------------------------
 
 
@@ -82,7 +96,9 @@ def script_text(args: tuple[str, ...], script_file: Path | None) -> str:
     """The script from the arguments, -f, or stdin."""
     if args and script_file:
         raise click.UsageError("give the script as arguments or with -f, not both")
-    if script_file:
+    if script_file == Path("-"):
+        script = sys.stdin.read()
+    elif script_file:
         script = script_file.read_text()
     elif args:
         script = " ".join(args)
@@ -129,7 +145,7 @@ def finish(client: Client, tasks: list[dict[str, Any]], follow: bool, no_wait: b
     ids = [task["id"] for task in tasks]
     if no_wait:
         if as_json:
-            render.emit_json(tasks)
+            render.emit_json(tasks if fanout else tasks[0])  # the shape --json has once they end
         else:
             for task_id in ids:
                 click.echo(task_id)
@@ -137,9 +153,9 @@ def finish(client: Client, tasks: list[dict[str, Any]], follow: bool, no_wait: b
                         f"wait with: wsexec batch {tasks[0].get('batch')} --wait" if tasks[0].get("batch") else
                         "wait with: wsexec show ID --wait")
         sys.exit(outcome.OK)
-    names = watch.labels(client, tasks) if fanout else None
     terminal = render.on_terminal(sys.stderr)
     try:
+        names = watch.labels(client, tasks) if fanout else None
         if follow and not as_json:
             done = watch.follow_all(client, ids, names, terminal)
         else:
@@ -175,8 +191,8 @@ def interrupted(client: Client, ids: list[int], cancel: bool) -> NoReturn:
 @click.option("--user", help="login user on the instance (default: the instance's)")
 @click.option("--timeout", type=click.IntRange(min=1), help="seconds before the task is killed (ABORT)")
 @env_options
-@click.option("-f", "--file", "script_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="the script, from a file ('-' for stdin works too: just pipe it)")
+@click.option("-f", "--file", "script_file", type=click.Path(exists=True, dir_okay=False, allow_dash=True,
+              path_type=Path), help="the script, from a file ('-': stdin, as when it is piped without -f)")
 @click.option("--name", help="task name (default: the script's first line)")
 @click.option("--tag", "task_tag", help="the tasks' tag (default: the -t tag, or 'cli')")
 @watch_options
@@ -198,9 +214,7 @@ def run(state: State, instances: tuple[int, ...], target: str | None, user: str 
         created = state.client.json("POST", "/tasks", json=body | {"target": {"tag": target}})
     else:
         created = state.client.json("POST", "/tasks", json=[body | {"instance": i} for i in instances])
-    tasks = created if isinstance(created, list) else [created]
-    if not tasks:
-        raise ApiError(f"no ACTIVE instance has tag {target}")
+    tasks = created if isinstance(created, list) else [created]  # a tag without ACTIVE instances: the server's 422
     finish(state.client, tasks, follow, no_wait, cancel_on_interrupt, as_json, fanout=bool(target) or len(tasks) > 1)
 
 
@@ -265,10 +279,12 @@ def batch(state: State, batch_id: str, wait: bool, as_json: bool) -> None:
         try:
             with watch.progress(summary["total"], render.on_terminal(sys.stderr), "waiting") as bar:
                 job = bar.add_task("waiting", total=summary["total"]) if bar else None
-                while not summary["finished"]:
-                    summary = state.client.get(f"/batches/{batch_id}", wait=2 if bar else watch.WAIT)
+                while True:
                     if bar:
                         bar.update(job, completed=summary["states"]["DONE"] + summary["states"]["ABORT"])
+                    if summary["finished"]:
+                        break
+                    summary = state.client.get(f"/batches/{batch_id}", wait=2 if bar else watch.WAIT)
         except KeyboardInterrupt:
             render.warn(f"detached; the tasks go on. Re-attach with: wsexec batch {batch_id} --wait")
             sys.exit(outcome.INTERRUPTED)
@@ -278,39 +294,6 @@ def batch(state: State, batch_id: str, wait: bool, as_json: bool) -> None:
         render.fields(summary, ("id", "total", "finished", "states", "rc", "tasks"))
     if wait:
         sys.exit(outcome.batch(summary))
-
-
-@cli.command()
-@click.option("--batch")
-@click.option("-t", "--tag")
-@click.option("-i", "--instance", type=int)
-@click.option("--timeout", type=click.IntRange(min=0), help="stop after this many seconds")
-@click.option("--after", metavar="EVENT_ID", help="resume after this event id (default: from now on)")
-@click.option("--all", "from_oldest", is_flag=True, help="from the oldest event the server keeps")
-@click.option("--json", "as_json", is_flag=True, help="one JSON object per line: event, id, data")
-@pass_state
-def events(state: State, batch: str | None, tag: str | None, instance: int | None, timeout: int | None,
-           after: str | None, from_oldest: bool, as_json: bool) -> None:
-    """Tail task events (created, started, finished) as they happen; Ctrl-C stops."""
-    params = {key: value for key, value in (("batch", batch), ("tag", tag), ("instance", instance),
-                                            ("timeout", timeout)) if value is not None}
-    try:
-        for event in state.client.stream("/events", params, "0-0" if from_oldest else after):
-            data = json.loads(event.data)
-            if as_json:
-                click.echo(json.dumps({"event": event.name, "id": event.id, "data": data}), nl=True)
-            else:
-                click.echo(event_line(event.name, data))
-    except KeyboardInterrupt:
-        sys.exit(outcome.OK)
-
-
-def event_line(name: str, data: dict[str, Any]) -> str:
-    """'finished task 7 instance 2 tag web DONE rc 0'."""
-    words = [name] + [f"{key} {data[key]}" for key in ("task", "instance", "tag", "batch") if data.get(key)]
-    words += [str(data[key]) if key == "state" else f"{key} {data[key]}"
-              for key in ("state", "rc", "error") if data.get(key) is not None]
-    return " ".join(words)
 
 
 @cli.command()

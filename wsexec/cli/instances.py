@@ -30,12 +30,14 @@ def instances(ctx: click.Context, tag: str | None, instance_state: str | None, a
 @click.option("-t", "--tag", required=True)
 @click.option("-p", "--port", type=click.IntRange(1, 65535), default=22, show_default=True)
 @click.option("--user", "login", help="default login user")
+@click.option("--login-user", "login_users", multiple=True, metavar="USER",
+              help="another login user tasks may ask for with --user (repeatable; default: WSEXEC_LOGIN_USERS)")
 @click.option("--host-key", help="pin this key ('ssh-ed25519 AAAA...')")
 @click.option("--scan", is_flag=True, help="fetch the server's host key now (as ssh-keyscan does) and pin it")
 @json_option
 @pass_state
-def instances_add(state: State, ip: str, tag: str, port: int, login: str | None, host_key: str | None, scan: bool,
-                  as_json: bool) -> None:
+def instances_add(state: State, ip: str, tag: str, port: int, login: str | None, login_users: tuple[str, ...],
+                  host_key: str | None, scan: bool, as_json: bool) -> None:
     """Declare an instance (admin)."""
     if scan and host_key:
         raise click.UsageError("--scan or --host-key, not both")
@@ -43,6 +45,7 @@ def instances_add(state: State, ip: str, tag: str, port: int, login: str | None,
         host_key, fingerprint = hostkeys.scan(ip, port)
         render.note(f"{ip}:{port} host key {host_key.split()[0]} {fingerprint}: pinned (compare it out of band)")
     body = {"ip": ip, "port": port, "tag": tag} | {k: v for k, v in (("user", login), ("host_key", host_key)) if v}
+    body |= {"login_users": list(login_users)} if login_users else {}
     instance = state.client.json("POST", "/instances", json=body)
     if as_json:
         render.emit_json(instance)

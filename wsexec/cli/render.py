@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -79,6 +80,11 @@ def fields(record: dict[str, Any], order: Sequence[str]) -> None:
                 click.echo(f"  {line}")
         else:
             click.echo(f"{key + ':':<{width + 1}} {value.rstrip(chr(10))}")
+
+
+def discard(stream: Any) -> None:
+    """Send what is still written to a stream whose reader has gone to /dev/null instead (no EPIPE at exit either)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
 
 def warn(message: str) -> None:

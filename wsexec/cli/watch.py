@@ -7,6 +7,7 @@ stream went, so a task that ended before wsexec started watching gives the same 
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -17,11 +18,12 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from wsexec.cli import render
-from wsexec.cli.client import ApiError, Client, StreamBroken
+from wsexec.cli.client import ApiError, Client, StreamBroken, StreamBusy
 from wsexec.cli.outcome import FINISHED
 
 WAIT = 60  # seconds per ?wait request (the server caps it at WSEXEC_WAIT_MAX, 300 by default)
 RECONNECT_PAUSE = 1.0
+FOLLOW_MAX = 20  # a fan-out's streams open at once, each holding one of the server's (WSEXEC_EVENTS_STREAMS_MAX)
 
 
 def labels(client: Client, tasks: Iterable[dict[str, Any]]) -> dict[int, str]:
@@ -57,7 +59,10 @@ class Lines:
             complete = [f"{self.prefix}: {line}\n" for line in complete]
         with self.lock:
             if not self.muted:
-                click.echo("".join(complete), nl=False, err=self.err)
+                try:
+                    click.echo("".join(complete), nl=False, err=self.err)
+                except BrokenPipeError:  # the reader left (`| head`): the rest goes nowhere, the exit code stays
+                    render.discard(sys.stderr if self.err else sys.stdout)
 
     def close(self) -> None:
         if self.pending:
@@ -91,6 +96,7 @@ def follow(client: Client, task_id: int, out: Lines, err: Lines) -> dict[str, An
     """Stream one task's output to out/err until its end event (resuming with Last-Event-ID); the final task."""
     last_id = None
     writers = {"stdout": out, "stderr": err}
+    told = False
     while True:
         try:
             for event in client.stream(f"/tasks/{task_id}/output", {"follow": "true"}, last_id):
@@ -104,6 +110,10 @@ def follow(client: Client, task_id: int, out: Lines, err: Lines) -> dict[str, An
                         raise ApiError(f"task {task_id}: {end.get('error') or 'gone'}")
                     return dict(client.get(f"/tasks/{task_id}"))
                 last_id = event.id or last_id
+        except StreamBusy as exc:
+            if not told:  # once: the output comes once a slot is free, nothing of it lost
+                render.note(f"{out.prefix or f'task {task_id}'}: {exc.message}; trying again")
+                told = True
         except StreamBroken:
             pass
         time.sleep(RECONNECT_PAUSE)  # the stream ended early (a restart, Redis lost): go on from where it was
@@ -111,21 +121,30 @@ def follow(client: Client, task_id: int, out: Lines, err: Lines) -> dict[str, An
 
 def follow_all(client: Client, ids: list[int], names: dict[int, str] | None,
                show_progress: bool) -> list[dict[str, Any]]:
-    """Follow several tasks at once, each line prefixed with its instance; the final tasks in the given order."""
+    """Follow several tasks at once (FOLLOW_MAX at a time: the others' output comes whole once a follower is free), each
+    line prefixed with its instance; the final tasks in the given order."""
     if len(ids) == 1:  # in this thread: nothing else to stop on Ctrl-C
         prefix = names[ids[0]] if names else None
         return [follow(client, ids[0], Lines(prefix, False), Lines(prefix, True))]
     results: dict[int, dict[str, Any]] = {}
     failures: list[BaseException] = []
+    queue = iter(ids)
+    taking = threading.Lock()
 
-    def one(task_id: int) -> None:
-        prefix = names[task_id] if names else None
-        try:
-            results[task_id] = follow(client, task_id, Lines(prefix, False), Lines(prefix, True))
-        except BaseException as exc:  # handed to the main thread, which reports it
-            failures.append(exc)
+    def follower() -> None:
+        """Follows the next task not yet followed until none is left (or one fails)."""
+        while not failures:
+            with taking:
+                task_id = next(queue, None)
+            if task_id is None:
+                return
+            prefix = names[task_id] if names else None
+            try:
+                results[task_id] = follow(client, task_id, Lines(prefix, False), Lines(prefix, True))
+            except BaseException as exc:  # handed to the main thread, which reports it
+                failures.append(exc)
 
-    threads = [threading.Thread(target=one, args=(task_id,), daemon=True) for task_id in ids]
+    threads = [threading.Thread(target=follower, daemon=True) for _ in range(min(FOLLOW_MAX, len(ids)))]
     for thread in threads:
         thread.start()
     try:
@@ -157,10 +176,15 @@ def show_outputs(tasks: list[dict[str, Any]], names: dict[int, str] | None) -> N
 
 
 def report(tasks: list[dict[str, Any]], names: dict[int, str] | None, summary: Callable[[], str]) -> None:
-    """Why each aborted task was aborted, then (fan-out) the summary line, on stderr."""
+    """Why each aborted task was aborted, what of its output the server did not keep, then (fan-out) the summary
+    line, on stderr."""
     for task in tasks:
+        who = f"{names[task['id']]}: " if names else ""
         if task.get("state") != "DONE":
-            who = f"{names[task['id']]}: " if names else ""
             render.warn(f"{who}task {task['id']} {task.get('state')}: {task.get('error') or 'no error given'}")
+        for stream in ("stdout", "stderr"):
+            if task.get(f"{stream}_dropped"):
+                render.warn(f"{who}task {task['id']}: {task[f'{stream}_dropped']} more bytes of {stream} than the "
+                            "server keeps (WSEXEC_OUTPUT_CAP) were dropped; what is shown is the head")
     if names:
         render.note(summary())
