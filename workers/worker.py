@@ -83,9 +83,9 @@ class TaskWorker(SimpleWorker):
         """RQ's, flagged so that a stop can tell a slot with tasks from an idle one stuck retrying a lost Redis, and
         with the job's tasks held first (workers.job.hold_job)."""
         self.in_job = True
-        runtime = current_runtime()
+        runtime = current_runtime() if job.func_name == JOB_FUNCTION else None
         try:
-            if job.func_name == JOB_FUNCTION:
+            if runtime is not None:
                 try:
                     hold_job(runtime, job.id, list(job.args[0]))
                 except RedisError:  # the job holds them itself, once Redis answers
@@ -97,7 +97,8 @@ class TaskWorker(SimpleWorker):
                 self.heartbeat(pipeline=pipe)
                 pipe.execute()
         finally:
-            release_job(runtime, job.id)
+            if runtime is not None:
+                release_job(runtime, job.id)
             self.in_job, self.job_ended_at = False, time.monotonic()
 
     def stop_taking_jobs(self) -> None:
