@@ -23,7 +23,7 @@ from rq.timeouts import TimerDeathPenalty
 from rq.utils import now
 from rq.worker import WorkerStatus
 
-from workers.job import current_runtime, hold_job, release_job
+from workers.job import current_runtime, release_job, take_job
 from wsexec.jobs import JOB_FUNCTION
 
 log = logging.getLogger(__name__)
@@ -81,15 +81,15 @@ class TaskWorker(SimpleWorker):
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         """RQ's, flagged so that a stop can tell a slot with tasks from an idle one stuck retrying a lost Redis, and
-        with the job's tasks held first (workers.job.hold_job)."""
+        with the job's tasks taken first (workers.job.take_job)."""
         self.in_job = True
         runtime = current_runtime() if job.func_name == JOB_FUNCTION else None
         try:
             if runtime is not None:
                 try:
-                    hold_job(runtime, job.id, list(job.args[0]))
-                except RedisError:  # the job holds them itself, once Redis answers
-                    log.warning("could not hold the tasks of job %s before it started", job.id, exc_info=True)
+                    take_job(runtime, job.id, list(job.args[0]))
+                except RedisError:  # the job takes them itself, once Redis answers
+                    log.warning("could not take the tasks of job %s before it started", job.id, exc_info=True)
             # SimpleWorker's, with the slot's return to IDLE and its heartbeat in one round trip
             self.perform_job(job, queue, self.prepare_execution(job))
             with self.connection.pipeline(transaction=False) as pipe:
