@@ -56,10 +56,6 @@ class RqFloor:
     def prepare(self, servers: list[SshServer], warm: bool) -> None:
         """Nothing to warm: a no-op job touches no host."""
 
-    def fanout(self, servers: list[SshServer], warm: bool) -> float:
-        """A fan-out is one RQ job in wsexec (up to tasks_per_job tasks): one no-op job."""
-        return self._jobs(1, 1)
-
     def sequential(self, server: SshServer, count: int, warm: bool) -> float:
         """Enqueue one job, wait until it has told us it ran, repeat."""
         return self._jobs(count, 1)
