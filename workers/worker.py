@@ -21,11 +21,11 @@ from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.queue import Queue
 from rq.results import Result
-from rq.timeouts import TimerDeathPenalty
 from rq.utils import now
 from rq.worker import WorkerStatus
 
 from workers.job import current_runtime, release_job, take_job
+from workers.timeouts import WatchdogDeathPenalty
 from wsexec.jobs import JOB_FUNCTION
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,8 @@ class TaskJob(Job):
 
 
 class TaskWorker(SimpleWorker):
-    # RQ's default job timeout is SIGALRM, which only the main thread can receive; a timer raises in the slot's own
-    death_penalty_class = TimerDeathPenalty
+    # RQ's default job timeout is SIGALRM, which only the main thread can receive; a watchdog raises in the slot's own
+    death_penalty_class = WatchdogDeathPenalty
     job_class = TaskJob
     in_job = False  # set while the slot runs a job: a stopping worker waits for those only
     job_ended_at = 0.0  # time.monotonic() when its last job ended, and after which it has some Redis I/O to do
@@ -62,6 +62,7 @@ class TaskWorker(SimpleWorker):
 
     next_suspension_check = 0.0  # time.monotonic() after which RQ's `rq suspend` flag is read again (the class's)
     preparing: Pipeline | None = None  # prepare_execution's writes, sent with prepare_job_execution's
+    back_to_idle = False  # the running job's end set the slot IDLE (cleanup_execution)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         """RQ's, in one round trip instead of three; a default beat within a second of the last one is skipped (the
@@ -134,16 +135,25 @@ class TaskWorker(SimpleWorker):
                     take_job(runtime, job.id, list(job.args[0]))
                 except RedisError:  # the job takes them itself, once Redis answers
                     log.warning("could not take the tasks of job %s before it started", job.id, exc_info=True)
-            # SimpleWorker's, with the slot's return to IDLE and its heartbeat in one round trip
+            # SimpleWorker's, with the slot's return to IDLE and its heartbeat sent with the job's end
+            self.back_to_idle = False
             self.perform_job(job, queue, self.prepare_execution(job))
-            with self.connection.pipeline(transaction=False) as pipe:
-                self.set_state(WorkerStatus.IDLE, pipeline=pipe)
-                self.heartbeat(pipeline=pipe)
-                pipe.execute()
+            if not self.back_to_idle:  # RQ ended the job without cleanup_execution
+                with self.connection.pipeline(transaction=False) as pipe:
+                    self.set_state(WorkerStatus.IDLE, pipeline=pipe)
+                    self.heartbeat(pipeline=pipe)
+                    pipe.execute()
         finally:
             if runtime is not None:
                 release_job(runtime, job.id)
             self.in_job, self.job_ended_at = False, time.monotonic()
+
+    def cleanup_execution(self, job: Job, pipeline: Pipeline, execution: Execution | None = None) -> None:
+        """RQ's, with the slot's return to IDLE and its beat in the same transaction (the job's end)."""
+        super().cleanup_execution(job, pipeline, execution)
+        self.set_state(WorkerStatus.IDLE, pipeline=pipeline)
+        self.heartbeat(pipeline=pipeline)
+        self.back_to_idle = True
 
     def stop_taking_jobs(self) -> None:
         """RQ's warm shutdown without Redis I/O (safe in a signal handler): finish the current job, take no other."""
