@@ -2,8 +2,9 @@
 
 Starts a private redis-server and 20 sshd daemons (127.0.2.1..20, default limits, a plain login user), then
 measures raw paramiko, wsexec through its HTTP API (real gunicorn and worker processes), `ssh` and ansible on
-the same hosts; prints medians with min-max and the ratios against the issue's targets, writes JSON to
-bench/results/. Everything started here is stopped on exit, Ctrl-C or error.
+the same hosts, and RQ's own floor (no-op jobs, bench/rq_floor.py); prints medians with min-max and the ratios
+against the issue's targets, writes JSON to bench/results/. Everything started here is stopped on exit, Ctrl-C or
+error.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from bench.cpu import CpuGroups
 from bench.lab import Lab
 from bench.paramiko_raw import RawParamiko
 from bench.redisstats import RedisStats
+from bench.rq_floor import RqFloor
 from bench.streams import get_latency
-from bench.workloads import WORKLOADS, ratios, run_all, timestamp
+from bench.workloads import FLOOR, WORKLOADS, ratios, run_all, timestamp
 from bench.wsexec_api import Wsexec, WsexecService, WsexecWait
 from wsexec.config import Settings
 
@@ -109,6 +111,10 @@ def main(argv: list[str]) -> int:
         for runner in (RawParamiko(lab), polling, WsexecWait(polling), SshCli(lab), Ansible(lab)):
             stack.callback(runner.close)
             runners[runner.name] = runner
+        for name in FLOOR:  # RQ's own floor: no-op jobs on worker processes of their own
+            floor = RqFloor(name, lab, options.workers, cpu)
+            stack.callback(floor.close)
+            runners[name] = floor
         print(f"bench: {options.runs} runs of each workload", file=sys.stderr)
         results = run_all(runners, lab.servers, cpu, RedisStats(polling.redis), options)
         extra = _waits_and_streams(runners["wsexec-wait"], service, options)

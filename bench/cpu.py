@@ -11,7 +11,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-COMPONENTS = ("client", "api", "workers", "redis", "sshd")  # api: gunicorn; workers: `python -m workers`
+# api: gunicorn; workers: `python -m workers`; rq: the RQ floor's worker processes (bench/rq_floor.py)
+COMPONENTS = ("client", "api", "workers", "rq", "redis", "sshd")
 
 
 def _cgroup2_root() -> Path | None:

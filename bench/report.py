@@ -46,7 +46,7 @@ def table(results: list[Result], ratio_rows: list[dict[str, Any]]) -> str:
     for row in ratio_rows:
         target = row["target"]
         verdict = "" if target is None else f"target {target[0]} {target[1]:g}: {'met' if row['met'] else 'MISSED'}"
-        unit = row.get("unit", "tasks/s" if "tasks/s" in row["name"] else "x")
+        unit = row.get("unit", "tasks/s" if row["name"].endswith("/s") else "x")
         value = {"tasks/s": f"{row['value']:.0f}", "x": f"{row['value']:.2f}x"}.get(unit, f"{row['value']:.2f} {unit}")
         lines.append(f"{row['name']:<40} {value:>9}   {verdict}")
     return "\n".join(lines)

@@ -202,7 +202,7 @@ class Wsexec:
 
     def _worker_names(self) -> set[str]:
         """The worker processes' names, which tasks record (their job slots register as NAME.slot-N)."""
-        return {w.name.rpartition(SLOT_SEPARATOR)[0] or w.name for w in Worker.all(connection=self.redis)}
+        return {w.name.rpartition(SLOT_SEPARATOR)[0] or w.name for w in Worker.all(queue=self.service.queue)}
 
     # -- workloads ---------------------------------------------------------------------------------
 

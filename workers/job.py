@@ -42,7 +42,7 @@ class Runtime:
     pool: ConnectionPool
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     running: set[int] = field(default_factory=set)
-    held_for: dict[str, list[int]] = field(default_factory=dict)  # RQ job id -> the tasks held as a slot took it
+    taken: dict[str, Taken] = field(default_factory=dict)  # RQ job id -> what its slot took, until the job runs
     # who holds the leases: the name and this process's own token, so that a worker restarted under the same name
     # does not keep its predecessor's tasks alive with its heartbeat
     incarnation: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
@@ -119,47 +119,69 @@ class OutputBuffer:
             self.pending.clear()
 
 
-def hold_job(runtime: Runtime, job_id: str, task_ids: list[int]) -> None:
-    """Hold a job's tasks as a slot takes the job, before RQ marks it started: a worker that dies after that has its
+Started = tuple[dict[str, Any] | None, dict[str, Any] | None]  # the claimed task and its instance (Leases.start)
+
+
+@dataclass
+class Taken:
+    """A job's tasks as its worker took them: those claimed to run at once (with what each claim read) and those
+    held to run as threads free up; every one leased to this worker, so that they end ABORT if it dies."""
+
+    started: list[tuple[int, Started]]
+    later: list[int]
+
+    @property
+    def ours(self) -> list[int]:
+        """The tasks whose leases this worker renews: those it claimed or holds (not those another took first)."""
+        return [task_id for task_id, (task, _) in self.started if task is not None] + self.later
+
+
+def take(runtime: Runtime, task_ids: list[int]) -> Taken:
+    """Claim the tasks a job runs first and hold the others, in one round trip (Leases.begin)."""
+    threads = runtime.settings.worker_threads
+    first, rest = task_ids[:threads], task_ids[threads:]
+    held, started = runtime.store.leases.begin(first, rest, runtime.name, runtime.settings.lease_seconds,
+                                               runtime.holder)
+    taken = Taken(list(zip(first, started, strict=True)), held)
+    runtime.running.update(taken.ours)
+    return taken
+
+
+def take_job(runtime: Runtime, job_id: str, task_ids: list[int]) -> None:
+    """Take a job's tasks as a slot takes the job, before RQ marks it started: a worker that dies after that has its
     tasks reaped by their leases (RQ would fail the started job only at its timeout, an hour later, and until then
-    nothing would run or end its tasks)."""
-    held = runtime.store.hold(task_ids, runtime.name, runtime.settings.lease_seconds, runtime.holder)
-    runtime.running.update(held)
-    runtime.held_for[job_id] = held
+    nothing would run or end its tasks). The job itself claims nothing again."""
+    runtime.taken[job_id] = take(runtime, task_ids)
 
 
 def release_job(runtime: Runtime, job_id: str) -> None:
-    """The job has ended (or never ran: RQ failed it first): its tasks are no longer this worker's to renew."""
-    runtime.running.difference_update(runtime.held_for.pop(job_id, []))
+    """The job has ended, or never ran (RQ failed it first): what it had not taken over is no longer this worker's.
+    Its claimed tasks end ABORT (they never run again); its held ones are still INIT, for the reconciler."""
+    taken = runtime.taken.pop(job_id, None)
+    if taken is None:
+        return
+    runtime.running.difference_update(taken.ours)
+    for task_id, (task, _) in taken.started:
+        if task is not None and task["state"] == TaskState.CURRENT.value:
+            try:
+                runtime.store.finish(task_id, TaskState.ABORT, error="worker error: its RQ job did not run", rc=None)
+            except RedisError:  # it stays CURRENT until this worker is gone and its lease is reaped
+                log.exception("task %s: its job did not run, and it could not be ended ABORT", task_id)
 
 
 def run_tasks(task_ids: list[int]) -> dict[str, int]:
-    """The RQ job: the tasks that start now claimed and the others held in one round trip (every one is leased
-    before any runs; its slot may have held them all already), run them at once (sshd's limits are the pool's
-    business), tally states."""
+    """The RQ job: its tasks as its slot took them (or taken now, under a plain `rq worker`), run at once (sshd's
+    limits are the pool's business), tally states."""
     from rq import get_current_job
 
     runtime = current_runtime()
     job = get_current_job()
-    held_by_slot = runtime.held_for.get(job.id) if job else None
-    threads = runtime.settings.worker_threads
-    if held_by_slot is None:  # under a plain `rq worker`, or the slot could not hold them
-        first, rest = task_ids[:threads], task_ids[threads:]
-    else:
-        first, rest = held_by_slot[:threads], []
-    held, started = runtime.store.leases.begin(first, rest, runtime.name, runtime.settings.lease_seconds,
-                                               runtime.holder)
-    later = held if held_by_slot is None else held_by_slot[threads:]
-    ours = first + later
-    runtime.running.update(ours)
+    taken = (runtime.taken.pop(job.id, None) if job else None) or take(runtime, task_ids)
     try:
-        states = _run_at_once(runtime, list(zip(first, started, strict=True)) + [(task_id, None) for task_id in later])
+        states = _run_at_once(runtime, taken.started + [(task_id, None) for task_id in taken.later])
     finally:
-        runtime.running.difference_update(ours)
+        runtime.running.difference_update(taken.ours)
     return {state: states.count(state) for state in set(states)}
-
-
-Started = tuple[dict[str, Any] | None, dict[str, Any] | None]  # the claimed task and its instance (Leases.start)
 
 
 def _run_at_once(runtime: Runtime, tasks: list[tuple[int, Started | None]]) -> list[str]:

@@ -17,29 +17,52 @@ from typing import Any
 from redis.client import Pipeline
 from redis.exceptions import RedisError
 from rq import SimpleWorker
+from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.queue import Queue
-from rq.timeouts import TimerDeathPenalty
+from rq.results import Result
 from rq.utils import now
 from rq.worker import WorkerStatus
 
-from workers.job import current_runtime, hold_job, release_job
+from workers.job import current_runtime, release_job, take_job
+from workers.timeouts import WatchdogDeathPenalty
 from wsexec.jobs import JOB_FUNCTION
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 2  # an idle slot waits for a job this long at a time, so it notices a stop as soon
-BEAT_AGAIN_SECONDS = 1.0  # RQ beats with its default TTL up to three times per job: one such beat a second is plenty
+# RQ beats with its default TTL (minutes) up to three times per job, and before each poll: one such beat in this
+# long is plenty (the beat after each job, which brings the TTL back from the job's, is always sent)
+BEAT_AGAIN_SECONDS = 15.0
+SUSPENSION_CHECK_SECONDS = 1.0  # how often a worker process reads RQ's `rq suspend` flag (for all its slots)
+
+
+class TaskJob(Job):
+    """RQ's job, deleted after its success without reading its executions back twice (six round trips): while it is
+    still STARTED in Redis, its one execution is the one the worker's cleanup_execution removes in the same
+    transaction. In any other case (cancelled meanwhile...) RQ's own delete runs."""
+
+    def cleanup(self, ttl: int | None = None, pipeline: Pipeline | None = None, remove_from_queue: bool = True
+                ) -> None:
+        if (ttl == 0 and pipeline is not None and not remove_from_queue and not self.group_id
+                and not self.has_rate_limit and self._fetch_status() == JobStatus.STARTED):
+            pipeline.delete(self.key, self.dependents_key, self.dependencies_key, Result.get_key(self.id),
+                            self.execution_registry.key)
+            return
+        super().cleanup(ttl, pipeline, remove_from_queue)
 
 
 class TaskWorker(SimpleWorker):
-    # RQ's default job timeout is SIGALRM, which only the main thread can receive; a timer raises in the slot's own
-    death_penalty_class = TimerDeathPenalty
+    # RQ's default job timeout is SIGALRM, which only the main thread can receive; a watchdog raises in the slot's own
+    death_penalty_class = WatchdogDeathPenalty
+    job_class = TaskJob
     in_job = False  # set while the slot runs a job: a stopping worker waits for those only
     job_ended_at = 0.0  # time.monotonic() when its last job ended, and after which it has some Redis I/O to do
     default_beat_at = -BEAT_AGAIN_SECONDS  # time.monotonic() of its last beat with RQ's default TTL (none since)
 
-    next_suspension_check = 0.0  # time.monotonic() after which RQ's `rq suspend` flag is read again
+    next_suspension_check = 0.0  # time.monotonic() after which RQ's `rq suspend` flag is read again (the class's)
+    preparing: Pipeline | None = None  # prepare_execution's writes, sent with prepare_job_execution's
+    back_to_idle = False  # the running job's end set the slot IDLE (cleanup_execution)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         """RQ's, in one round trip instead of three; a default beat within a second of the last one is skipped (the
@@ -59,10 +82,32 @@ class TaskWorker(SimpleWorker):
         self.default_beat_at = time.monotonic()
 
     def check_for_suspension(self, burst: bool) -> None:
-        """RQ's (`rq suspend`), read once a second rather than before every job."""
-        if time.monotonic() >= self.next_suspension_check:
-            self.next_suspension_check = time.monotonic() + BEAT_AGAIN_SECONDS
+        """RQ's (`rq suspend`), read by one slot of the process once a second rather than by each before every job."""
+        if time.monotonic() >= TaskWorker.next_suspension_check:
+            TaskWorker.next_suspension_check = time.monotonic() + SUSPENSION_CHECK_SECONDS
             super().check_for_suspension(burst)
+
+    def prepare_execution(self, job: Job) -> Execution:
+        """RQ's, its writes left for prepare_job_execution to send with its own (one round trip instead of two)."""
+        pipe = self.connection.pipeline()
+        execution = Execution.create(job, self.get_heartbeat_ttl(job), pipeline=pipe, worker_name=self.name)
+        self.executions[execution.id] = execution
+        self.set_state(WorkerStatus.BUSY, pipeline=pipe)
+        self.preparing = pipe
+        return execution
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        """RQ's (the job's and the slot's beats, the job marked started), sent with prepare_execution's writes."""
+        pipe, self.preparing = self.preparing or self.connection.pipeline(), None
+        with pipe:
+            heartbeat_ttl = self.get_heartbeat_ttl(job)
+            self.heartbeat(heartbeat_ttl, pipeline=pipe)
+            job.heartbeat(now(), heartbeat_ttl, pipeline=pipe)
+            job.prepare_for_execution(self.name, pipeline=pipe)
+            pipe.persist(job.key)
+            if remove_from_intermediate_queue:
+                pipe.lrem(Queue(job.origin, connection=self.connection).intermediate_queue_key, 1, job.id)
+            pipe.execute()
 
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
         """RQ's, without its job heartbeat when the job returned and has no success callback: that beat only gives a
@@ -81,24 +126,34 @@ class TaskWorker(SimpleWorker):
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         """RQ's, flagged so that a stop can tell a slot with tasks from an idle one stuck retrying a lost Redis, and
-        with the job's tasks held first (workers.job.hold_job)."""
+        with the job's tasks taken first (workers.job.take_job)."""
         self.in_job = True
-        runtime = current_runtime()
+        runtime = current_runtime() if job.func_name == JOB_FUNCTION else None
         try:
-            if job.func_name == JOB_FUNCTION:
+            if runtime is not None:
                 try:
-                    hold_job(runtime, job.id, list(job.args[0]))
-                except RedisError:  # the job holds them itself, once Redis answers
-                    log.warning("could not hold the tasks of job %s before it started", job.id, exc_info=True)
-            # SimpleWorker's, with the slot's return to IDLE and its heartbeat in one round trip
+                    take_job(runtime, job.id, list(job.args[0]))
+                except RedisError:  # the job takes them itself, once Redis answers
+                    log.warning("could not take the tasks of job %s before it started", job.id, exc_info=True)
+            # SimpleWorker's, with the slot's return to IDLE and its heartbeat sent with the job's end
+            self.back_to_idle = False
             self.perform_job(job, queue, self.prepare_execution(job))
-            with self.connection.pipeline(transaction=False) as pipe:
-                self.set_state(WorkerStatus.IDLE, pipeline=pipe)
-                self.heartbeat(pipeline=pipe)
-                pipe.execute()
+            if not self.back_to_idle:  # RQ ended the job without cleanup_execution
+                with self.connection.pipeline(transaction=False) as pipe:
+                    self.set_state(WorkerStatus.IDLE, pipeline=pipe)
+                    self.heartbeat(pipeline=pipe)
+                    pipe.execute()
         finally:
-            release_job(runtime, job.id)
+            if runtime is not None:
+                release_job(runtime, job.id)
             self.in_job, self.job_ended_at = False, time.monotonic()
+
+    def cleanup_execution(self, job: Job, pipeline: Pipeline, execution: Execution | None = None) -> None:
+        """RQ's, with the slot's return to IDLE and its beat in the same transaction (the job's end)."""
+        super().cleanup_execution(job, pipeline, execution)
+        self.set_state(WorkerStatus.IDLE, pipeline=pipeline)
+        self.heartbeat(pipeline=pipeline)
+        self.back_to_idle = True
 
     def stop_taking_jobs(self) -> None:
         """RQ's warm shutdown without Redis I/O (safe in a signal handler): finish the current job, take no other."""
