@@ -2,6 +2,8 @@
 
 import os
 
+from wsexec import wire
+
 bind = os.environ.get("WSEXEC_BIND", "127.0.0.1:5000")
 # Processes: one per core (2 on the 2-core reference machine), from `make bench-http` (GET one task, 50 connections,
 # wrk; bench/results/http-*.json): a request costs gunicorn the same CPU with 2 or 4 gevent processes (1.8-1.9 ms; 1
@@ -22,6 +24,7 @@ graceful_timeout = 30
 keepalive = 5
 accesslog = "-"
 logger_class = "wsexec.accesslog.AccessLogger"  # %(u)s only once authenticated, client-chosen values escaped
+wire.install()  # a small answer's headers and body in one send, not two (wsexec/wire.py)
 errorlog = "-"
 loglevel = os.environ.get("WSEXEC_LOG_LEVEL", "info")
 forwarded_allow_ips = os.environ.get("WSEXEC_FORWARDED_ALLOW_IPS", "127.0.0.1")

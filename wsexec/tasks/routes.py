@@ -88,7 +88,7 @@ class Tasks(MethodView):
 
 @blp.route("/<int:task_id>")
 class Task(MethodView):
-    @blp.arguments(WaitArgs, location="query", as_kwargs=True)
+    @blp.arguments(WaitArgs(), location="query", as_kwargs=True)  # an instance: not one schema built per GET
     @blp.response(200, TaskSchema)
     def get(self, task_id: int, wait: int | None = None) -> dict[str, Any]:
         """One task with its output; with ?wait=SECONDS, once it has finished (or as it is when the wait is over)."""
