@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
@@ -118,7 +119,12 @@ class Gunicorn:
         return self.log.stat().st_size
 
     def spread(self, since: int) -> dict[str, int]:
-        """Requests per gunicorn worker pid logged since that offset of the log."""
+        """Requests per gunicorn worker pid logged since that offset of the log (once its last lines are written:
+        gunicorn logs a request after answering it)."""
+        sizes = [-1, self.log_size()]
+        while sizes[-1] != sizes[-2]:
+            time.sleep(0.2)
+            sizes.append(self.log_size())
         with self.log.open("rb") as log:
             log.seek(since)
             pids = Counter(line.split()[1].decode().strip("<>") for line in log if line.startswith(b"access "))
