@@ -3,8 +3,11 @@ written as gunicorn writes it. Real gunicorn requests and responses over a real 
 
 from __future__ import annotations
 
+import gc
+import runpy
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -79,3 +82,15 @@ def test_install_makes_it_gunicorns_response(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(wsgi, "Response", wsgi.Response)  # undone after the test
     wire.install()
     assert wsgi.Response is wire.Response
+
+
+def test_gunicorn_conf_installs_it_and_freezes_the_loaded_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gunicorn.conf.py as gunicorn runs it: this Response, and gc.freeze() once a worker has loaded the app."""
+    monkeypatch.setattr(wsgi, "Response", wsgi.Response)
+    conf = runpy.run_path(str(Path(__file__).resolve().parents[2] / "gunicorn.conf.py"))
+    assert wsgi.Response is wire.Response
+    try:
+        conf["post_worker_init"](None)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
