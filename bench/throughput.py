@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
@@ -118,7 +119,12 @@ class Gunicorn:
         return self.log.stat().st_size
 
     def spread(self, since: int) -> dict[str, int]:
-        """Requests per gunicorn worker pid logged since that offset of the log."""
+        """Requests per gunicorn worker pid logged since that offset of the log (once its last lines are written:
+        gunicorn logs a request after answering it)."""
+        sizes = [-1, self.log_size()]
+        while sizes[-1] != sizes[-2]:
+            time.sleep(0.2)
+            sizes.append(self.log_size())
         with self.log.open("rb") as log:
             log.seek(since)
             pids = Counter(line.split()[1].decode().strip("<>") for line in log if line.startswith(b"access "))
@@ -174,14 +180,21 @@ def wrk_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def redis_counts(redis: Redis) -> dict[str, int]:
+    """Redis's reads of client sockets (one a round trip: a pipeline arrives in one) and commands, so far."""
+    stats = redis.info("stats")
+    return {"round_trips": int(stats["total_reads_processed"]), "commands": int(stats["total_commands_processed"])}
+
+
 def measure(name: str, url: str, app: Gunicorn, procs: dict[str, list[int]], options: argparse.Namespace,
-            script: Path, profile_to: Path | None = None) -> dict[str, Any]:
-    """options.runs wrk runs of one entry point, each with its spread, TIME_WAIT delta and CPU ms per request of
-    every process involved (a figure the shared machine's load does not change much, unlike req/s)."""
+            script: Path, redis: Redis, profile_to: Path | None = None) -> dict[str, Any]:
+    """options.runs wrk runs of one entry point, each with its spread, TIME_WAIT delta, CPU ms per request of
+    every process involved and Redis round trips per request (figures the shared machine's load does not change
+    much, unlike req/s)."""
     port = int(app.bind.rsplit(":", 1)[1])
     runs = []
     for number in range(options.runs):
-        before, offset = time_wait(port), app.log_size()
+        before, offset, redis_before = time_wait(port), app.log_size(), redis_counts(redis)
         cpu_before = {part: cpu_seconds(pids) for part, pids in procs.items()} | {"wrk": wrk_cpu()}
         sampling = profile(app.worker_pids()[0], options.seconds, profile_to) \
             if profile_to and number == 0 else None
@@ -191,12 +204,15 @@ def measure(name: str, url: str, app: Gunicorn, procs: dict[str, list[int]], opt
             figures["profile"] = sampling.result()
         figures["cpu_ms_per_request"] = {part: round(1000 * (cpu_after[part] - cpu_before[part]) / figures["requests"],
                                                      3) for part in cpu_before} if figures["requests"] else {}
+        figures["redis_per_request"] = {what: round((count - redis_before[what]) / figures["requests"], 2)
+                                        for what, count in redis_counts(redis).items()} if figures["requests"] else {}
         figures["spread"] = app.spread(offset)
         figures["time_wait_before"], figures["time_wait_after"] = before, time_wait(port)
         runs.append(figures)
         print(f"  {name:<40} {figures['rps']:7.0f} req/s  p50 {figures['p50_ms']:6.1f} ms  p99 "
               f"{figures['p99_ms']:6.1f} ms  non-2xx {figures['non_2xx']}  pids {list(figures['spread'].values())}  "
               f"TIME_WAIT {before} -> {figures['time_wait_after']}  CPU ms/req {figures['cpu_ms_per_request']}  "
+              f"Redis/req {figures['redis_per_request']}  "
               f"load {os.getloadavg()[0]:.1f}", file=sys.stderr)
     rps = [r["rps"] for r in runs]
     cpu = {part: statistics.median(r["cpu_ms_per_request"].get(part, 0) for r in runs) for part in runs[0]
@@ -206,14 +222,16 @@ def measure(name: str, url: str, app: Gunicorn, procs: dict[str, list[int]], opt
             "p99_ms_median": statistics.median(r["p99_ms"] for r in runs),
             "p50_ms_median": statistics.median(r["p50_ms"] for r in runs),
             "non_2xx": sum(r["non_2xx"] for r in runs), "cpu_ms_per_request": cpu,
+            "redis_per_request": {what: statistics.median(r["redis_per_request"].get(what, 0) for r in runs)
+                                  for what in runs[0]["redis_per_request"]},
             # what the server side could serve on the machine's cores if nothing else ran (wrk included: it shares them)
             "rps_ceiling": round(1000 * CORES / (server + cpu.get("wrk", 0))) if server else None,
             "load1": os.getloadavg()[0]}
 
 
-def setup(workdir: Path, stack: ExitStack) -> tuple[dict[str, str], dict[str, Path], int, int]:
+def setup(workdir: Path, stack: ExitStack) -> tuple[dict[str, str], dict[str, Path], int, int, Redis]:
     """Redis with 20 instances and 100 finished tasks; the environment every gunicorn gets; wrk's scripts (a bearer
-    token, a basic-auth password); a task; Redis's pid."""
+    token, a basic-auth password); a task; Redis's pid and a client of it."""
     redis_server = stack.enter_context(RedisServer(workdir / "redis").start())
     redis = Redis.from_url(redis_server.url)
     stack.callback(redis.close)
@@ -232,7 +250,7 @@ def setup(workdir: Path, stack: ExitStack) -> tuple[dict[str, str], dict[str, Pa
         scripts[auth].write_text(WRK_SCRIPT.format(authorization=header))
     env = {**os.environ, **settings.to_env(), "WSEXEC_LOG_LEVEL": "warning"}
     assert redis_server.proc is not None
-    return env, scripts, int(fleet.probe["id"]), redis_server.proc.pid
+    return env, scripts, int(fleet.probe["id"]), redis_server.proc.pid, redis
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -269,7 +287,7 @@ def entries(config: tuple[str, int, int], first: bool) -> list[tuple[str, bool |
 def run(options: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
     rows = []
     with ExitStack() as stack:
-        env, scripts, task_id, redis_pid = setup(workdir, stack)
+        env, scripts, task_id, redis_pid, redis = setup(workdir, stack)
         for number, config in enumerate(options.configs):
             with Gunicorn(workdir, env, config) as app:
                 assert app.proc is not None
@@ -277,7 +295,7 @@ def run(options: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
                 for name, keepalive, auth in entries(config, number == 0):
                     script = scripts[auth]
                     if keepalive is None:
-                        rows.append(measure(name, f"{app.url}/tasks/{task_id}", app, procs, options, script))
+                        rows.append(measure(name, f"{app.url}/tasks/{task_id}", app, procs, options, script, redis))
                         continue
                     where = workdir / f"nginx-{number}-{keepalive}"
                     with Nginx(where, app.bind, site_copy(workdir, keepalive), connections=4096).start() as nginx:
@@ -286,20 +304,24 @@ def run(options: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
                             and number == 0 else None
                         nginx_procs = {**procs, "nginx": [nginx.proc.pid, *children(nginx.proc.pid)]}
                         rows.append(measure(name, f"{nginx.https}/tasks/{task_id}", app, nginx_procs, options, script,
-                                            profile_to))
+                                            redis, profile_to))
     return rows
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [f"{'GET one task, 50 connections':<44} {'req/s':>6} {'min-max':>11} {'p50':>8} {'p99':>8} "
-             f"{'non-2xx':>7}  {'per gunicorn pid (1st run)':<26} {'TIME_WAIT':<12} CPU ms/request -> ceiling req/s"]
+             f"{'non-2xx':>7}  {'per gunicorn pid (1st run)':<26} {'TIME_WAIT':<12} {'Redis RT/cmd':<12} "
+             "CPU ms/request -> ceiling req/s"]
     for row in rows:
         first = row["runs"][0]
         cpu = " ".join(f"{part} {value:.2f}" for part, value in row["cpu_ms_per_request"].items())
+        redis = row["redis_per_request"]
         lines.append(f"{row['name']:<44} {row['rps_median']:>6.0f} {row['rps_min']:>5.0f}-{row['rps_max']:<5.0f} "
                      f"{row['p50_ms_median']:>6.1f}ms {row['p99_ms_median']:>6.1f}ms {row['non_2xx']:>7}  "
                      f"{'/'.join(map(str, first['spread'].values())):<26} "
-                     f"{first['time_wait_before']:>5}->{first['time_wait_after']:<5} {cpu} -> {row['rps_ceiling']}")
+                     f"{first['time_wait_before']:>5}->{first['time_wait_after']:<5} "
+                     f"{redis.get('round_trips', 0):>5.2f}/{redis.get('commands', 0):<5.2f} "
+                     f"{cpu} -> {row['rps_ceiling']}")
     loads = ", ".join(f"{r['load1']:.1f}" for r in rows)
     lines.append(f"(load average during the runs: {loads}; the ceiling is "
                  f"{CORES} cores over the CPU per request of every process, wrk's included)")

@@ -123,6 +123,17 @@ def test_bad_tokens_count_for_the_address(client: FlaskClient) -> None:
     assert client.get("/wsexec/tasks", headers=good, environ_base={"REMOTE_ADDR": OTHER}).status_code == 200
 
 
+def test_a_right_token_is_not_locked_out_by_guessing_from_its_address(client: FlaskClient) -> None:
+    """Tokens are 256 random bits: the lock stops guessers (they still get 429), never a token's owner on a NAT."""
+    for _ in range(PER_ADDRESS):
+        assert get(client, GUESSER).status_code == 401
+    assert_locked(client.get("/wsexec/tasks", headers={"Authorization": "Bearer not-a-token"},
+                             environ_base={"REMOTE_ADDR": GUESSER}))
+    good = {"Authorization": f"Bearer {CRON_TOKEN}"}
+    assert client.get("/wsexec/tasks", headers=good, environ_base={"REMOTE_ADDR": GUESSER}).status_code == 200
+    assert_locked(get(client, GUESSER, password=PASSWORDS["admin"]))  # passwords stay locked
+
+
 def test_requests_without_credentials_are_not_failures(client: FlaskClient, hash_checks: list[str]) -> None:
     for _ in range(PER_ADDRESS * 3):
         assert client.get("/wsexec/tasks", environ_base={"REMOTE_ADDR": GUESSER}).status_code == 401

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from redis.connection import AbstractConnection
 
-from tests.helpers import Api, task_body
+from tests.helpers import CRON_TOKEN, Api, task_body
 
 
 class RoundTrips:
@@ -68,3 +68,17 @@ def test_a_post_array_costs_the_round_trips_of_one_task(api: Api, instances: lis
     one = round_trips(lambda: post(api, body(1)))
     hundred = round_trips(lambda: post(api, body(100)))
     assert hundred <= one + 2, (one, hundred)
+
+
+def test_get_one_task_with_a_token_costs_one_round_trip(api: Api, instances: list[dict[str, Any]],
+                                                        round_trips: RoundTrips) -> None:
+    """The record and both streams in one pipeline; a right token asks Redis nothing (wsexec.auth.verify_token)."""
+    (task,) = api.created("/tasks", [task_body(instances[0], name="read-me")])
+    token = {"auth": None, "headers": {"Authorization": f"Bearer {CRON_TOKEN}"}}
+    answers: list[Any] = []
+    assert api.get(f"/tasks/{task['id']}", **token).status_code == 200  # connections opened
+    assert round_trips(lambda: answers.append(api.get(f"/tasks/{task['id']}", **token))) == 1
+    assert answers[0].status_code == 200
+    assert answers[0].json["name"] == "read-me" and answers[0].json["stdout"] == ""
+    missing = api.get("/tasks/999999", **token)
+    assert missing.status_code == 404 and missing.json["error"] == "task 999999 not found"

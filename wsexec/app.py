@@ -7,6 +7,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from wsexec import auth, errors, headers, jobs, sse
 from wsexec.config import Settings
+from wsexec.query import WsexecRequest
 from wsexec.store import Store, connect
 
 
@@ -14,6 +15,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build the app from settings (default: the environment) with every blueprint under /wsexec."""
     settings = settings or Settings.from_env()
     app = Flask(__name__, static_folder=None)
+    app.request_class = WsexecRequest  # absent query keys without exceptions (wsexec/query.py)
     app.url_map.merge_slashes = False  # "//tasks" is a 404, not a redirect built from the client's Host header
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body,

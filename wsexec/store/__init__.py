@@ -95,6 +95,7 @@ class Store:
         self.output_snapshot = self.output.snapshot
         self.wait_output = self.output.wait
         self.until_finished = self.waits.until_finished
+        self.get_tasks_with_output = self.waits.with_output
         self.output_key = self.output.key
         self.purge_expired = self.retention.purge_expired
         self.add_audit = self.audit.add

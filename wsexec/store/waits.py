@@ -51,9 +51,10 @@ class Waits:
             pending -= {event.fields["task"] for event in batch if event.type == "finished"}
             if len(batch) == READ_COUNT and pending:  # events may have been trimmed before this waiter read them
                 _, pending = self._snapshot(pending)
-        return self._with_output(task_ids) if output else self.tasks.get_many(task_ids)
+        return self.with_output(task_ids) if output else self.tasks.get_many(task_ids)
 
-    def _with_output(self, task_ids: list[int]) -> list[dict[str, Any]]:
+    def with_output(self, task_ids: list[int]) -> list[dict[str, Any]]:
+        """The tasks that exist, each with both its streams whole, in one round trip."""
         with self.redis.pipeline(transaction=False) as pipe:
             for task_id in task_ids:
                 pipe.hgetall(TASK.key(task_id))

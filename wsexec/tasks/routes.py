@@ -88,13 +88,13 @@ class Tasks(MethodView):
 
 @blp.route("/<int:task_id>")
 class Task(MethodView):
-    @blp.arguments(WaitArgs, location="query", as_kwargs=True)
+    @blp.arguments(WaitArgs(), location="query", as_kwargs=True)  # an instance: not one schema built per GET
     @blp.response(200, TaskSchema)
     def get(self, task_id: int, wait: int | None = None) -> dict[str, Any]:
         """One task with its output; with ?wait=SECONDS, once it has finished (or as it is when the wait is over)."""
-        task = context.store().get_task(task_id)  # 404 before a wait slot is taken
         if wait is None:
-            return service.with_output(task)
+            return service.task_with_output(task_id)
+        context.store().get_task(task_id)  # 404 before a wait slot is taken
         with quotas.wait_slot(wait):
             return service.wait_finished([task_id], wait, output=True)[0]
 

@@ -55,9 +55,19 @@ def wait_finished(task_ids: list[int], seconds: float, output: bool = False) -> 
     missing = sorted(set(task_ids) - {task["id"] for task in tasks})
     if missing:  # deleted (or purged) while the request waited
         raise NotFound(f"task {missing[0]} not found")
-    if output:
-        return [{**task, **{s: task[s].decode("utf-8", "replace") for s in STREAMS}} for task in tasks]
-    return tasks
+    return [_decoded(task) for task in tasks] if output else tasks
+
+
+def task_with_output(task_id: int) -> dict[str, Any]:
+    """One task and its stored output, read in one round trip (GET one task: the API's most frequent call)."""
+    found = context.store().get_tasks_with_output([task_id])
+    if not found:
+        raise NotFound(f"task {task_id} not found")
+    return _decoded(found[0])
+
+
+def _decoded(task: dict[str, Any]) -> dict[str, Any]:
+    return {**task, **{s: task[s].decode("utf-8", "replace") for s in STREAMS}}
 
 
 def with_outputs(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
