@@ -36,11 +36,14 @@ class Waits:
         position = last[0][0].decode() if last else START
         return position, {task_id for task_id, state in zip(ids, states, strict=True) if state in _RUNNING}
 
-    def until_finished(self, task_ids: list[int], seconds: float, output: bool = False) -> list[dict[str, Any]]:
+    def until_finished(self, task_ids: list[int], seconds: float, output: bool = False, created: str | None = None
+                       ) -> list[dict[str, Any]]:
         """The tasks once none is INIT or CURRENT, or as they are when `seconds` run out (those that still exist);
-        with `output`, each with its streams' bytes as "stdout" and "stderr", read in the same round trip."""
+        with `output`, each with its streams' bytes as "stdout" and "stderr", read in the same round trip.
+
+        created: the events' position the tasks were created at (Created.position), all INIT then: no snapshot."""
         deadline = time.monotonic() + seconds
-        position, pending = self._snapshot(task_ids)
+        position, pending = (created, set(task_ids)) if created else self._snapshot(task_ids)
         while pending:
             remaining = deadline - time.monotonic()
             if remaining <= 0:

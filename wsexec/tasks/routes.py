@@ -26,7 +26,7 @@ from wsexec.tasks.schemas import (
     TaskSchema,
     TaskUpdateSchema,
 )
-from wsexec.waits import WaitArgs
+from wsexec.waits import WAIT_ARGS
 
 blp = Blueprint("tasks", __name__, write_role=Role.OPERATOR, description="Scripts to run on instances")
 
@@ -66,7 +66,7 @@ class Tasks(MethodView):
         return envelope(count, tasks, page, page_size)
 
     @idempotent
-    @blp.arguments(WaitArgs, location="query", as_kwargs=True)
+    @blp.arguments(WAIT_ARGS, location="query", as_kwargs=True)
     @blp.doc(requestBody={"content": {"application/json": {"schema": ONE_OR_MANY}}, "required": True})
     @blp.alt_response(201, schema=ONE_OR_MANY, description="the task; an array for an array or a target tag; with "
                                                             "?wait, as they are once finished or the wait is over, "
@@ -76,19 +76,20 @@ class Tasks(MethodView):
         """Create and enqueue a task, an array of tasks (all or nothing), or one task per instance of a tag."""
         body = request.get_json()
         with quotas.wait_slot(wait):
-            tasks = service.create(load_new_tasks(body), current_user().name)
+            created = service.add(load_new_tasks(body), current_user().name)
+            tasks = created.tasks
             ids = [task["id"] for task in tasks]
             batches = sorted({task["batch"] for task in tasks if task.get("batch")})
             audit.record("task.create", audit.target("task", ids), {"ids": ids, "batches": batches})
             if wait is not None:
-                tasks = service.wait_finished(ids, wait, output=True)
+                tasks = service.wait_finished(ids, wait, output=True, created=created.position)
         many = isinstance(body, list) or "target" in body
         return TASK_SCHEMAS[many].dump(tasks if many else tasks[0]), 201
 
 
 @blp.route("/<int:task_id>")
 class Task(MethodView):
-    @blp.arguments(WaitArgs, location="query", as_kwargs=True)
+    @blp.arguments(WAIT_ARGS, location="query", as_kwargs=True)
     @blp.response(200, TaskSchema)
     def get(self, task_id: int, wait: int | None = None) -> dict[str, Any]:
         """One task with its output; with ?wait=SECONDS, once it has finished (or as it is when the wait is over)."""

@@ -9,6 +9,7 @@ from typing import Any
 from wsexec import context, jobs, quotas
 from wsexec.exceptions import NotFound, Unprocessable
 from wsexec.store import FINISHED_STATES, STREAMS, TaskState
+from wsexec.store.tasks import Created
 from wsexec.tasks import expand, follow
 from wsexec.tasks.schemas import MAX_OFFSET
 
@@ -16,7 +17,12 @@ CANCEL_WAIT_SECONDS = 2.0
 
 
 def create(items: list[dict[str, Any]], created_by: str) -> list[dict[str, Any]]:
-    """Validate against live data, expand fan-out targets, store all tasks atomically, then enqueue them.
+    """Validate against live data, expand fan-out targets, store all tasks atomically, then enqueue them."""
+    return add(items, created_by).tasks
+
+
+def add(items: list[dict[str, Any]], created_by: str) -> Created:
+    """create(), with where the events stream was at their creation (for a wait on them without a snapshot).
 
     Stored and queued, or neither: tasks whose jobs RQ did not take are removed again before the error is answered
     (and if even that fails, the workers' reconciler ends them ABORT).
@@ -27,13 +33,13 @@ def create(items: list[dict[str, Any]], created_by: str) -> list[dict[str, Any]]
     for record in records:
         record["created_by"] = created_by
     now = time.time()
-    tasks, after = store.create_tasks(records, now, jobs.JOB_PREFIX, settings.tasks_per_job)
+    created = store.tasks.add(records, now, jobs.JOB_PREFIX, settings.tasks_per_job)
     try:
-        jobs.enqueue(context.queue(), expand.plans(tasks, after, settings.worker_threads), now, store)
+        jobs.enqueue(context.queue(), expand.plans(created.tasks, created.after, settings.worker_threads), now, store)
     except Exception:
-        store.tasks.discard(task["id"] for task in tasks)
+        store.tasks.discard(task["id"] for task in created.tasks)
         raise
-    return tasks
+    return created
 
 
 def cancel(task_id: int, by: str) -> dict[str, Any]:
@@ -48,10 +54,12 @@ def cancel(task_id: int, by: str) -> dict[str, Any]:
     return wait_finished([task_id], CANCEL_WAIT_SECONDS)[0]
 
 
-def wait_finished(task_ids: list[int], seconds: float, output: bool = False) -> list[dict[str, Any]]:
+def wait_finished(task_ids: list[int], seconds: float, output: bool = False, created: str | None = None
+                  ) -> list[dict[str, Any]]:
     """The tasks once DONE or ABORT, or as they are when `seconds` run out (woken by their events, no polling);
-    with `output`, their stored output too (read with them, decoded for JSON as with_outputs() does)."""
-    tasks = context.store().until_finished(task_ids, seconds, output)
+    with `output`, their stored output too (read with them, decoded for JSON as with_outputs() does); created: as
+    Waits.until_finished takes it."""
+    tasks = context.store().until_finished(task_ids, seconds, output, created)
     missing = sorted(set(task_ids) - {task["id"] for task in tasks})
     if missing:  # deleted (or purged) while the request waited
         raise NotFound(f"task {missing[0]} not found")
