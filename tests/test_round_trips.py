@@ -32,7 +32,8 @@ class RoundTrips:
         self.sent.append(packed.split(b"\r\n", 3)[2].decode().upper())
 
 
-POST_WAIT_ROUND_TRIPS = 9  # 11 before the create answered the tasks and the wait's start
+# 11 before the create answered the tasks and where the wait starts, and the jobs and the audit went in one step
+POST_WAIT_ROUND_TRIPS = 8
 
 
 @pytest.fixture

@@ -55,6 +55,12 @@ def load_new_tasks(body: Any) -> list[dict[str, Any]]:
     return loaded if many else [loaded]
 
 
+def creation_audit(tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    ids = [task["id"] for task in tasks]
+    batches = sorted({task["batch"] for task in tasks if task.get("batch")})
+    return audit.entry("task.create", audit.target("task", ids), {"ids": ids, "batches": batches})
+
+
 @blp.route("")
 class Tasks(MethodView):
     @blp.arguments(PageArgs, location="query", as_kwargs=True)
@@ -76,13 +82,11 @@ class Tasks(MethodView):
         """Create and enqueue a task, an array of tasks (all or nothing), or one task per instance of a tag."""
         body = request.get_json()
         with quotas.wait_slot(wait):
-            created = service.add(load_new_tasks(body), current_user().name)
+            created = service.add(load_new_tasks(body), current_user().name, creation_audit)
             tasks = created.tasks
-            ids = [task["id"] for task in tasks]
-            batches = sorted({task["batch"] for task in tasks if task.get("batch")})
-            audit.record("task.create", audit.target("task", ids), {"ids": ids, "batches": batches})
             if wait is not None:
-                tasks = service.wait_finished(ids, wait, output=True, created=created.position)
+                tasks = service.wait_finished([task["id"] for task in tasks], wait, output=True,
+                                              created=created.position)
         many = isinstance(body, list) or "target" in body
         return TASK_SCHEMAS[many].dump(tasks if many else tasks[0]), 201
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import time
+from collections.abc import Callable
 from typing import Any
 
 from wsexec import context, jobs, quotas
@@ -21,8 +22,10 @@ def create(items: list[dict[str, Any]], created_by: str) -> list[dict[str, Any]]
     return add(items, created_by).tasks
 
 
-def add(items: list[dict[str, Any]], created_by: str) -> Created:
-    """create(), with where the events stream was at their creation (for a wait on them without a snapshot).
+def add(items: list[dict[str, Any]], created_by: str,
+        audit_entry: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None) -> Created:
+    """create(), with where the events stream was at their creation (for a wait on them without a snapshot);
+    audit_entry: the audit log's entry for the tasks, written with their jobs (both or neither: one round trip).
 
     Stored and queued, or neither: tasks whose jobs RQ did not take are removed again before the error is answered
     (and if even that fails, the workers' reconciler ends them ABORT).
@@ -34,8 +37,13 @@ def add(items: list[dict[str, Any]], created_by: str) -> Created:
         record["created_by"] = created_by
     now = time.time()
     created = store.tasks.add(records, now, jobs.JOB_PREFIX, settings.tasks_per_job)
+    plans = expand.plans(created.tasks, created.after, settings.worker_threads)
     try:
-        jobs.enqueue(context.queue(), expand.plans(created.tasks, created.after, settings.worker_threads), now, store)
+        if audit_entry is None:
+            jobs.enqueue(context.queue(), plans, now, store)
+        else:
+            store.audit.add_with(audit_entry(created.tasks), settings.audit_max, settings.audit_max_bytes,
+                                 lambda pipe: jobs.enqueue(context.queue(), plans, now, store, pipe))
     except Exception:
         store.tasks.discard(task["id"] for task in created.tasks)
         raise
