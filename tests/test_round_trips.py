@@ -33,7 +33,7 @@ class RoundTrips:
 
 
 # 11 before the create answered the tasks and where the wait starts, and the jobs and the audit went in one step
-POST_WAIT_ROUND_TRIPS = 8
+POST_WAIT_ROUND_TRIPS = 5
 
 
 @pytest.fixture

@@ -55,15 +55,19 @@ class Tasks:
         return self._active("batch", batch)
 
     def _active(self, field: str, value: str) -> int:
-        """Intersections Redis walks from the smaller side: the tasks running, not all of the user's or batch's."""
-        kind = self.records.kind
         with self.records.redis.pipeline(transaction=False) as pipe:
-            for state in RUNNING_STATES:
-                if f"state+{field}" in kind.indexed and self.layout.current():
-                    pipe.zcard(kind.index_key(f"state+{field}", f"{state.value}:{value}"))
-                else:
-                    pipe.zintercard(2, [kind.index_key(field, value), kind.index_key("state", state)])
+            self.queue_active(pipe, field, value)
             return sum(int(count) for count in pipe.execute())
+
+    def queue_active(self, pipe: Pipeline, field: str, value: str) -> None:
+        """The counts whose sum is _active(), on a pipeline (a reply per running state). Intersections Redis walks
+        from the smaller side: the tasks running, not all of the user's or batch's."""
+        kind = self.records.kind
+        for state in RUNNING_STATES:
+            if f"state+{field}" in kind.indexed and self.layout.current():
+                pipe.zcard(kind.index_key(f"state+{field}", f"{state.value}:{value}"))
+            else:
+                pipe.zintercard(2, [kind.index_key(field, value), kind.index_key("state", state)])
 
     def create(self, tasks: list[dict[str, Any]], now: float, job_prefix: str, tasks_per_job: int
                ) -> tuple[list[dict[str, Any]], dict[int, list[str]]]:

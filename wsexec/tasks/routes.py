@@ -81,12 +81,17 @@ class Tasks(MethodView):
     def post(self, wait: int | None = None) -> Any:
         """Create and enqueue a task, an array of tasks (all or nothing), or one task per instance of a tag."""
         body = request.get_json()
-        with quotas.wait_slot(wait):
-            created = service.add(load_new_tasks(body), current_user().name, creation_audit)
+        with quotas.WaitSlot(wait) as slot:
+            try:
+                items = load_new_tasks(body)
+            except Unprocessable:
+                slot.take()  # a 429 before the 422: the slot is asked for first
+                raise
+            created = service.add(items, current_user().name, creation_audit, slot)
             tasks = created.tasks
             if wait is not None:
                 tasks = service.wait_finished([task["id"] for task in tasks], wait, output=True,
-                                              created=created.position)
+                                              created=created.position, slot=slot)
         many = isinstance(body, list) or "target" in body
         return TASK_SCHEMAS[many].dump(tasks if many else tasks[0]), 201
 
@@ -100,8 +105,8 @@ class Task(MethodView):
         task = context.store().get_task(task_id)  # 404 before a wait slot is taken
         if wait is None:
             return service.with_output(task)
-        with quotas.wait_slot(wait):
-            return service.wait_finished([task_id], wait, output=True)[0]
+        with quotas.wait_slot(wait) as slot:
+            return service.wait_finished([task_id], wait, output=True, slot=slot)[0]
 
     @blp.arguments(TaskUpdateSchema)
     @blp.response(200, TaskSchema)
