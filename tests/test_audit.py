@@ -134,3 +134,18 @@ def test_the_byte_bound_is_the_setting(settings: Settings, redis: Redis, instanc
     assert 1 < page["count"] < 20
     assert [e["detail"] for e in page["results"]][:2] == [{"tag": "t19"}, {"tag": "t18"}]
     assert sum(map(len, redis.lrange(keys.AUDIT, 0, -1))) <= 1000
+
+
+def test_a_post_after_redis_lost_its_scripts_logs_once_and_queues_each_job_once(
+        api: Api, instance: dict[str, Any], redis: Redis, settings: Settings) -> None:
+    """The audit entry goes in the transaction that queues the jobs: a Redis without the scripts (restarted) must
+    neither refuse it after queueing them nor get them queued twice by a repeat."""
+    assert api.post("/tasks", json=task_body(instance)).status_code == 201  # this process has run every script
+    redis.script_flush()
+    response = api.post("/tasks", json=[task_body(instance)] * 3)
+    assert response.status_code == 201, response.json
+    ids = [task["id"] for task in response.json]
+    logged = [entry for entry in audit(api)["results"] if entry["action"] == "task.create"]
+    assert [entry["detail"]["ids"] for entry in logged] == [ids, [ids[0] - 1]]
+    queued = [job.decode() for job in redis.lrange(f"rq:queue:{settings.queue}", 0, -1)]
+    assert sorted(queued) == sorted({*queued}) and {task["job"] for task in response.json} <= {*queued}

@@ -109,3 +109,28 @@ def test_a_wait_lease_of_a_crashed_process_expires(store: Store) -> None:
     refused, retry_after = store.limits.acquire_wait("operator", 0.5, 1)
     assert refused is None and retry_after == 1
     wait_for(lambda: store.limits.acquire_wait("operator", 0.5, 1)[0], timeout=5)
+
+
+def test_post_tasks_waits_hold_their_slots_until_they_answer(gunicorn_url: str, api: Api,
+                                                              unreachable: dict[str, Any]) -> None:
+    """POST /tasks?wait takes its slot with the reads before the create and gives it back with its last read."""
+    operator, url = ("operator", PASSWORDS["operator"]), f"{gunicorn_url}/wsexec/tasks"
+    body = {**TASK, "instance": unreachable["id"]}
+    statuses: list[int] = []
+
+    def wait(seconds: int, json: Any = body) -> int:
+        return requests.post(f"{url}?wait={seconds}", auth=operator, json=json, timeout=60).status_code
+
+    waiters = [threading.Thread(target=lambda: statuses.append(wait(8))) for _ in range(WAITS)]
+    for thread in waiters:
+        thread.start()
+    wait_for(lambda: api.get("/tasks").json["count"] == WAITS)
+    assert wait(8) == 429
+    assert wait(8, {"name": "no script"}) == 429  # the slot is asked for before the body is judged, as it always was
+    assert api.get("/tasks").json["count"] == WAITS
+    for thread in waiters:
+        thread.join()
+    assert statuses == [201] * WAITS
+    for _ in range(WAITS + 1):  # a refused creation gives its slot back too
+        assert wait(8, {**body, "instance": 9999}) == 422
+    assert wait(1) == 201

@@ -1,4 +1,5 @@
-"""What a request costs Redis does not grow with its size: a POST array's round trips, counted at the socket."""
+"""What a request costs Redis, counted at redis-py's socket: a POST array's round trips do not grow with its size, and
+a POST ?wait takes a fixed few besides its blocking reads."""
 
 from __future__ import annotations
 
@@ -9,19 +10,30 @@ from typing import Any
 import pytest
 from redis.connection import AbstractConnection
 
-from tests.helpers import CRON_TOKEN, Api, task_body
+from tests.helpers import CRON_TOKEN, Api, WorkerProcesses, task_body
 
 
 class RoundTrips:
-    """Every command or pipeline redis-py sends (each is one round trip), while counting."""
+    """Every command or pipeline redis-py sends (each is one round trip), while counting; `sent` names each one's first
+    command."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.sent: list[str] = []
 
     def __call__(self, body: Any) -> int:
         trips = self.count
         body()
         return self.count - trips
+
+    def seen(self, command: Any) -> None:
+        self.count += 1
+        packed = b"".join(command) if isinstance(command, list) else command
+        self.sent.append(packed.split(b"\r\n", 3)[2].decode().upper())
+
+
+# 11 before the create answered the tasks and where the wait starts, and the jobs and the audit went in one step
+POST_WAIT_ROUND_TRIPS = 5
 
 
 @pytest.fixture
@@ -30,7 +42,7 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[RoundTrips]:
     send = AbstractConnection.send_packed_command
 
     def counted(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
-        counter.count += 1
+        counter.seen(command)
         send(self, command, check_health)
 
     monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
@@ -82,3 +94,23 @@ def test_get_one_task_with_a_token_costs_one_round_trip(api: Api, instances: lis
     assert answers[0].json["name"] == "read-me" and answers[0].json["stdout"] == ""
     missing = api.get("/tasks/999999", **token)
     assert missing.status_code == 404 and missing.json["error"] == "task 999999 not found"
+
+
+def test_a_post_wait_costs_a_fixed_few_round_trips_besides_its_blocking_reads(
+        api: Api, instances: list[dict[str, Any]], workers: WorkerProcesses, round_trips: RoundTrips) -> None:
+    """Authentication, the wait's slot, the instance and quota, the create, the enqueue and audit, the answer: each
+    folded into as few round trips as correctness allows; the blocking reads (XREAD) wake on the task's events."""
+    workers.start()
+    body = task_body(instances[0])
+    assert api.post("/tasks?wait=30", json=body).status_code == 201  # connections opened, scripts loaded
+    before = len(round_trips.sent)
+    trips = round_trips(lambda: post_wait(api, body))
+    sent = round_trips.sent[before:]
+    reads = sent.count("XREAD")
+    assert 1 <= reads <= 3, sent  # woken by 'finished', maybe by 'started' before it
+    assert trips - reads == POST_WAIT_ROUND_TRIPS, sent
+
+
+def post_wait(api: Api, body: dict[str, Any]) -> None:
+    response = api.post("/tasks?wait=30", json=body)
+    assert response.status_code == 201 and response.json["state"] == "DONE", response.json

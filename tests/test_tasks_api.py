@@ -46,9 +46,14 @@ def test_post_with_optional_fields(api: Api, new_task: dict[str, Any]) -> None:
     api.patch(f"/instances/{new_task['instance']}", json={"login_users": ["nobody"]})  # a user it allows
     when = "2030-01-01T00:00:00+00:00"
     task = api.created("/tasks", {**new_task, "user": "nobody", "timeout": 30, "run_after": [first["id"]],
-                                  "scheduled_at": when})
+                                  "scheduled_at": when, "name": "déploiement ✓ 🚀 \"q\" \\", "run_as": "www-data",
+                                  "env": {"RELEASE": "2026.12 ✓"}})
     assert (task["user"], task["timeout"], task["run_after"]) == ("nobody", 30, [first["id"]])
     assert task["scheduled_at"] == 1893456000.0
+    assert (task["name"], task["run_as"], task["env_names"]) == ("déploiement ✓ 🚀 \"q\" \\", "www-data", ["RELEASE"])
+    got = api.get(f"/tasks/{task['id']}").json  # the answer is what was stored, not read back: the same as a read
+    assert {k: v for k, v in got.items() if k not in ("stdout", "stderr")} == {
+        k: v for k, v in task.items() if k not in ("stdout", "stderr")}
 
 
 def test_post_an_array_creates_all(api: Api, new_task: dict[str, Any]) -> None:

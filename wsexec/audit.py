@@ -37,8 +37,14 @@ def record(action: str, target: str, detail: Any = None, user: Principal | None 
 
     user: who made it, when that is not the authenticated user (a registration token is none).
     """
+    settings = context.settings()
+    context.store().add_audit(entry(action, target, detail, user), settings.audit_max, settings.audit_max_bytes)
+
+
+def entry(action: str, target: str, detail: Any = None, user: Principal | None = None) -> dict[str, Any]:
+    """What record() logs, for a store call that logs it together with the change (Audit.add_with)."""
     user = user or current_user()
-    entry = {
+    return {
         "time": time.time(),
         "user": user.name,
         "role": user.role.label,
@@ -47,8 +53,6 @@ def record(action: str, target: str, detail: Any = None, user: Principal | None 
         "detail": detail,
         "ip": request.remote_addr,
     }
-    settings = context.settings()
-    context.store().add_audit(entry, settings.audit_max, settings.audit_max_bytes)
 
 
 def target(kind: str, ids: list[int]) -> str:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import WatchError
 from rq import Callback, Queue, Worker
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
@@ -66,8 +67,10 @@ class JobPlan:
         return options
 
 
-def enqueue(queue: Queue, plans: list[JobPlan], now: float, store: Store) -> None:
-    """Schedule the plans due later (RQ schedules by whole seconds), queue the others: a few round trips for all."""
+def enqueue(queue: Queue, plans: list[JobPlan], now: float, store: Store, pipeline: Pipeline | None = None) -> None:
+    """Schedule the plans due later (RQ schedules by whole seconds), queue the others: a few round trips for all.
+
+    pipeline: a transaction the jobs ready now join (its caller executes it), to go with the caller's own writes."""
     ready, later, waiting = [], [], []
     for plan in plans:
         if plan.scheduled_at > now:
@@ -87,7 +90,7 @@ def enqueue(queue: Queue, plans: list[JobPlan], now: float, store: Store) -> Non
     if waiting:
         _enqueue_after(queue, store, waiting)
     if ready:
-        queue.enqueue_many(ready)
+        queue.enqueue_many(ready, pipeline=pipeline)
 
 
 def wake_waiters(store: Store, queue: Queue, instance_id: int, again_seconds: float) -> list[int]:

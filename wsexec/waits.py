@@ -28,3 +28,6 @@ class WaitArgs(Schema):
     wait = wait_field(metadata={"description": "seconds to wait for the task(s) to finish, at most WSEXEC_WAIT_MAX "
                                                "(300 by default); the answer shows them as they are then"})
 
+
+
+WAIT_ARGS = WaitArgs()  # one instance: webargs would build one from the class on every request

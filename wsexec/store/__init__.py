@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from redis import Redis
 
+from wsexec.store.admission import Admission
 from wsexec.store.audit import Audit
 from wsexec.store.connection import connect
 from wsexec.store.events import Event, Events
@@ -61,6 +62,7 @@ class Store:
         self.metrics = Metrics(redis)
         self.limits = Limits(redis)
         self.slots = Slots(redis)
+        self.admission = Admission(redis, self.instances, self.tasks, self.limits)
         self.webhooks = Webhooks(redis)
         self.websh = Sessions(redis, retention_seconds)
         # today's call sites keep their short names: each is the bound method of the part that owns it

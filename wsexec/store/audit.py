@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
 
 from wsexec.store import bookkeeping_scripts, keys
+
+
+def _line(entry: dict[str, Any]) -> str:
+    return json.dumps(entry, separators=(",", ":"), default=str)
 
 
 class Audit:
@@ -19,8 +24,18 @@ class Audit:
     def add(self, entry: dict[str, Any], keep: int, max_bytes: int, pipeline: Pipeline | None = None) -> None:
         """Prepend an entry and drop the oldest beyond `keep` entries or `max_bytes` bytes of them (also when Redis
         is full: the change has happened)."""
-        line = json.dumps(entry, separators=(",", ":"), default=str)
-        self._add(keys=[keys.AUDIT, keys.AUDIT_BYTES], args=[line, keep, max_bytes], client=pipeline)
+        self._add(keys=[keys.AUDIT, keys.AUDIT_BYTES], args=[_line(entry), keep, max_bytes], client=pipeline)
+
+    def add_with(self, entry: dict[str, Any], keep: int, max_bytes: int, queue: Callable[[Pipeline], None]) -> None:
+        """add() in one transaction with what `queue` puts on it (the jobs of the tasks it logs): one round trip.
+
+        By EVAL, not EVALSHA: a transaction runs on past a failed command, so a Redis that has lost its scripts would
+        refuse the entry after running the rest, and running that again is no remedy (it would queue the jobs twice).
+        """
+        with self.redis.pipeline() as pipe:
+            queue(pipe)
+            pipe.eval(bookkeeping_scripts.AUDIT_ADD, 2, keys.AUDIT, keys.AUDIT_BYTES, _line(entry), keep, max_bytes)
+            pipe.execute()
 
     def size(self) -> int:
         """The bytes of the entries kept (as counted by the scripts that add them)."""

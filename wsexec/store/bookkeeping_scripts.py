@@ -123,6 +123,7 @@ LEASE_ACQUIRE = ALLOW_OOM + """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end  -- run again (a retry): it has it
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
   local soonest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
   return math.max(1, tonumber(soonest[2]) - now_ms)

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from redis import Redis
+from redis.client import Pipeline
 
 from wsexec.exceptions import Conflict
 from wsexec.store.records import INSTANCE, NOTE, TASK, Records, as_ints
@@ -37,13 +38,21 @@ class Instances:
         """The instances with these ids (those that exist) and the ACTIVE ones of these tags, however many: one round
         trip, and a second one for the members of the tags, so a POST array costs the same as one task."""
         ids, tags = sorted(set(ids)), sorted(set(tags))
-        active = INSTANCE.index_key("state", InstanceState.ACTIVE)
         with self.records.redis.pipeline(transaction=False) as pipe:
-            for instance_id in ids:
-                pipe.hgetall(INSTANCE.key(instance_id))
-            for tag in tags:
-                pipe.zinter([INSTANCE.index_key("tag", tag), active])
-            answers = pipe.execute()
+            self.queue_lookup(pipe, ids, tags)
+            return self.looked_up(ids, tags, pipe.execute())
+
+    @staticmethod
+    def queue_lookup(pipe: Pipeline, ids: list[int], tags: list[str]) -> None:
+        """lookup()'s first round trip on a pipeline (ids and tags sorted, unique); looked_up() takes its replies."""
+        active = INSTANCE.index_key("state", InstanceState.ACTIVE)
+        for instance_id in ids:
+            pipe.hgetall(INSTANCE.key(instance_id))
+        for tag in tags:
+            pipe.zinter([INSTANCE.index_key("tag", tag), active])
+
+    def looked_up(self, ids: list[int], tags: list[str], answers: list[Any]
+                  ) -> tuple[dict[int, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
         by_id = {i: INSTANCE.decode(raw) for i, raw in zip(ids, answers[:len(ids)], strict=True) if raw}
         members = [sorted(as_ints(found)) for found in answers[len(ids):]]
         known = {instance["id"]: instance for instance in self.records.get_many(

@@ -9,8 +9,10 @@ import hashlib
 import math
 import time
 import uuid
+from typing import Any
 
 from redis import Redis
+from redis.client import Pipeline
 
 from wsexec.store import bookkeeping_scripts, keys
 
@@ -65,8 +67,18 @@ class Limits:
     def acquire_wait(self, user: str, seconds: float, limit: int) -> tuple[str | None, int]:
         """(a lease id, 0) if the user holds fewer than `limit` waits; else (None, seconds until one ends)."""
         lease = uuid.uuid4().hex
-        milliseconds = int(self._acquire(keys=[keys.waits(user)], args=[lease, int(seconds * 1000), limit]))
+        return self.acquired(lease, self.queue_acquire_wait(lease, user, seconds, limit))
+
+    def queue_acquire_wait(self, lease: str, user: str, seconds: float, limit: int, pipeline: Pipeline | None = None
+                           ) -> Any:
+        """acquire_wait() of a lease id (uuid4 hex); on a pipeline, acquired() reads its reply. Safe to run twice
+        (execute_scripted): the same lease is taken once."""
+        return self._acquire(keys=[keys.waits(user)], args=[lease, int(seconds * 1000), limit], client=pipeline)
+
+    @staticmethod
+    def acquired(lease: str, reply: Any) -> tuple[str | None, int]:
+        milliseconds = int(reply)
         return (lease, 0) if milliseconds == 0 else (None, max(1, math.ceil(milliseconds / 1000)))
 
-    def release_wait(self, user: str, lease: str) -> None:
-        self.redis.zrem(keys.waits(user), lease)
+    def release_wait(self, user: str, lease: str, pipeline: Pipeline | None = None) -> None:
+        (pipeline if pipeline is not None else self.redis).zrem(keys.waits(user), lease)

@@ -69,7 +69,7 @@ end
 """
 
 # A fragment: emit(stream, maxlen, type, id, hash) appends one lifecycle event about the task in hash to the events
-# stream, trimmed to about maxlen entries, in the same atomic step as the change it reports.
+# stream, trimmed to about maxlen entries, in the same atomic step as the change it reports; returns the event's id.
 _EMIT = """
 local function emit(stream, maxlen, kind, id, hash)
   local names = {'batch', 'tag', 'instance', 'state', 'rc', 'error'}
@@ -78,7 +78,7 @@ local function emit(stream, maxlen, kind, id, hash)
   for i, name in ipairs(names) do
     if values[i] then table.insert(entry, name); table.insert(entry, values[i]) end
   end
-  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(entry))
+  return redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(entry))
 end
 """
 
@@ -298,7 +298,8 @@ _CREATE_TASKS = """
 -- KEYS[1] the task id counter, KEYS[2] the events stream (a 'created' event per task), KEYS[3] the layout mark
 -- ARGV[1..4] as CREATE, ARGV[5] the instance key prefix, ARGV[6] JSON list, per task, of its run_after ids (strings),
 -- ARGV[7] now (unix time), ARGV[8] tasks per job, ARGV[9] the job id prefix, ARGV[10] the events stream's length
--- returns {'ok', ids, per task the jobs of its unfinished dependencies (space-separated)},
+-- returns {'ok', ids, per task the jobs of its unfinished dependencies (space-separated), per task its job, the
+-- last 'created' event's id (a wait reads on from there)},
 -- or {'instance', index of the refused task, 'missing' or the instance's state},
 -- or {'run_after', index of the refused task, index of the missing dependency}
 """ + _CREATE_ARGS + """
@@ -320,7 +321,7 @@ end
 """ + _ALLOCATE_IDS + """
 if last == #records then redis.call('SET', KEYS[3], '""" + str(LAYOUT) + """', 'NX') end  -- the first tasks: all new
 local group, in_group = nil, 0
-local waits = {}
+local waits, jobs = {}, {}
 for i, r in ipairs(records) do
   if #after[i] > 0 or tonumber(r['scheduled_at'] or '0') > now then
     r['job'] = job_prefix .. ids[i]
@@ -329,11 +330,12 @@ for i, r in ipairs(records) do
     in_group = in_group + 1
     r['job'] = job_prefix .. group
   end
-  waits[i] = table.concat(after[i], ' ')
+  waits[i], jobs[i] = table.concat(after[i], ' '), r['job']
 end
 """ + _WRITE_RECORDS + _EMIT + """
-for i, id in ipairs(ids) do emit(KEYS[2], ARGV[10], 'created', id, record_prefix .. id) end
-return {'ok', ids, waits}
+local position = '0-0'
+for i, id in ipairs(ids) do position = emit(KEYS[2], ARGV[10], 'created', id, record_prefix .. id) end
+return {'ok', ids, waits, jobs, position}
 """
 CREATE_TASKS = WRITES + _CREATE_TASKS
 

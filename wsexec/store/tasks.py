@@ -7,6 +7,7 @@ import json
 import math
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, cast
 
 from redis import Redis
@@ -21,6 +22,16 @@ from wsexec.store.records import INSTANCE, TASK, Records, as_ints
 from wsexec.store.states import FINISHED_STATES, RUNNING_STATES, STREAMS, TaskState
 
 EXPIRY_GRACE_SECONDS = 3600  # Redis's own expiry of a finished task: a backstop, this long after the sweep's turn
+
+
+@dataclass
+class Created:
+    """New tasks as stored, the jobs of unfinished dependencies per task that has some, and the events stream's id
+    of their last 'created' event: their 'finished' events come after it."""
+
+    tasks: list[dict[str, Any]]
+    after: dict[int, list[str]]
+    position: str
 
 
 class Tasks:
@@ -44,15 +55,19 @@ class Tasks:
         return self._active("batch", batch)
 
     def _active(self, field: str, value: str) -> int:
-        """Intersections Redis walks from the smaller side: the tasks running, not all of the user's or batch's."""
-        kind = self.records.kind
         with self.records.redis.pipeline(transaction=False) as pipe:
-            for state in RUNNING_STATES:
-                if f"state+{field}" in kind.indexed and self.layout.current():
-                    pipe.zcard(kind.index_key(f"state+{field}", f"{state.value}:{value}"))
-                else:
-                    pipe.zintercard(2, [kind.index_key(field, value), kind.index_key("state", state)])
+            self.queue_active(pipe, field, value)
             return sum(int(count) for count in pipe.execute())
+
+    def queue_active(self, pipe: Pipeline, field: str, value: str) -> None:
+        """The counts whose sum is _active(), on a pipeline (a reply per running state). Intersections Redis walks
+        from the smaller side: the tasks running, not all of the user's or batch's."""
+        kind = self.records.kind
+        for state in RUNNING_STATES:
+            if f"state+{field}" in kind.indexed and self.layout.current():
+                pipe.zcard(kind.index_key(f"state+{field}", f"{state.value}:{value}"))
+            else:
+                pipe.zintercard(2, [kind.index_key(field, value), kind.index_key("state", state)])
 
     def create(self, tasks: list[dict[str, Any]], now: float, job_prefix: str, tasks_per_job: int
                ) -> tuple[list[dict[str, Any]], dict[int, list[str]]]:
@@ -60,6 +75,11 @@ class Tasks:
 
         Also answers, per task that waits for some, the jobs of its dependencies that had not finished.
         """
+        created = self.add(tasks, now, job_prefix, tasks_per_job)
+        return created.tasks, created.after
+
+    def add(self, tasks: list[dict[str, Any]], now: float, job_prefix: str, tasks_per_job: int) -> Created:
+        """create() in one round trip, with the events' position for a wait on the new tasks."""
         records, create_keys, args = self.create_call(tasks, now, job_prefix, tasks_per_job)
         return self.created(records, self._create(keys=create_keys, args=args))
 
@@ -72,9 +92,10 @@ class Tasks:
             *self.records.create_args(records), INSTANCE.key(""), run_after, repr(now), tasks_per_job, job_prefix,
             self.events_window]
 
-    def created(self, records: list[dict[str, Any]], outcome: list[Any]
-                ) -> tuple[list[dict[str, Any]], dict[int, list[str]]]:
-        """CREATE_TASKS' answer: the stored tasks and the jobs they wait for, or its refusal raised."""
+    def created(self, records: list[dict[str, Any]], outcome: list[Any]) -> Created:
+        """CREATE_TASKS' answer: the stored tasks and the jobs they wait for, or its refusal raised.
+
+        The tasks are what the script wrote (the records, their ids and jobs) decoded as a read would: not read back."""
         where = f"item {outcome[1]}: " if len(records) > 1 and outcome[0] != b"ok" else ""
         if outcome[0] == b"instance":
             index, reason = outcome[1], outcome[2].decode()
@@ -87,9 +108,12 @@ class Tasks:
             message = f"task {dependency} does not exist"
             detail = {"run_after": [message]}
             raise Unprocessable(f"{where}run_after: {message}", {str(outcome[1]): detail} if where else detail)
-        _, ids, waits = outcome
+        _, ids, waits, jobs, position = outcome
         after = {int(i): wait.decode().split() for i, wait in zip(ids, waits, strict=True) if wait}
-        return self.records.get_many(ids), after
+        stored = [TASK.decode({name.encode(): value.encode() for name, value in TASK.encode(
+            {**record, "id": task_id, "job": job.decode()}).items() if value is not None})
+            for record, task_id, job in zip(records, ids, jobs, strict=True)]
+        return Created(stored, after, position.decode())
 
     def discard(self, task_ids: Iterable[int]) -> None:
         """Delete tasks that are still INIT, whose creation could not be completed (RQ refused their jobs).

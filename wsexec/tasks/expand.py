@@ -15,16 +15,20 @@ from wsexec.tasks import environment
 Found = tuple[dict[int, dict[str, Any]], dict[str, list[dict[str, Any]]]]  # instances by id, ACTIVE ones by tag
 
 
-def all_records(store: Store, settings: Settings, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The records of every item of a POST, their instances read at once (not one round trip per item)."""
-    found = lookup(store, items)
+def all_records(store: Store, settings: Settings, items: list[dict[str, Any]], found: Found) -> list[dict[str, Any]]:
+    """The records of every item of a POST, from its instances read at once (not one round trip per item)."""
     return [record for index, item in enumerate(items)
             for record in records(store, settings, index, item, len(items) > 1, found)]
 
 
+def destinations(items: list[dict[str, Any]]) -> tuple[list[int], list[str]]:
+    """The instance ids and the target tags the items name."""
+    return ([item["instance"] for item in items if "target" not in item],
+            [item["target"]["tag"] for item in items if "target" in item])
+
+
 def lookup(store: Store, items: list[dict[str, Any]]) -> Found:
-    return store.instances.lookup([item["instance"] for item in items if "target" not in item],
-                                  [item["target"]["tag"] for item in items if "target" in item])
+    return store.instances.lookup(*destinations(items))
 
 
 def records(store: Store, settings: Settings, index: int, item: dict[str, Any], many: bool,

@@ -26,7 +26,7 @@ from wsexec.tasks.schemas import (
     TaskSchema,
     TaskUpdateSchema,
 )
-from wsexec.waits import WaitArgs
+from wsexec.waits import WAIT_ARGS
 
 blp = Blueprint("tasks", __name__, write_role=Role.OPERATOR, description="Scripts to run on instances")
 
@@ -55,6 +55,12 @@ def load_new_tasks(body: Any) -> list[dict[str, Any]]:
     return loaded if many else [loaded]
 
 
+def creation_audit(tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    ids = [task["id"] for task in tasks]
+    batches = sorted({task["batch"] for task in tasks if task.get("batch")})
+    return audit.entry("task.create", audit.target("task", ids), {"ids": ids, "batches": batches})
+
+
 @blp.route("")
 class Tasks(MethodView):
     @blp.arguments(PageArgs, location="query", as_kwargs=True)
@@ -66,7 +72,7 @@ class Tasks(MethodView):
         return envelope(count, tasks, page, page_size)
 
     @idempotent
-    @blp.arguments(WaitArgs, location="query", as_kwargs=True)
+    @blp.arguments(WAIT_ARGS, location="query", as_kwargs=True)
     @blp.doc(requestBody={"content": {"application/json": {"schema": ONE_OR_MANY}}, "required": True})
     @blp.alt_response(201, schema=ONE_OR_MANY, description="the task; an array for an array or a target tag; with "
                                                             "?wait, as they are once finished or the wait is over, "
@@ -75,28 +81,32 @@ class Tasks(MethodView):
     def post(self, wait: int | None = None) -> Any:
         """Create and enqueue a task, an array of tasks (all or nothing), or one task per instance of a tag."""
         body = request.get_json()
-        with quotas.wait_slot(wait):
-            tasks = service.create(load_new_tasks(body), current_user().name)
-            ids = [task["id"] for task in tasks]
-            batches = sorted({task["batch"] for task in tasks if task.get("batch")})
-            audit.record("task.create", audit.target("task", ids), {"ids": ids, "batches": batches})
+        with quotas.WaitSlot(wait) as slot:
+            try:
+                items = load_new_tasks(body)
+            except Unprocessable:
+                slot.take()  # a 429 before the 422: the slot is asked for first
+                raise
+            created = service.add(items, current_user().name, creation_audit, slot)
+            tasks = created.tasks
             if wait is not None:
-                tasks = service.wait_finished(ids, wait, output=True)
+                tasks = service.wait_finished([task["id"] for task in tasks], wait, output=True,
+                                              created=created.position, slot=slot)
         many = isinstance(body, list) or "target" in body
         return TASK_SCHEMAS[many].dump(tasks if many else tasks[0]), 201
 
 
 @blp.route("/<int:task_id>")
 class Task(MethodView):
-    @blp.arguments(WaitArgs(), location="query", as_kwargs=True)  # an instance: not one schema built per GET
+    @blp.arguments(WAIT_ARGS, location="query", as_kwargs=True)
     @blp.response(200, TaskSchema)
     def get(self, task_id: int, wait: int | None = None) -> dict[str, Any]:
         """One task with its output; with ?wait=SECONDS, once it has finished (or as it is when the wait is over)."""
         if wait is None:
             return service.task_with_output(task_id)
         context.store().get_task(task_id)  # 404 before a wait slot is taken
-        with quotas.wait_slot(wait):
-            return service.wait_finished([task_id], wait, output=True)[0]
+        with quotas.wait_slot(wait) as slot:
+            return service.wait_finished([task_id], wait, output=True, slot=slot)[0]
 
     @blp.arguments(TaskUpdateSchema)
     @blp.response(200, TaskSchema)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import codecs
 import time
+from collections.abc import Callable
 from typing import Any
 
 from wsexec import context, jobs, quotas
 from wsexec.exceptions import NotFound, Unprocessable
 from wsexec.store import FINISHED_STATES, STREAMS, TaskState
+from wsexec.store.tasks import Created
 from wsexec.tasks import expand, follow
 from wsexec.tasks.schemas import MAX_OFFSET
 
@@ -16,24 +18,41 @@ CANCEL_WAIT_SECONDS = 2.0
 
 
 def create(items: list[dict[str, Any]], created_by: str) -> list[dict[str, Any]]:
-    """Validate against live data, expand fan-out targets, store all tasks atomically, then enqueue them.
+    """Validate against live data, expand fan-out targets, store all tasks atomically, then enqueue them."""
+    return add(items, created_by).tasks
+
+
+def add(items: list[dict[str, Any]], created_by: str,
+        audit_entry: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
+        slot: quotas.WaitSlot | None = None) -> Created:
+    """create(), with where the events stream was at their creation (for a wait on them without a snapshot);
+    audit_entry: the audit log's entry for the tasks, written with their jobs (both or neither: one round trip);
+    slot: a wait's, taken in the round trip that reads the instances and the quota (429 if refused).
 
     Stored and queued, or neither: tasks whose jobs RQ did not take are removed again before the error is answered
     (and if even that fails, the workers' reconciler ends them ABORT).
     """
     store, settings = context.store(), context.settings()
-    records = expand.all_records(store, settings, items)
-    quotas.make_room_for_tasks(created_by, len(records))
+    admitted = store.admission.check(*expand.destinations(items), created_by, None if slot is None else slot.asked())
+    if slot is not None:
+        slot.granted(admitted.lease, admitted.retry_after)
+    records = expand.all_records(store, settings, items, (admitted.by_id, admitted.by_tag))
+    quotas.make_room_for_tasks(created_by, len(records), admitted.active)
     for record in records:
         record["created_by"] = created_by
     now = time.time()
-    tasks, after = store.create_tasks(records, now, jobs.JOB_PREFIX, settings.tasks_per_job)
+    created = store.tasks.add(records, now, jobs.JOB_PREFIX, settings.tasks_per_job)
+    plans = expand.plans(created.tasks, created.after, settings.worker_threads)
     try:
-        jobs.enqueue(context.queue(), expand.plans(tasks, after, settings.worker_threads), now, store)
+        if audit_entry is None:
+            jobs.enqueue(context.queue(), plans, now, store)
+        else:
+            store.audit.add_with(audit_entry(created.tasks), settings.audit_max, settings.audit_max_bytes,
+                                 lambda pipe: jobs.enqueue(context.queue(), plans, now, store, pipe))
     except Exception:
-        store.tasks.discard(task["id"] for task in tasks)
+        store.tasks.discard(task["id"] for task in created.tasks)
         raise
-    return tasks
+    return created
 
 
 def cancel(task_id: int, by: str) -> dict[str, Any]:
@@ -48,10 +67,15 @@ def cancel(task_id: int, by: str) -> dict[str, Any]:
     return wait_finished([task_id], CANCEL_WAIT_SECONDS)[0]
 
 
-def wait_finished(task_ids: list[int], seconds: float, output: bool = False) -> list[dict[str, Any]]:
+def wait_finished(task_ids: list[int], seconds: float, output: bool = False, created: str | None = None,
+                  slot: quotas.WaitSlot | None = None) -> list[dict[str, Any]]:
     """The tasks once DONE or ABORT, or as they are when `seconds` run out (woken by their events, no polling);
-    with `output`, their stored output too (read with them, decoded for JSON as with_outputs() does)."""
-    tasks = context.store().until_finished(task_ids, seconds, output)
+    with `output`, their stored output too (read with them, decoded for JSON as with_outputs() does); created: as
+    Waits.until_finished takes it; slot: the wait's, given back by the last read."""
+    release = None if slot is None else slot.release_on
+    tasks = context.store().until_finished(task_ids, seconds, output, created, release)
+    if slot is not None:
+        slot.released()
     missing = sorted(set(task_ids) - {task["id"] for task in tasks})
     if missing:  # deleted (or purged) while the request waited
         raise NotFound(f"task {missing[0]} not found")
