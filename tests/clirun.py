@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
+import re
 import select
 import struct
 import subprocess
@@ -92,3 +93,13 @@ def on_terminal(env: dict[str, str], args: list[str | int], answer: str, timeout
     _, status = os.waitpid(pid, 0)
     os.close(fd)
     return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")
+
+
+def gunicorn_workers(url: str) -> list[int]:
+    """The pids of the worker processes of the gunicorn at url: those holding its listening socket, but its master."""
+    port = url.rsplit(":", 1)[1]
+    listing = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    holders = {int(pid) for pid in re.findall(r"pid=(\d+)", listing)}
+    parents = {pid: int(re.search(r"^PPid:\s+(\d+)", Path(f"/proc/{pid}/status").read_text(), re.M)[1])  # type: ignore
+               for pid in holders}
+    return sorted(pid for pid, parent in parents.items() if parent in holders)

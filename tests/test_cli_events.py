@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
-from tests.clirun import Cli, declare, gate_script, runner, start
+from tests.clirun import Cli, declare, environment, gate_script, gunicorn_workers, runner, start
 from tests.helpers import PASSWORDS, task_body
 from wsexec.config import Settings
 from wsexec.testing import SshServer, free_port
@@ -51,3 +53,27 @@ def test_events_no_longer_kept_are_a_gap_on_stderr(gunicorn_url: str, tmp_path: 
     assert 10 <= len(kept) < 400 and kept[-1] == f"created task 400 instance {instance} tag test INIT", kept[-1]
     first = json.loads(cli("events", "--all", "--timeout", 0, "--json").stdout.splitlines()[0])
     assert first["event"] == "gap" and first["data"]["after"] == "0-0"  # --json: every event, as the server sent it
+
+
+def test_an_endless_tail_outlives_a_redis_restart_and_a_broken_stream(gunicorn_url: str, tmp_path: Path,
+                                                                      redis_server: Any) -> None:
+    """Redis away (the server rides it out, or sends its error event) or the web process gone (SIGKILL: the stream
+    breaks): wsexec goes on after the last event it saw and shows what came meanwhile, once."""
+    cli = runner(gunicorn_url, tmp_path)  # no worker: the tasks stay queued
+    instance = cli("instances", "add", "127.0.0.1", "-p", free_port(), "-t", "tail", "--user", "nobody",
+                   user="admin").stdout.strip()
+    cli("run", "-i", instance, "--no-wait", "--", "true")
+    proc = start(environment(gunicorn_url, "viewer", tmp_path), "events", "--tag", "cli", "--all")
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline() == f"created task 1 instance {instance} tag cli INIT\n"  # it is reading
+    redis_server.restart(down_seconds=3)
+    cli("run", "-i", instance, "--no-wait", "--", "true")
+    assert proc.stdout.readline() == f"created task 2 instance {instance} tag cli INIT\n"
+    for pid in gunicorn_workers(gunicorn_url):  # the master starts new ones; the stream breaks
+        os.kill(pid, signal.SIGKILL)
+    cli("run", "-i", instance, "--no-wait", "--", "true")
+    assert proc.stdout.readline() == f"created task 3 instance {instance} tag cli INIT\n"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 0 and proc.stdout.read() == ""
+    said = proc.stderr.read()
+    assert said == "" or said.startswith("the event stream ended early (") and said.endswith("; reconnecting\n"), said

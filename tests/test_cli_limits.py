@@ -6,13 +6,15 @@ restart."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.clirun import Cli, declare, gate_script, start
+from tests.clirun import Cli, declare, gate_script, gunicorn_workers, start
 from wsexec.config import Settings
 from wsexec.testing import SshServer
 
@@ -55,15 +57,18 @@ def test_output_beyond_the_cap_is_said_to_be_dropped(cli: Cli, sshd: SshServer, 
                                             "(WSEXEC_OUTPUT_CAP) were dropped; what is shown is the head"], how
 
 
-def test_a_follow_outlives_a_redis_restart(cli: Cli, cli_env: dict[str, str], sshd: SshServer, ssh_user: str,
-                                           gate: Path, redis_server: Any) -> None:
-    """Down longer than the server's retries: the stream ends with an error event, wsexec reconnects with its
-    Last-Event-ID and shows the rest, once."""
+def test_a_follow_outlives_a_redis_restart_and_a_broken_stream(cli: Cli, cli_env: dict[str, str], sshd: SshServer,
+                                                               ssh_user: str, gate: Path, redis_server: Any,
+                                                               gunicorn_url: str) -> None:
+    """Redis away (the server rides it out, or ends the stream with its error event) or the web process gone
+    (SIGKILL: the stream breaks): wsexec reconnects with its Last-Event-ID and shows the rest, once."""
     instance = declare(cli, sshd, "restart", ssh_user)
     proc = start(cli_env, "run", "-i", instance, "--follow", "--", gate_script(gate, 5))
     assert proc.stdout is not None and proc.stderr is not None
     assert proc.stdout.readline() == "first\n"
     redis_server.restart(down_seconds=3)
+    for pid in gunicorn_workers(gunicorn_url):  # the master starts new ones
+        os.kill(pid, signal.SIGKILL)
     gate.touch()
     assert proc.wait(120) == 5
     assert (proc.stdout.read(), proc.stderr.read()) == ("", "second\n")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import codecs
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -153,7 +152,3 @@ def reason(exc: BaseException) -> str:
     while exc.__context__ is not None and exc.__context__ is not exc:
         exc = exc.__context__
     return str(exc).split(": ", 1)[-1][:200] or type(exc).__name__
-
-
-def pretty(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
