@@ -7,11 +7,12 @@ from wsexec import wire
 
 bind = os.environ.get("WSEXEC_BIND", "127.0.0.1:5000")
 # Processes: one per core (2 on the 2-core reference machine), from `make bench-http` (GET one task, 50 connections,
-# wrk; bench/results/http-*.json): a request costs gunicorn the same CPU with 2 or 4 gevent processes (1.8-1.9 ms; 1
-# process 2.0-2.2, 3 processes 2.3-2.4), so more processes than cores buy no capacity. Requests a second swung 5x
-# between runs on the shared machine (4 processes beat 2 in the quietest run, lost in the others): measure on yours
-# before raising it. gthread (2 x 8 threads) costs the same CPU but holds a thread per open connection, which ?wait
-# requests, streams and slow clients would exhaust (below).
+# wrk): through nginx a GET cost gunicorn 1.26 ms of CPU with 2 gevent processes and 1.80 with 4 on a quiet machine
+# (bench/results/http-20261204T195000Z.txt, before this file's cheaper paths), 1.70 / 1.86 / 2.02 with 2 / 3 / 4 on a
+# loaded one (http-20261204T211706Z.txt, load 13 / 21 / 19-25): processes beyond the cores add switching and buy no
+# capacity; nginx, Redis and the clients need the rest of the cores. Requests a second swung 3x between runs on the
+# shared machine: measure on yours before raising it. gthread (2 x 8 threads) cost 1.17 ms in the loaded run but
+# holds a thread per open connection, which ?wait requests, streams, terminals and slow clients would exhaust (below).
 workers = int(os.environ.get("WSEXEC_GUNICORN_WORKERS", "2"))
 # gevent: every connection is a greenlet, not a thread. A ?wait=SECONDS request, a client that sends its headers one
 # byte a minute (slowloris), or (later) an SSE stream or a websocket costs a few KB, not one of a handful of threads.
