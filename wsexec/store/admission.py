@@ -12,7 +12,6 @@ from redis.client import Pipeline
 from wsexec.store.connection import execute_scripted
 from wsexec.store.instances import Instances
 from wsexec.store.limits import Limits
-from wsexec.store.states import RUNNING_STATES
 from wsexec.store.tasks import Tasks
 
 
@@ -43,14 +42,16 @@ class Admission:
         """All of it in one round trip (and one more for the members of the tags, as Instances.lookup)."""
         ids, tags = sorted(set(instance_ids)), sorted(set(tags))
 
+        counts = 0
+
         def queue(pipe: Pipeline) -> None:
+            nonlocal counts
             if wait is not None:
                 self.limits.queue_acquire_wait(wait.lease, wait.user, wait.seconds, wait.limit, pipe)
-            self.tasks.queue_active(pipe, "created_by", user)
+            counts = self.tasks.queue_active(pipe, "created_by", user)
             self.instances.queue_lookup(pipe, ids, tags)
 
         replies = execute_scripted(self.redis, queue, transaction=False)
         lease, retry_after = (None, 0) if wait is None else self.limits.acquired(wait.lease, replies.pop(0))
-        counts = len(RUNNING_STATES)
         by_id, by_tag = self.instances.looked_up(ids, tags, replies[counts:])
         return Admitted(by_id, by_tag, sum(int(count) for count in replies[:counts]), lease, retry_after)

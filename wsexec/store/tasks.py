@@ -59,8 +59,8 @@ class Tasks:
             self.queue_active(pipe, field, value)
             return sum(int(count) for count in pipe.execute())
 
-    def queue_active(self, pipe: Pipeline, field: str, value: str) -> None:
-        """The counts whose sum is _active(), on a pipeline (a reply per running state). Intersections Redis walks
+    def queue_active(self, pipe: Pipeline, field: str, value: str) -> int:
+        """The counts whose sum is _active(), on a pipeline; how many replies they are. Intersections Redis walks
         from the smaller side: the tasks running, not all of the user's or batch's."""
         kind = self.records.kind
         for state in RUNNING_STATES:
@@ -68,6 +68,7 @@ class Tasks:
                 pipe.zcard(kind.index_key(f"state+{field}", f"{state.value}:{value}"))
             else:
                 pipe.zintercard(2, [kind.index_key(field, value), kind.index_key("state", state)])
+        return len(RUNNING_STATES)
 
     def create(self, tasks: list[dict[str, Any]], now: float, job_prefix: str, tasks_per_job: int
                ) -> tuple[list[dict[str, Any]], dict[int, list[str]]]:
