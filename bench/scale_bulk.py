@@ -56,10 +56,10 @@ return #tasks
 
 def ended(record: dict[str, Any], task_id: int, job: int, now: float, outcome: dict[str, Any]) -> dict[str, Any]:
     """A record as POSTed, as it is once CREATE_TASKS, a worker's claim and its finish have written it: outcome the
-    finish's fields (state, end, rc or error, the dropped counts; None removes a field)."""
+    finish's fields (state, end, rc or error, the dropped counts; None removes a field). The claim's mark and holder
+    are gone with its end, as its env (Tasks.transition)."""
     created = {**record, "state": TaskState.INIT, "created_at": now, "id": task_id, "job": f"{JOB_PREFIX}{job}"}
-    claimed = {"state": TaskState.CURRENT, "start": now, "worker": WORKER, "claim": uuid.uuid4().hex,
-               "holder": HOLDER}
+    claimed = {"state": TaskState.CURRENT, "start": now, "worker": WORKER}
     final = {**created, **claimed, **outcome, "env": None}
     return {name: value for name, value in final.items() if value is not None}
 
