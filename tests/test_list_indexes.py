@@ -50,7 +50,7 @@ def make_tasks(api: Api, store: Store) -> None:
             step = rng.random()
             if step < 0.6:
                 store.tasks.transition(task_id, {"state": TaskState.CURRENT, "start": time.time()},
-                                       allowed=[TaskState.INIT], lease_op="hold:60:w")
+                                       allowed=[TaskState.INIT], lease_op="hold:600:w")  # not reaped midway
                 if step < 0.45:
                     store.finish(task_id, rng.choice([TaskState.DONE, TaskState.ABORT]), rc=0)
             elif step < 0.7:

@@ -66,3 +66,39 @@ local page = {}
 for i = 1, math.min(size, #found) do page[i] = found[i] end
 return {total, page}
 """
+
+WALK_PAGE = READS + """
+-- One page, highest ids first, of the union of disjoint parts, each the intersection of its sorted sets (scored by
+-- id), without storing any intersection: each part walks its smallest set from its highest id, keeping the ids the
+-- others have too, until it has the page's last rank, so a first page costs the page over how selective the other
+-- filters are, not the sets' size; the count is ZINTERCARD's (Redis's own walk of the smallest set, in C).
+-- KEYS the sets, part after part
+-- ARGV[1] the page's first rank (0: the highest id), ARGV[2] the page size, ARGV[3..] each part's number of sets
+-- returns {the union's size, the page's ids}
+local start, size = tonumber(ARGV[1]), tonumber(ARGV[2])
+local want, total, found, at = start + size, 0, {}, 1
+for i = 3, #ARGV do
+  local part = {}
+  for j = at, at + tonumber(ARGV[i]) - 1 do table.insert(part, {KEYS[j], redis.call('ZCARD', KEYS[j])}) end
+  at = at + #part
+  table.sort(part, function(a, b) return a[2] < b[2] end)
+  local names = {}
+  for j, set in ipairs(part) do names[j] = set[1] end
+  total = total + (#names == 1 and part[1][2] or redis.call('ZINTERCARD', #names, unpack(names)))
+  local kept, offset = 0, 0
+  while kept < want and offset < part[1][2] do
+    for _, id in ipairs(redis.call('ZREVRANGE', names[1], offset, offset + 99)) do
+      local all = true
+      for j = 2, #names do
+        if not redis.call('ZSCORE', names[j], id) then all = false; break end
+      end
+      if all and kept < want then table.insert(found, tonumber(id)); kept = kept + 1 end
+    end
+    offset = offset + 100
+  end
+end
+table.sort(found, function(a, b) return a > b end)
+local page = {}
+for i = start + 1, math.min(want, #found) do table.insert(page, found[i]) end
+return {total, page}
+"""

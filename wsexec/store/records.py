@@ -7,7 +7,6 @@ output) it declares as sub-keys, which go with the record when it is deleted.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -18,7 +17,6 @@ from redis.client import Pipeline
 
 from wsexec.exceptions import NotFound
 from wsexec.store import index_scripts, keys, scripts
-from wsexec.store.connection import execute_scripted
 
 
 def encode_value(value: Any) -> str:
@@ -196,6 +194,7 @@ class Records:
         self._update = redis.register_script(scripts.UPDATE)
         self._delete = redis.register_script(scripts.DELETE)
         self._union_page = redis.register_script(index_scripts.UNION_PAGE)
+        self._walk_page = redis.register_script(index_scripts.WALK_PAGE)
 
     def get(self, record_id: int) -> dict[str, Any]:
         raw = cast(dict[bytes, bytes], self.redis.hgetall(self.kind.key(record_id)))
@@ -274,33 +273,19 @@ class Records:
 
     def page_parts(self, parts: list[list[str]], page: int, page_size: int) -> tuple[int, list[dict[str, Any]]]:
         """One page, newest first, of the union of disjoint parts, each the intersection of its indexes: one index
-        read as it is, intersections stored for the call's length only, several parts read as one
-        (index_scripts.UNION_PAGE)."""
+        read as it is, several read as one (index_scripts.UNION_PAGE), intersections walked newest first
+        (index_scripts.WALK_PAGE); nothing written, so lists work while Redis is full too."""
         start, stop = (page - 1) * page_size, page * page_size - 1
-        if parts == [parts[0][:1]]:
+        if len(parts) == 1 and len(parts[0]) == 1:
             with self.redis.pipeline(transaction=False) as pipe:
                 pipe.zcard(parts[0][0])
                 pipe.zrevrange(parts[0][0], start, stop)
                 count, ids = pipe.execute()
-            return count, self.get_many(ids)
-        sets, stored = [], []
-        for part in parts:
-            sets.append(part[0] if len(part) == 1 else keys.tmp(uuid.uuid4().hex))
-            stored += [] if len(part) == 1 else [(sets[-1], part)]
-
-        def queue(pipe: Pipeline) -> None:
-            for tmp, part in stored:
-                pipe.zinterstore(tmp, part, aggregate="MAX")
-            if len(sets) == 1:
-                pipe.zcard(sets[0])
-                pipe.zrevrange(sets[0], start, stop)
-            else:
-                self._union_page(keys=sets, args=[start, page_size], client=pipe)
-            if stored:
-                pipe.delete(*(tmp for tmp, _ in stored))
-
-        answers = execute_scripted(self.redis, queue)[len(stored):]  # the temporary sets deleted, even by a failure
-        count, ids = answers[:2] if len(sets) == 1 else answers[0]
+        elif all(len(part) == 1 for part in parts):
+            count, ids = self._union_page(keys=[part[0] for part in parts], args=[start, page_size])
+        else:
+            count, ids = self._walk_page(keys=[key for part in parts for key in part],
+                                         args=[start, page_size, *(len(part) for part in parts)])
         return count, self.get_many(ids)
 
     def count_by(self, field: str, values: Iterable[Any]) -> list[int]:
