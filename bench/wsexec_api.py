@@ -106,6 +106,7 @@ class WsexecService:
         )
         bind = f"127.0.0.1:{free_port()}"
         self.env = {**os.environ, **self.settings.to_env(), "WSEXEC_BIND": bind, "WSEXEC_LOG_LEVEL": "warning"}
+        self.worker_env: dict[str, str] = {}  # the workers' only (bench/worker_memory.py's tracing)
         self.logs = lab.workdir
         self.worker_count = workers
         self.api = ApiClient(f"http://{bind}", token)
@@ -139,7 +140,7 @@ class WsexecService:
     def start_workers(self) -> None:
         """New worker processes (so, empty SSH pools), returning once all are registered with RQ."""
         self.generation += 1
-        self.workers = [_spawn([sys.executable, "-m", "workers"], self.env,
+        self.workers = [_spawn([sys.executable, "-m", "workers"], {**self.env, **self.worker_env},
                                self.logs / f"worker-{self.generation}-{n}.log",
                                partial(self.cpu.join, "workers"))
                         for n in range(self.worker_count)]

@@ -15,6 +15,8 @@ from redis import Redis
 from tests.helpers import Api, WorkerProcesses, wait_for
 from wsexec import jobs
 from wsexec.store import Store, TaskState, keys
+from wsexec.store.records import RUNNING_BY, UNION_ONLY
+from wsexec.store.scripts import LAYOUT
 
 FILTERS = ("state", "instance", "tag", "name", "batch", "kind", "schedule")
 
@@ -48,7 +50,7 @@ def make_tasks(api: Api, store: Store) -> None:
             step = rng.random()
             if step < 0.6:
                 store.tasks.transition(task_id, {"state": TaskState.CURRENT, "start": time.time()},
-                                       allowed=[TaskState.INIT], lease_op="hold:60:w")
+                                       allowed=[TaskState.INIT], lease_op="hold:600:w")  # not reaped midway
                 if step < 0.45:
                     store.finish(task_id, rng.choice([TaskState.DONE, TaskState.ABORT]), rc=0)
             elif step < 0.7:
@@ -111,28 +113,51 @@ def test_state_and_one_filter_read_one_index(api: Api, store: Store, redis_serve
     assert stats["cmdstat_zrevrange"]["calls"] == 1
 
 
-def old_layout(admin: Redis) -> None:
-    """The data as the version before the composite indexes wrote it: those indexes and the layout mark gone."""
-    for key in admin.scan_iter(match=keys.index("task", "state+*", "*"), count=1000):
-        admin.delete(key)
-    admin.delete(keys.SCHEMA)
+def old_layout(admin: Redis, version: int) -> None:
+    """The data as an older version wrote it: indexes of their own for tag, name, kind and created_by, none of the
+    running tasks by user, no composite indexes either in layout 1, and its layout mark."""
+    tasks = [admin.hgetall(key) for key in admin.scan_iter(match=keys.record("task", "*"), count=1000)
+             if key.decode().rsplit(":", 1)[-1].isdigit()]  # not the sub-keys, nor the counter
+    for task in tasks:
+        for field in (*UNION_ONLY, "created_by"):
+            admin.zadd(keys.index("task", field, task[field.encode()].decode()), {task[b"id"]: int(task[b"id"])})
+    dropped = [keys.index("task", RUNNING_BY, "*"), *([keys.index("task", "state+*", "*")] if version < 2 else [])]
+    for pattern in dropped:
+        for key in admin.scan_iter(match=pattern, count=1000):
+            admin.delete(key)
+    admin.set(keys.SCHEMA, version) if version > 1 else admin.delete(keys.SCHEMA)
 
 
-def test_data_of_the_older_layout_lists_right_before_and_after_a_worker_upgrades_it(
-        api: Api, store: Store, redis: Redis, redis_server: Any, workers: WorkerProcesses) -> None:
+def running_by(tasks: list[dict[str, Any]], user: str) -> int:
+    return sum(t["created_by"] == user and t["state"] in ("INIT", "CURRENT") for t in tasks)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_data_of_an_older_layout_lists_right_before_and_after_a_worker_upgrades_it(
+        api: Api, store: Store, redis: Redis, redis_server: Any, workers: WorkerProcesses, version: int) -> None:
     make_tasks(api, store)
-    tasks = every_task(store, redis)
     admin = Redis.from_url(redis_server.url)
-    old_layout(admin)
-    upgraded = Store(redis)  # a process of the new version meeting old data: intersections until it is upgraded
-    assert not upgraded.layout.current()
+    old_layout(admin, version)
+    upgraded = Store(redis)  # a process of the new version meeting old data: the old indexes until it is upgraded
+    assert upgraded.layout.version() == version
+    instance = every_task(store, redis)[0]["instance"]
+    meanwhile, _ = upgraded.create_tasks([{"instance": instance, "tag": "web", "name": "z", "kind": "script",
+                                           "script": "true", "user": "u", "timeout": 60, "created_by": "admin"}],
+                                         time.time(), jobs.JOB_PREFIX, 50)  # stored before the upgrade: listed too
+    tasks = every_task(store, redis)
     assert upgraded.list_tasks({"state": "INIT", "tag": "web"}, 1, 100)[0] == sum(
         t["state"] == "INIT" and t["tag"] == "web" for t in tasks)
+    assert upgraded.list_tasks({"name": "z"}, 1, 100)[1][0]["id"] == meanwhile[0]["id"]
+    assert upgraded.tasks.active_count("admin") == running_by(tasks, "admin")
     before = api.client.application.extensions["wsexec_store"]  # the web app's: the same answers, old indexes
     assert not before.layout.current()
     assert check_every_combination(api, tasks) > 400
     workers.start(1)  # its start upgrades the layout
-    wait_for(lambda: admin.get(keys.SCHEMA) == b"2", timeout=20)
+    wait_for(lambda: admin.get(keys.SCHEMA) == str(LAYOUT).encode(), timeout=20)
     assert admin.exists(keys.index("task", "state+tag", f"{tasks[0]['state']}:{tasks[0]['tag']}"))
+    wait_for(lambda: not any(admin.scan_iter(match=keys.index("task", "tag", "*"))), timeout=20)  # the old ones go
+    assert not any(admin.scan_iter(match=keys.index("task", "created_by", "*")))
     assert before.layout.current()
-    assert check_every_combination(api, every_task(store, redis)) > 400
+    tasks = every_task(store, redis)
+    assert check_every_combination(api, tasks) > 400
+    assert before.tasks.active_count("admin") == running_by(tasks, "admin") > 0

@@ -1,9 +1,9 @@
-"""The Lua scripts of the store's smaller concerns: retention, idempotency, output, login limits, wait leases and
-audit (wsexec.store.scripts' docstring says how KEYS, ARGV and the shebang flags are used)."""
+"""The Lua scripts of the store's smaller concerns: retention, notes, idempotency, output, login limits, wait leases
+and audit (wsexec.store.scripts' docstring says how KEYS, ARGV and the shebang flags are used)."""
 
 from __future__ import annotations
 
-from wsexec.store.scripts import _INDEX_VALUE, _UNINDEX, ALLOW_OOM, READS, WRITES
+from wsexec.store.scripts import _ALLOCATE_IDS, _CREATE_ARGS, _UNINDEX, _WRITE_RECORDS, ALLOW_OOM, READS, WRITES
 
 PURGE = ALLOW_OOM + """
 -- Delete finished tasks that ended before a cutoff, with their index entries and sub-keys, a batch at a time.
@@ -32,25 +32,14 @@ end
 return {#ids, gone}
 """
 
-BACKFILL_INDEXES = WRITES + """
--- Add a batch of records to some of their indexes (a layout upgrade: records.TASK_COMPOSITES), in id order from a
--- cursor; idempotent, and atomic per batch, so a record changed meanwhile is indexed by its values of the moment.
--- KEYS[1] the kind's 'all' index
--- ARGV[1] record key prefix, ARGV[2] index prefix, ARGV[3] JSON list of the indexes to fill, ARGV[4] the last id done
--- (0 at first), ARGV[5] batch size
--- returns {how many it looked at, the last id it did}
-local record_prefix, index_prefix, fields = ARGV[1], ARGV[2], cjson.decode(ARGV[3])
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[4], '+inf', 'LIMIT', 0, tonumber(ARGV[5]))
-""" + _INDEX_VALUE + """
-for _, id in ipairs(ids) do
-  local hash = record_prefix .. id
-  local function get(f) return redis.call('HGET', hash, f) end
-  for _, f in ipairs(fields) do
-    local v = index_value(f, get)
-    if v then redis.call('ZADD', index_prefix .. f .. ':' .. v, id, id) end
-  end
-end
-return {#ids, ids[#ids] or ARGV[4]}
+CREATE_NOTE = WRITES + """
+-- Store a note with a new id, unless its instance is gone (deleted meanwhile: its notes went with it).
+-- KEYS[1] the note id counter, KEYS[2] the instance's hash
+-- ARGV[1..4] as CREATE (one record)
+-- returns {'ok', ids} or {'missing'}
+if redis.call('EXISTS', KEYS[2]) == 0 then return {'missing'} end
+""" + _CREATE_ARGS + _ALLOCATE_IDS + _WRITE_RECORDS + """
+return {'ok', ids}
 """
 
 IDEMPOTENCY_BEGIN = WRITES + """

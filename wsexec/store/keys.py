@@ -13,7 +13,6 @@ INDEX_PREFIX = PREFIX + "{kind}s:"  # what every index of a kind starts with (th
 INDEX = INDEX_PREFIX + "{field}:{value}"  # zset of ids scored by id: the records with that value (records.py)
 INDEX_ALL = INDEX_PREFIX + "all"  # zset of every id (records.py)
 SCHEMA = PREFIX + "schema"  # string: the layout version of the data, set once it is complete (layout.py)
-TMP = PREFIX + "tmp:{token}"  # an index intersection, deleted in the same transaction (records.py)
 
 LEASE = PREFIX + "task:{id}:lease"  # string: the worker holding the task, with a TTL (leases.py)
 OUTPUT = PREFIX + "task:{id}:{stream}"  # string: one output stream, capped (output.py)
@@ -70,10 +69,6 @@ def index_prefix(kind: str) -> str:
 
 def index_all(kind: str) -> str:
     return INDEX_ALL.format(kind=kind)
-
-
-def tmp(token: str) -> str:
-    return TMP.format(token=token)
 
 
 def lease(task_id: int | str) -> str:

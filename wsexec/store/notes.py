@@ -8,7 +8,7 @@ from typing import Any
 from redis import Redis
 
 from wsexec.exceptions import Unprocessable
-from wsexec.store import scripts
+from wsexec.store import bookkeeping_scripts
 from wsexec.store.records import INSTANCE, NOTE, Records, as_ints
 
 
@@ -22,7 +22,7 @@ class Notes:
 
     def __init__(self, redis: Redis) -> None:
         self.records = Records(redis, NOTE)
-        self._create = redis.register_script(scripts.CREATE_NOTE)
+        self._create = redis.register_script(bookkeeping_scripts.CREATE_NOTE)
 
     def create(self, fields: dict[str, Any]) -> dict[str, Any]:
         """422 for an instance that does not exist, checked in the same step as the write."""

@@ -7,7 +7,6 @@ output) it declares as sub-keys, which go with the record when it is deleted.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -17,7 +16,7 @@ from redis import Redis
 from redis.client import Pipeline
 
 from wsexec.exceptions import NotFound
-from wsexec.store import keys, scripts
+from wsexec.store import index_scripts, keys, scripts
 
 
 def encode_value(value: Any) -> str:
@@ -96,15 +95,19 @@ class Kind:
 
 # the filters of GET /tasks with state: composite indexes "state+FIELD" of value "STATE:VALUE", so that a list of one
 # state and another filter reads one small index, not all tasks of that state (about 70 bytes a task and index in
-# a large one, 10-20 in a small one). Not created_by: the quotas intersect it with INIT and CURRENT, which Redis
-# walks from the smaller side, the running tasks.
+# a large one, 10-20 in a small one).
 TASK_COMPOSITES = tuple(f"state+{f}" for f in ("instance", "tag", "name", "batch", "kind", "schedule"))
+# Fields with no index of their own (layout 3): a task is in one state, so the tasks with a tag are the union of
+# "state+tag" over the states (index_scripts.UNION_PAGE), and a large index of their own would cost ~95 bytes a task.
+# The fields kept alone have readers of their own (a batch's tasks, an instance's or a schedule's running ones).
+UNION_ONLY = ("tag", "name", "kind")
+# The quotas count a user's INIT and CURRENT tasks: only those are in "running+created_by" (its value: the user).
+RUNNING_BY = "running+created_by"
 TASK = Kind(
     "task",
     # kind: script, upload or fetch; upload: the token of an upload's content, shared by the tasks of one POST
     # schedule: the schedule that made it (fire_time: for which of its fire times)
-    indexed=("state", "instance", "tag", "name", "batch", "created_by", "kind", "upload", "schedule",
-             *TASK_COMPOSITES),
+    indexed=("state", "instance", "batch", "upload", "schedule", *TASK_COMPOSITES, RUNNING_BY),
     ints=frozenset({"id", "instance", "rc", "timeout", "stdout_dropped", "stderr_dropped", "remote_pid", "size",
                     "schedule", "fire_time", "slot"}),
     floats=frozenset({"created_at", "start", "end", "scheduled_at"}),
@@ -114,6 +117,24 @@ TASK = Kind(
     sub_keys=lambda task_id: [keys.lease(task_id), keys.output(task_id, "stdout"), keys.output(task_id, "stderr"),
                               keys.notify(task_id), keys.fetched(task_id)],
 )
+# What this version writes while the data is of an older layout (until a worker's upgrade marks it current), so that
+# the lists and quotas, which read the old indexes until then, see the tasks stored meanwhile.
+TASK_LEGACY_INDEXED = (*TASK.indexed, *UNION_ONLY, "created_by")
+TASK_STATES = ("INIT", "CURRENT", "DONE", "ABORT")
+
+
+def task_parts(filters: dict[str, Any]) -> list[list[str]]:
+    """The indexes that answer a task list in layout 3: disjoint parts, each the intersection of its indexes (the
+    one part of a given state, else one per state when a filter is given, else 'all')."""
+    given = {field: value for field, value in filters.items() if value is not None}
+    state = given.pop("state", None)
+    if state is None and not given:
+        return [[TASK.all_key]]
+    states = [encode_value(state)] if state is not None else list(TASK_STATES)
+    return [[TASK.index_key(f"state+{f}", f"{s}:{encode_value(v)}") for f, v in given.items()]
+            or [TASK.index_key("state", s)] for s in states]
+
+
 INSTANCE = Kind(
     "instance",
     indexed=("state", "tag"),
@@ -165,11 +186,15 @@ def states(allowed: Iterable[Enum]) -> str:
 class Records:
     """The generic operations on the records of one kind."""
 
-    def __init__(self, redis: Redis, kind: Kind) -> None:
+    def __init__(self, redis: Redis, kind: Kind, indexed: Callable[[], tuple[str, ...]] | None = None) -> None:
+        """indexed: the indexes it writes, if not always the kind's (tasks' depend on the data's layout)."""
         self.redis, self.kind = redis, kind
+        self.indexed = indexed or (lambda: kind.indexed)
         self._create = redis.register_script(scripts.CREATE)
         self._update = redis.register_script(scripts.UPDATE)
         self._delete = redis.register_script(scripts.DELETE)
+        self._union_page = redis.register_script(index_scripts.UNION_PAGE)
+        self._walk_page = redis.register_script(index_scripts.WALK_PAGE)
 
     def get(self, record_id: int) -> dict[str, Any]:
         raw = cast(dict[bytes, bytes], self.redis.hgetall(self.kind.key(record_id)))
@@ -190,7 +215,7 @@ class Records:
     def create_args(self, records: list[dict[str, Any]]) -> list[str]:
         """ARGV[1..4] of the create scripts: where the records go and the records, without None fields."""
         encoded = [{k: v for k, v in self.kind.encode(r).items() if v is not None} for r in records]
-        return [self.kind.key(""), self.kind.index_prefix, json.dumps(self.kind.indexed), json.dumps(encoded)]
+        return [self.kind.key(""), self.kind.index_prefix, json.dumps(self.indexed()), json.dumps(encoded)]
 
     def create(self, records: list[dict[str, Any]]) -> list[int]:
         _, ids = self._create(keys=[self.kind.counter_key], args=self.create_args(records))
@@ -199,7 +224,7 @@ class Records:
     def update_args(self, record_id: int, changes: dict[str, Any], allowed: Iterable[Enum]) -> list[Any]:
         """ARGV[1..5] of the update scripts."""
         kind = self.kind
-        return [record_id, kind.index_prefix, json.dumps(kind.indexed), states(allowed),
+        return [record_id, kind.index_prefix, json.dumps(self.indexed()), states(allowed),
                 json.dumps(kind.encode(changes))]
 
     def update(self, record_id: int, changes: dict[str, Any], allowed: Iterable[Enum] = (),
@@ -227,7 +252,7 @@ class Records:
                      "indexed": child.indexed} for child, field in dependents]
         outcome = self._delete(
             keys=[self.kind.key(record_id), *sub_keys, *(busy or [])],
-            args=[record_id, self.kind.index_prefix, json.dumps(self.kind.indexed), states(allowed), len(sub_keys),
+            args=[record_id, self.kind.index_prefix, json.dumps(self.indexed()), states(allowed), len(sub_keys),
                   json.dumps(children)],
         )
         return self.outcome(record_id, outcome)
@@ -244,20 +269,23 @@ class Records:
              ) -> tuple[int, list[dict[str, Any]]]:
         """One page, newest first, of the records matching every filter: one index, or the intersection of the
         smallest ones (Kind.index_keys)."""
-        index_keys = self.kind.index_keys(filters, composites)
+        return self.page_parts([self.kind.index_keys(filters, composites)], page, page_size)
+
+    def page_parts(self, parts: list[list[str]], page: int, page_size: int) -> tuple[int, list[dict[str, Any]]]:
+        """One page, newest first, of the union of disjoint parts, each the intersection of its indexes: one index
+        read as it is, several read as one (index_scripts.UNION_PAGE), intersections walked newest first
+        (index_scripts.WALK_PAGE); nothing written, so lists work while Redis is full too."""
         start, stop = (page - 1) * page_size, page * page_size - 1
-        if len(index_keys) == 1:
+        if len(parts) == 1 and len(parts[0]) == 1:
             with self.redis.pipeline(transaction=False) as pipe:
-                pipe.zcard(index_keys[0])
-                pipe.zrevrange(index_keys[0], start, stop)
+                pipe.zcard(parts[0][0])
+                pipe.zrevrange(parts[0][0], start, stop)
                 count, ids = pipe.execute()
+        elif all(len(part) == 1 for part in parts):
+            count, ids = self._union_page(keys=[part[0] for part in parts], args=[start, page_size])
         else:
-            tmp = keys.tmp(uuid.uuid4().hex)
-            with self.redis.pipeline() as pipe:
-                pipe.zinterstore(tmp, index_keys, aggregate="MAX")
-                pipe.zrevrange(tmp, start, stop)
-                pipe.delete(tmp)
-                count, ids, _ = pipe.execute()
+            count, ids = self._walk_page(keys=[key for part in parts for key in part],
+                                         args=[start, page_size, *(len(part) for part in parts)])
         return count, self.get_many(ids)
 
     def count_by(self, field: str, values: Iterable[Any]) -> list[int]:

@@ -8,7 +8,7 @@ import time
 from redis import Redis
 
 from wsexec.store import bookkeeping_scripts, keys
-from wsexec.store.records import TASK
+from wsexec.store.records import TASK, TASK_LEGACY_INDEXED
 
 PURGE_BATCH = 500
 
@@ -29,7 +29,9 @@ class Retention:
         while True:
             seen, gone = self._purge(
                 keys=[keys.FINISHED],
-                args=[repr(cutoff), PURGE_BATCH, base, TASK.index_prefix, json.dumps(TASK.indexed),
+                # the older layout's indexes too: those of tasks stored before a worker's upgrade (a ZREM of nothing
+                # after it)
+                args=[repr(cutoff), PURGE_BATCH, base, TASK.index_prefix, json.dumps(TASK_LEGACY_INDEXED),
                       json.dumps(suffixes)],
             )
             if gone:

@@ -14,7 +14,7 @@ from __future__ import annotations
 # A finished task's notification stream (output.py) only has to wake the followers already blocked on it (a
 # follower that looks after the end sees the task ended): kept this long, not with the task (4.7 KB a task).
 NOTIFY_KEEP_SECONDS = 60
-LAYOUT = 2  # the data's layout (wsexec.store.layout): 2 has the composite indexes of records.TASK_COMPOSITES
+LAYOUT = 3  # the data's layout (wsexec.store.layout): its docstring says what each one has
 WRITES = "#!lua\n"  # refused whole while Redis is full
 ALLOW_OOM = "#!lua flags=allow-oom\n"  # runs while Redis is full
 READS = "#!lua flags=no-writes\n"  # writes nothing (so runs while Redis is full too)
@@ -31,11 +31,14 @@ end
 """
 
 # A fragment: index_value(f, get) is the value a record has in the index of f, given get(field) (false when absent):
-# f is a field, or 'a+b', a composite index of two fields whose value is 'va:vb' (records.Kind.composites).
+# f is a field, 'a+b', a composite index of two fields of value 'va:vb' (records.TASK_COMPOSITES), or 'running+b', b
+# while the state is INIT or CURRENT (records.RUNNING_BY); part(name): the field a part of f stands for.
 _INDEX_VALUE = """
+local function part(name) if name == 'running' then return 'state' end return name end
 local function index_value(f, get)
   local a, b = string.match(f, '^([^+]+)%+(.+)$')
   if not a then return get(f) end
+  if a == 'running' then local s = get('state'); return (s == 'INIT' or s == 'CURRENT') and get(b) end
   local va, vb = get(a), get(b)
   if va and vb then return va .. ':' .. vb end
   return false
@@ -48,8 +51,8 @@ _APPLY_CHANGES = _INDEX_VALUE + """
 local function hash_field(f) return redis.call('HGET', hash, f) end
 local touched, before = {}, {}
 for _, f in ipairs(indexed) do
-  for part in string.gmatch(f, '[^+]+') do
-    if changes[part] ~= nil then
+  for name in string.gmatch(f, '[^+]+') do
+    if changes[part(name)] ~= nil then
       table.insert(touched, f)
       table.insert(before, index_value(f, hash_field))
       break
@@ -387,14 +390,4 @@ end
 unindex(hash, id, prefix, indexed)
 for i = 1, busy - 1 do redis.call('DEL', KEYS[i]) end
 return {'ok', state}
-"""
-
-CREATE_NOTE = WRITES + """
--- Store a note with a new id, unless its instance is gone (deleted meanwhile: its notes went with it).
--- KEYS[1] the note id counter, KEYS[2] the instance's hash
--- ARGV[1..4] as CREATE (one record)
--- returns {'ok', ids} or {'missing'}
-if redis.call('EXISTS', KEYS[2]) == 0 then return {'missing'} end
-""" + _CREATE_ARGS + _ALLOCATE_IDS + _WRITE_RECORDS + """
-return {'ok', ids}
 """

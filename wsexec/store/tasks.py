@@ -18,7 +18,8 @@ from wsexec.exceptions import Conflict, Unprocessable
 from wsexec.store import keys, scripts
 from wsexec.store.layout import Layout
 from wsexec.store.metrics import run_time_args
-from wsexec.store.records import INSTANCE, TASK, Records, as_ints
+from wsexec.store.records import INSTANCE, RUNNING_BY, TASK, TASK_LEGACY_INDEXED, Records, as_ints, task_parts
+from wsexec.store.scripts import LAYOUT
 from wsexec.store.states import FINISHED_STATES, RUNNING_STATES, STREAMS, TaskState
 
 EXPIRY_GRACE_SECONDS = 3600  # Redis's own expiry of a finished task: a backstop, this long after the sweep's turn
@@ -38,13 +39,13 @@ class Tasks:
     """The task records and their lifecycle: INIT -> CURRENT -> DONE/ABORT, never back."""
 
     def __init__(self, redis: Redis, retention_seconds: float, events_window: int) -> None:
-        self.records = Records(redis, TASK)
+        self.layout = Layout(redis)
+        self.records = Records(redis, TASK, lambda: TASK.indexed if self.layout.current() else TASK_LEGACY_INDEXED)
         self.expire_seconds = math.ceil(retention_seconds) + EXPIRY_GRACE_SECONDS
         self.events_window = events_window
         self._create = redis.register_script(scripts.CREATE_TASKS)
         self._transition = redis.register_script(scripts.TRANSITION)
         self._dependencies = redis.register_script(scripts.DEPENDENCIES)
-        self.layout = Layout(redis)
 
     def active_count(self, created_by: str) -> int:
         """How many of this user's tasks are INIT or CURRENT, from the indexes the state changes keep (no counter)."""
@@ -60,11 +61,15 @@ class Tasks:
             return sum(int(count) for count in pipe.execute())
 
     def queue_active(self, pipe: Pipeline, field: str, value: str) -> int:
-        """The counts whose sum is _active(), on a pipeline; how many replies they are. Intersections Redis walks
-        from the smaller side: the tasks running, not all of the user's or batch's."""
-        kind = self.records.kind
+        """The counts whose sum is _active(), on a pipeline; how many replies they are. One index of the running
+        tasks, or (older layouts) intersections Redis walks from the smaller side: the tasks running, not all of the
+        user's or batch's."""
+        kind, current = self.records.kind, self.layout.current()
+        if current and field == "created_by":
+            pipe.zcard(kind.index_key(RUNNING_BY, value))
+            return 1
         for state in RUNNING_STATES:
-            if f"state+{field}" in kind.indexed and self.layout.current():
+            if current:
                 pipe.zcard(kind.index_key(f"state+{field}", f"{state.value}:{value}"))
             else:
                 pipe.zintercard(2, [kind.index_key(field, value), kind.index_key("state", state)])
@@ -167,7 +172,10 @@ class Tasks:
         return self.records.get_many(task_ids)
 
     def page(self, filters: dict[str, Any], page: int, page_size: int) -> tuple[int, list[dict[str, Any]]]:
-        return self.records.page(filters, page, page_size, self.layout.current())
+        version = self.layout.version()
+        if version >= LAYOUT:
+            return self.records.page_parts(task_parts(filters), page, page_size)
+        return self.records.page(filters, page, page_size, composites=version >= 2)
 
     def batch(self, batch: str) -> list[dict[str, Any]]:
         """The tasks of a batch (created together by a fan-out), oldest first; empty if none is left."""
@@ -190,9 +198,9 @@ class Tasks:
         run_time: metrics.run_time_args(), counted if the transition is made.
 
         A task that ends loses its env's values (they may be secrets, and nothing reads them once it has run): its
-        env_names stay."""
+        env_names stay; and its claim mark and holder, which only a held task needs (~80 bytes of each stored task)."""
         if changes.get("state") in FINISHED_STATES:
-            changes = {"env": None, **changes}
+            changes = {"env": None, "claim": None, "holder": None, **changes}
         outcome = self._transition(
             keys=[TASK.key(task_id), keys.lease(task_id), keys.HELD, keys.FINISHED,
                   *(keys.output(task_id, s) for s in STREAMS), keys.EVENTS, keys.notify(task_id)],
