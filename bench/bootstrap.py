@@ -24,6 +24,7 @@ import paramiko
 from bench.cpu import CpuGroups
 from bench.lab import Lab
 from bench.paramiko_raw import RawParamiko
+from bench.remote import wsexec_true
 from workers.ssh.options import Endpoint
 from workers.ssh.pool import ConnectionPool
 from workers.ssh.remote import framed, via_stdin
@@ -52,11 +53,6 @@ def variants() -> dict[str, tuple[str, bytes]]:
     }
 
 
-def pool_run(pool: ConnectionPool, endpoint: Endpoint) -> None:
-    if pool.run(endpoint, "true", lambda _: None, lambda _: None, 10.0, lambda: None) != 0:
-        raise RuntimeError("`true` through workers.ssh failed")
-
-
 def run(transport: paramiko.Transport, command: str, payload: bytes) -> None:
     channel = transport.open_session(timeout=10)
     channel.exec_command(command)
@@ -70,12 +66,16 @@ def run(transport: paramiko.Transport, command: str, payload: bytes) -> None:
         raise RuntimeError(f"{command!r} exited {status}")
 
 
-def main(argv: list[str]) -> int:
+def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.bootstrap", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--execs", type=int, default=100, help="execs of a variant per round (default 100)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds (default 5)")
-    options = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    options = parse_args(argv)
     cpu = CpuGroups()
     if not cpu.available:
         print("bench: no writable cgroup v2, sshd CPU is not measured", file=sys.stderr)
@@ -91,9 +91,9 @@ def main(argv: list[str]) -> int:
             assert transport is not None
             pool = ConnectionPool(str(lab.key), str(lab.known_hosts))
             endpoint = Endpoint(server.host, server.port, lab.user)
-            cases: dict[str, Callable[[], None]] = {
+            cases: dict[str, Callable[[], object]] = {
                 name: partial(run, transport, *framing) for name, framing in variants().items()}
-            cases[names[-1]] = partial(pool_run, pool, endpoint)
+            cases[names[-1]] = partial(wsexec_true, pool, endpoint)
             for case in cases.values():
                 case()  # the first exec on a connection waits ~40 ms more
             for _ in range(options.rounds):
