@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from click.core import ParameterSource
 
 from wsexec.cli import outcome, render, watch
 from wsexec.cli.client import Client
@@ -40,9 +40,10 @@ pass_state = click.make_pass_decorator(State)
 @click.option("--url", envvar="WSEXEC_URL", help="the server, e.g. http://127.0.0.1:5000  [env WSEXEC_URL]")
 @click.option("--user", envvar="WSEXEC_USER", help="basic-auth user (password: WSEXEC_PASSWORD, or asked on a "
               "terminal)  [env WSEXEC_USER]")
+@click.option("--password", envvar="WSEXEC_PASSWORD", hidden=True)  # read from the environment only (below)
 @click.option("--token", envvar="WSEXEC_TOKEN", help="bearer token instead of a user  [env WSEXEC_TOKEN]")
 @click.pass_context
-def cli(ctx: click.Context, url: str | None, user: str | None, token: str | None) -> None:
+def cli(ctx: click.Context, url: str | None, user: str | None, password: str | None, token: str | None) -> None:
     """Run shell scripts on servers through a wsexec server, and follow them.
 
     Settings come from the options, then the environment, then the config file
@@ -52,7 +53,10 @@ def cli(ctx: click.Context, url: str | None, user: str | None, token: str | None
     \b
       eval "$(_WSEXEC_COMPLETE=bash_source wsexec)"
     """
-    ctx.obj = State(url, user, os.environ.get("WSEXEC_PASSWORD"), token)  # no --password: it would show in ps
+    if ctx.get_parameter_source("password") is ParameterSource.COMMANDLINE:
+        raise click.UsageError("no --password: a command line shows in ps and the shell's history; set "
+                               "WSEXEC_PASSWORD, or let wsexec ask on a terminal")
+    ctx.obj = State(url, user, password, token)
 
 
 def main() -> None:
