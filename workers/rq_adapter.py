@@ -71,7 +71,8 @@ def requeue_stranded(queue: Queue, job_ids: Collection[str], min_age: float) -> 
     RQ pops a job into an intermediate list, then adds it to the started registry: a worker killed between the two
     (kill -9, a machine lost) strands the job there, and RQ's own cleanup fails it only at its maintenance, 10 to 20
     minutes later. A job seen stranded for min_age is pushed back, once (LREM decides between reconcilers): its
-    tasks are still INIT, and claiming a task is atomic, so none runs twice even if its first worker comes back.
+    tasks are INIT, or ended ABORT by the reapers if the dead worker had claimed them, and claiming a task is
+    atomic, so none runs twice even if its first worker comes back.
     """
     stranded = IntermediateQueue(queue.key, connection=queue.connection)
     requeued = []

@@ -65,8 +65,8 @@ class TaskWorker(SimpleWorker):
     back_to_idle = False  # the running job's end set the slot IDLE (cleanup_execution)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
-        """RQ's, in one round trip instead of three; a default beat within a second of the last one is skipped (the
-        registration's TTL is minutes): RQ beats before, at and after every dequeue."""
+        """RQ's, in one round trip instead of three; a default beat within BEAT_AGAIN_SECONDS of the last one is
+        skipped (the registration's TTL is minutes): RQ beats before, at and after every dequeue."""
         if timeout is not None:
             self.default_beat_at = -BEAT_AGAIN_SECONDS  # a job's own TTL now: the next default beat must be sent
             super().heartbeat(timeout, pipeline)
