@@ -5,8 +5,9 @@ Starts a private redis-server (temporary directory, loopback only) holding 100 f
 wsexec.testing.nginx does) in front of it. wrk (Debian's package) loads GET /wsexec/tasks/ID with a bearer token
 from 50 connections, first on gunicorn itself, then through nginx's HTTPS, then through nginx without upstream
 keepalive (the site as it was before it had it). Reports req/s, p50/p99, non-2xx answers, how the requests spread
-over the gunicorn worker processes (from its access log, which names the pid) and the TIME_WAIT sockets left on
-gunicorn's port. `--profile` samples one gunicorn worker with py-spy during the nginx run.
+over the gunicorn worker processes and gunicorn's own p50/p99 (from its access log, which names the pid and the
+time), Redis round trips and commands per request, and the TIME_WAIT sockets left on gunicorn's port. `--profile`
+samples one gunicorn worker with py-spy during the nginx run.
 
 nginx's per-address limits (50 requests/s, 64 connections) would answer wrk's single address 429 after the first
 200 requests: they are taken out of the rendered copy, as for a trusted internal client; nothing else changes.
@@ -90,7 +91,7 @@ class Gunicorn:
         self.url = f"http://{self.bind}/wsexec"
         self.log = workdir / f"gunicorn-{kind}-{workers}x{threads}.log"
         self.command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--workers", str(workers),
-                        "--access-logformat", "access %(p)s %(s)s", "--bind", self.bind]
+                        "--access-logformat", "access %(p)s %(s)s %(D)s", "--bind", self.bind]
         if kind == "gthread":
             self.command += ["--worker-class", "gthread", "--threads", str(threads)]
         self.env = {**env, "WSEXEC_BIND": self.bind}
@@ -118,17 +119,22 @@ class Gunicorn:
     def log_size(self) -> int:
         return self.log.stat().st_size
 
-    def spread(self, since: int) -> dict[str, int]:
+    def logged(self, since: int) -> tuple[dict[str, int], dict[str, float]]:
         """Requests per gunicorn worker pid logged since that offset of the log (once its last lines are written:
-        gunicorn logs a request after answering it)."""
+        gunicorn logs a request after answering it), and the p50/p99 of gunicorn's own time per request (from
+        reading it to answering it: a tail here is in the worker, one only in wrk's figures is queueing outside)."""
         sizes = [-1, self.log_size()]
         while sizes[-1] != sizes[-2]:
             time.sleep(0.2)
             sizes.append(self.log_size())
         with self.log.open("rb") as log:
             log.seek(since)
-            pids = Counter(line.split()[1].decode().strip("<>") for line in log if line.startswith(b"access "))
-        return dict(pids.most_common())
+            lines = [line.split() for line in log if line.startswith(b"access ")]
+        pids = Counter(line[1].decode().strip("<>") for line in lines)
+        took = sorted(int(line[3]) / 1000 for line in lines)
+        inside = {f"app_{cut}_ms": round(took[min(len(took) - 1, int(len(took) * share))], 2)
+                  for cut, share in (("p50", 0.5), ("p99", 0.99))} if took else {}
+        return dict(pids.most_common()), inside
 
 
 def time_wait(port: int) -> int:
@@ -206,11 +212,14 @@ def measure(name: str, url: str, app: Gunicorn, procs: dict[str, list[int]], opt
                                                      3) for part in cpu_before} if figures["requests"] else {}
         figures["redis_per_request"] = {what: round((count - redis_before[what]) / figures["requests"], 2)
                                         for what, count in redis_counts(redis).items()} if figures["requests"] else {}
-        figures["spread"] = app.spread(offset)
+        figures["spread"], inside = app.logged(offset)
+        figures.update(inside)
         figures["time_wait_before"], figures["time_wait_after"] = before, time_wait(port)
         runs.append(figures)
         print(f"  {name:<40} {figures['rps']:7.0f} req/s  p50 {figures['p50_ms']:6.1f} ms  p99 "
-              f"{figures['p99_ms']:6.1f} ms  non-2xx {figures['non_2xx']}  pids {list(figures['spread'].values())}  "
+              f"{figures['p99_ms']:6.1f} ms (in gunicorn: p50 {figures.get('app_p50_ms')} p99 "
+              f"{figures.get('app_p99_ms')} ms)  "
+              f"non-2xx {figures['non_2xx']}  pids {list(figures['spread'].values())}  "
               f"TIME_WAIT {before} -> {figures['time_wait_after']}  CPU ms/req {figures['cpu_ms_per_request']}  "
               f"Redis/req {figures['redis_per_request']}  "
               f"load {os.getloadavg()[0]:.1f}", file=sys.stderr)
@@ -221,6 +230,7 @@ def measure(name: str, url: str, app: Gunicorn, procs: dict[str, list[int]], opt
     return {"name": name, "runs": runs, "rps_median": statistics.median(rps), "rps_min": min(rps), "rps_max": max(rps),
             "p99_ms_median": statistics.median(r["p99_ms"] for r in runs),
             "p50_ms_median": statistics.median(r["p50_ms"] for r in runs),
+            "app_p99_ms_median": statistics.median(r.get("app_p99_ms", 0) for r in runs),
             "non_2xx": sum(r["non_2xx"] for r in runs), "cpu_ms_per_request": cpu,
             "redis_per_request": {what: statistics.median(r["redis_per_request"].get(what, 0) for r in runs)
                                   for what in runs[0]["redis_per_request"]},

@@ -36,6 +36,7 @@ def test_bench_http_measures_gunicorn_and_nginx(tmp_path: Path) -> None:
         assert len(run["spread"]) <= 2
         assert set(row["cpu_ms_per_request"]) >= {"gunicorn", "redis", "wrk"}
         assert 0 < row["redis_per_request"]["round_trips"] <= row["redis_per_request"]["commands"]
+        assert 0 < run["app_p50_ms"] <= run["app_p99_ms"]  # gunicorn's own time per request, from its access log
     closed = rows["gevent:2 via nginx, no upstream keepalive"]["runs"][0]
     assert closed["time_wait_after"] - closed["time_wait_before"] >= closed["requests"] // 2
     assert "GET one task" in done.stdout
