@@ -52,9 +52,10 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
     try:
         with Lab(1) as lab:
             service = WsexecService(lab, 1, cpu)
+            service.worker_env = dict(item.split("=", 1) for item in options.env)
             if options.trace:
                 trace = lab.workdir / "memtrace"
-                service.worker_env = {"PYTHONPATH": str(MEMTRACE), "WSEXEC_MEMTRACE": str(trace)}
+                service.worker_env |= {"PYTHONPATH": str(MEMTRACE), "WSEXEC_MEMTRACE": str(trace)}
             with service:
                 return drive(service, lab, options, trace)
     finally:
@@ -116,6 +117,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--tasks", type=int, default=50_000, help="tasks to run (default 50000)")
     parser.add_argument("--every", type=int, default=5000, help="tasks between RSS samples (default 5000)")
     parser.add_argument("--trace", action="store_true", help="tracemalloc in the worker: where memory grows")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="in the worker's environment too, e.g. MALLOC_ARENA_MAX=2 (repeatable)")
     parser.add_argument("--top", type=int, default=15, help="allocation sites shown with --trace (default 15)")
     options = parser.parse_args(argv)
     result = run(options)

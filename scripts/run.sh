@@ -83,7 +83,8 @@ if [ -z "${WSEXEC_REDIS_URL:-}" ]; then
          "'REDISCLI_AUTH=\$(cat var/redis.password) redis-cli -p $redis_port shutdown'" >&2
     exit 1
   fi
-  (umask 077; printf 'requirepass %s\nmaxmemory %s\nmaxmemory-policy noeviction\n' \
+  # hash-max-listpack-value: a task's hash stays compact with a script (or error) over 64 bytes (README, step 1)
+  (umask 077; printf 'requirepass %s\nmaxmemory %s\nmaxmemory-policy noeviction\nhash-max-listpack-value 1024\n' \
     "$redis_password" "${WSEXEC_REDIS_MAXMEMORY:-1gb}" > var/redis/redis.conf)
   add redis
   for _ in $(seq 100); do redis_cli ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
