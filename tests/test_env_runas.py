@@ -17,9 +17,9 @@ import pytest
 from redis import Redis
 
 from tests import test_webhooks
+from tests.clirun import WSEXEC
+from tests.clirun import environment as cli_environment
 from tests.helpers import ROOT, Api, task_body, wait_finished, wait_for
-from tests.test_cli import WSEXEC
-from tests.test_cli import environment as cli_environment
 from tests.test_readme import QUICKSTART_LINES, json_lines, run_blocks
 from tests.test_webhooks import Receiver, wait_delivery
 from workers.schedules import ScheduleLoop

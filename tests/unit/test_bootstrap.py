@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from workers.ssh.errors import SshError
-from workers.ssh.remote import INLINE_MAX, SENTINEL_BYTES, framed, inline, via_stdin
+from workers.ssh.remote import GO, INLINE_MAX, SENTINEL_BYTES, framed, inline, via_stdin
 
 # The login shell that runs the exec request (as `$SHELL -c COMMAND`) may be dash or bash.
 SHELLS = ["dash", "bash"]
@@ -30,7 +30,7 @@ def run(tmp_path: Path, argv: list[str], sent: bytes) -> subprocess.CompletedPro
 
 def framing(way: str, script: str, run_as: str | None = None) -> tuple[str, bytes]:
     """The exec request and stdin bytes for `script`, the way asked (framed() picks by size)."""
-    return (inline(script, run_as), b"") if way == "inline" else via_stdin(script, run_as)
+    return (inline(script, run_as), GO) if way == "inline" else via_stdin(script, run_as)
 
 
 def bootstrap(tmp_path: Path, shell: str, script: str, cut: int | None = None,
@@ -77,7 +77,7 @@ def test_scripts_from_the_issue_run_as_written(tmp_path: Path, shell: str, scrip
     """framed() sends on stdin what quoting would blow past the exec request's limit (E2BIG at 128 KiB)."""
     assert len(script.encode()) <= 64 * 1024
     command, payload = framed(script)
-    assert bool(payload) == (way == "stdin")
+    assert (payload != GO) == (way == "stdin")
     done = run(tmp_path, [shell, "-c", command], payload)
     assert (done.returncode, done.stderr, output(done)) == (0, b"", stdout.encode()), done
 
@@ -100,7 +100,7 @@ def test_framed_carries_the_script_inline_up_to_the_limit_then_on_stdin(tmp_path
     filler = INLINE_MAX - len(inline("echo ok #").encode())
     at_limit, over = "echo ok #" + "#" * filler, "echo ok #" + "#" * (filler + 1)
     carried, read = framed(at_limit), framed(over)
-    assert (len(carried[0].encode()), carried[1]) == (INLINE_MAX, b"")
+    assert (len(carried[0].encode()), carried[1]) == (INLINE_MAX, GO)
     assert len(read[0].encode()) < 1024 and read[1].startswith(over.encode())
     for command, payload in (carried, read):
         done = run(tmp_path, [shell, "-c", command], payload)
@@ -116,6 +116,14 @@ def test_a_short_read_never_runs_the_truncated_script(tmp_path: Path, shell: str
     assert done.returncode == 125, done
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"]  # neither file exists: nothing ran
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_an_inline_script_never_runs_before_its_go(tmp_path: Path, shell: str) -> None:
+    """The worker sends GO only once it has recorded the PID: a connection lost before then runs nothing."""
+    done = run(tmp_path, [shell, "-c", inline("touch ran")], b"")
+    assert done.returncode == 125, done
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"]
 
 
 @pytest.mark.parametrize("shell", SHELLS)

@@ -39,7 +39,9 @@ KILL_ATTEMPTS = 20
 # that first: runas.py).
 # The login shell parses the exec request, the quoted script included: any POSIX login shell (dash and bash tested).
 # The script itself is an argument of the exec request (INLINE) when that request stays within INLINE_MAX: two
-# processes in all, the bootstrap and the script's shell, where raw paramiko's `true` takes the login shell alone. A
+# processes in all, the bootstrap and the script's shell, where raw paramiko's `true` takes the login shell alone.
+# It still waits for one line (GO) that the worker sends only once it has recorded the PID: a worker killed before
+# that leaves no script running that the reaper could not find and kill (EOF instead: exit 125, nothing ran). A
 # longer one (quoting can make it up to 5x the script: E2BIG, or a packet sshd resets the connection for) comes on the
 # channel's stdin (FROM_STDIN): `head` reads exactly $1 bytes, the script and then the random sentinel $2 (no EOF is
 # ever sent: an EOF racing with a fast command's close makes sshd drop the whole connection), and the sentinel's
@@ -48,7 +50,8 @@ KILL_ATTEMPTS = 20
 _PROLOGUE = 'trap "exit 129" HUP; trap "exit 130" INT; trap "exit 143" TERM; echo $$; '
 _RUN = ('if [ -n "$1" ]; then set -- sudo -n -u "$1" --; else set --; fi; '
         '"$@" /bin/sh -c -- "$s" wsexec </dev/null; exit')
-INLINE = _PROLOGUE + 's=$1; shift; ' + _RUN
+INLINE = _PROLOGUE + 'read -r _ || exit 125; s=$1; shift; ' + _RUN
+GO = b"\n"  # what an INLINE bootstrap waits for (read is a builtin: no process) once its PID line came
 FROM_STDIN = (_PROLOGUE + 's=$(head -c "$1"); case $s in *"$2") ;; *) exit 125;; esac; s=${s%"$2"}; shift 2; '
               + _RUN)
 INLINE_MAX = 64 * 1024  # bytes of exec request; sshd takes packets up to 256 KiB
@@ -74,12 +77,13 @@ def via_stdin(script: str, run_as: str | None = None) -> tuple[str, bytes]:
 
 
 def framed(script: str, run_as: str | None = None) -> tuple[str, bytes]:
-    """The exec request and the bytes to send on stdin for `script`: none when it fits in the request."""
+    """The exec request and the bytes to send on stdin once the PID line came: GO when the script fits in the
+    request."""
     if "\0" in script:
         raise SshError("script", "the script contains a NUL byte, which no shell can run as written")
     command = inline(script, run_as)
     if len(command.encode()) <= INLINE_MAX:
-        return command, b""
+        return command, GO
     return via_stdin(script, run_as)
 
 
@@ -99,8 +103,8 @@ def group_kill_command(pid: int, run_as: str | None = None) -> str:
 
 
 class Remote:
-    """Runs one script: sends it on stdin (when too long for the exec request) once the PID line came, streams the
-    output, kills the process group when stopped."""
+    """Runs one script: once the PID line came, sends GO or (when too long for the exec request) the script on stdin,
+    streams the output, kills the process group when stopped."""
 
     def __init__(
         self, pool: Connections, endpoint: Endpoint, on_stdout: OutputCallback, on_stderr: OutputCallback,
