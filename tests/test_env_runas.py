@@ -266,7 +266,7 @@ def test_the_cli_sends_env_and_run_as(gunicorn_url: str, workers: Any, instance:
     env = cli_environment(gunicorn_url, "operator", tmp_path)
 
     def wsexec(*args: str) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([*WSEXEC, *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+        done = subprocess.run([str(WSEXEC), *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
         assert "Traceback" not in done.stderr, done.stderr
         return done
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import Api, task_body, wait_finished, wait_for
-from workers.ssh.remote import INLINE_MAX, framed, inline
+from workers.ssh.remote import GO, INLINE_MAX, framed, inline
 from wsexec.config import Settings
 from wsexec.testing import SshServer, ensure_login_user, free_port
 
@@ -264,7 +264,7 @@ def test_a_script_of_exactly_the_maximum_size_runs(run: Run, instance: dict[str,
 def test_a_script_at_the_inline_limit_runs_either_way(run: Run, instance: dict[str, Any], extra: int) -> None:
     """The worker carries a script in the exec request up to INLINE_MAX bytes of request, and on stdin past it."""
     script = "echo ok #" + "#" * (INLINE_MAX - len(inline("echo ok #").encode()) + extra)
-    assert bool(framed(script)[1]) == bool(extra)
+    assert (framed(script)[1] != GO) == bool(extra)
     task = run(instance["id"], script)
     assert (task["state"], task["rc"], task["stdout"], task["stderr"]) == ("DONE", 0, "ok\n", ""), task
 
