@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -55,7 +56,13 @@ def declare(cli: Cli, server: SshServer, tag: str, login: str, *extra: str | int
 def start(env: dict[str, str], *args: str | int) -> subprocess.Popen[str]:
     """`wsexec ARGS` left running, its output piped."""
     return subprocess.Popen([str(WSEXEC), *map(str, args)], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
+
+
+def interruptible() -> None:
+    """In a child the tests interrupt: SIGINT's default action. An ignored SIGINT is inherited (a test run started
+    in the background has one), and Python then never raises KeyboardInterrupt: Ctrl-C would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def gate_script(gate: Path, rc: int) -> str:
@@ -71,6 +78,7 @@ def on_terminal(env: dict[str, str], args: list[str | int], answer: str, timeout
     if pid == 0:  # the child: wsexec with the terminal as stdin, stdout and stderr, sized as a terminal window is
         fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
         os.chdir(ROOT)
+        interruptible()
         os.execve(WSEXEC, [str(WSEXEC), *map(str, args)], env | {"TERM": "xterm"})
     shown, deadline, answered = b"", time.monotonic() + timeout, False
     while time.monotonic() < deadline:
