@@ -93,7 +93,6 @@ class Store:
         self.lost_tasks = self.leases.lost
         self.append_output = self.output.append
         self.read_output = self.output.read
-        self.read_outputs = self.output.read_all
         self.output_snapshot = self.output.snapshot
         self.wait_output = self.output.wait
         self.until_finished = self.waits.until_finished

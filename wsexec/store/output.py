@@ -8,7 +8,6 @@ lifecycle events out of the resume window.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import cast
 
 from redis import Redis
@@ -17,7 +16,6 @@ from redis.client import Pipeline
 from wsexec.store import bookkeeping_scripts, keys
 from wsexec.store.events import BLOCK_MAX_MS, START
 from wsexec.store.records import TASK
-from wsexec.store.states import STREAMS
 
 
 class Output:
@@ -34,16 +32,6 @@ class Output:
         if data:
             self._append(keys=[keys.output(task_id, stream), keys.notify(task_id)], args=[self.cap, data, offset],
                          client=pipeline)
-
-    def read_all(self, task_ids: Iterable[int]) -> list[dict[str, bytes]]:
-        """Both streams of each task, whole (bounded by the cap), in one round trip."""
-        ids = list(task_ids)
-        with self.redis.pipeline(transaction=False) as pipe:
-            for task_id in ids:
-                for stream in STREAMS:
-                    pipe.get(keys.output(task_id, stream))
-            values = iter(pipe.execute())
-        return [{stream: next(values) or b"" for stream in STREAMS} for _ in ids]
 
     def read(self, task_id: int, stream: str, offset: int = 0, size: int | None = None) -> bytes:
         """The stored bytes of one stream from a byte offset: `size` of them at most, else up to the end (the cap)."""

@@ -120,7 +120,7 @@ class Task(MethodView):
         if changes:
             store.update_task(task_id, changes)
             audit.record("task.update", f"task:{task_id}", changes)
-        return service.with_output(store.get_task(task_id))
+        return service.task_with_output(task_id)
 
     put = patch
 

@@ -70,7 +70,7 @@ def cancel(task_id: int, by: str) -> dict[str, Any]:
 def wait_finished(task_ids: list[int], seconds: float, output: bool = False, created: str | None = None,
                   slot: quotas.WaitSlot | None = None) -> list[dict[str, Any]]:
     """The tasks once DONE or ABORT, or as they are when `seconds` run out (woken by their events, no polling);
-    with `output`, their stored output too (read with them, decoded for JSON as with_outputs() does); created: as
+    with `output`, their stored output too (read with them, decoded for JSON as task_with_output() does); created: as
     Waits.until_finished takes it; slot: the wait's, given back by the last read."""
     release = None if slot is None else slot.release_on
     tasks = context.store().until_finished(task_ids, seconds, output, created, release)
@@ -92,17 +92,6 @@ def task_with_output(task_id: int) -> dict[str, Any]:
 
 def _decoded(task: dict[str, Any]) -> dict[str, Any]:
     return {**task, **{s: task[s].decode("utf-8", "replace") for s in STREAMS}}
-
-
-def with_outputs(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The tasks and their stored output (at most the cap per stream), decoded for JSON, in one round trip."""
-    outputs = context.store().read_outputs(task["id"] for task in tasks)
-    return [{**task, **{s: data.decode("utf-8", "replace") for s, data in output.items()}}
-            for task, output in zip(tasks, outputs, strict=True)]
-
-
-def with_output(task: dict[str, Any]) -> dict[str, Any]:
-    return with_outputs([task])[0]
 
 
 def output_since(task_id: int, stdout_offset: int, stderr_offset: int) -> dict[str, Any]:
